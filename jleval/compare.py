@@ -8,7 +8,7 @@ from typing import Any
 
 from jleval.errors import UsageError
 from jleval.fsutil import atomic_write_text
-from jleval.table import load_run, paired_difference
+from jleval.table import PairedResult, load_run, paired_groups
 from jleval.tasks import CATEGORIES
 
 SAME = ("split", "num_few_shots", "max_num_samples", "profile")
@@ -28,44 +28,49 @@ def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed
                          "compare runs of the same model, split, shots, sample count and profile")
     rows = []
     shared = [t for t in cot.scores["tasks"] if t in basic.scores["tasks"]]
+    by_cat: dict[str, list[tuple[str, str]]] = {}
     for task in shared:
         b, c = basic.scores["tasks"][task], cot.scores["tasks"][task]
         star = c.get("star_metric") or b.get("star_metric")
-        if star is None:
+        # a task without a ⭐ metric (mgsm, jsts...) still gets its row, on its first metric; it feeds no category
+        metric = star or next((m for m in c.get("metrics", {}) if m in b.get("metrics", {})), None)
+        if metric is None:
             continue
-        col = f"{task}_{star}"
-        res = paired_difference(cot, basic, col, n_bootstrap, seed)
+        res = paired_groups(cot, basic, {"_": [(task, metric)]}, n_bootstrap, seed)
         ext = c.get("cot_extraction") or {}
-        rows.append({"level": "task", "name": task, "category": c.get("category"), "metric": star,
-                     "basic": (b["metrics"].get(star) or {}).get("value"),
-                     "cot": (c["metrics"].get(star) or {}).get("value"),
-                     **_diff(res), "extraction_failure_rate": ext.get("rate"),
-                     "n_shared": len(set(basic.per_sample.get(task, {})) & set(cot.per_sample.get(task, {})))})
+        rows.append({"level": "task", "name": task, "category": c.get("category"),
+                     "metric": metric if star else f"{metric} (no ⭐)", **_diff(res),
+                     "extraction_failure_rate": ext.get("rate"), "tasks": task,
+                     "n_shared": res.n_shared if res else 0})
+        if star and c.get("category"):
+            by_cat.setdefault(c["category"], []).append((task, star))
     for cat in CATEGORIES:
-        tasks = [r for r in rows if r["category"] == cat]
-        if not tasks:
+        if cat not in by_cat:
             continue
-        res = paired_difference(cot, basic, cat, n_bootstrap, seed)
-        fails = [r["extraction_failure_rate"] for r in tasks if r["extraction_failure_rate"] is not None]
-        rows.append({"level": "category", "name": cat, "category": cat, "metric": "⭐ mean",
-                     "basic": (basic.scores["categories"].get(cat) or {}).get("value"),
-                     "cot": (cot.scores["categories"].get(cat) or {}).get("value"), **_diff(res),
+        res = paired_groups(cot, basic, {cat: by_cat[cat]}, n_bootstrap, seed)
+        names = res.tasks if res else [t for t, _ in by_cat[cat]]
+        fails = [r["extraction_failure_rate"] for r in rows
+                 if r["level"] == "task" and r["name"] in names and r["extraction_failure_rate"] is not None]
+        rows.append({"level": "category", "name": cat, "category": cat, "metric": "⭐ mean", **_diff(res),
                      "extraction_failure_rate": sum(fails) / len(fails) if fails else None,
-                     "n_shared": sum(r["n_shared"] for r in tasks)})
+                     "tasks": " ".join(names), "n_shared": res.n_shared if res else 0})
     return {"basic": str(basic.path), "cot": str(cot.path), "model": cot.manifest.get("model"), "rows": rows,
-            "note": "diff = CoT − basic over the samples both runs share (paired bootstrap, 95% CI); "
-                    "CoT outputs without an extractable answer count as wrong (empty answer)"}
+            "note": "basic, CoT and diff = CoT − basic are all computed on the samples both runs share "
+                    "(paired bootstrap, 95% CI); a category row averages only the tasks both runs have (column "
+                    "`tasks`), so it can differ from either run's category score; CoT outputs without an "
+                    "extractable answer count as wrong (empty answer)"}
 
 
-def _diff(res) -> dict[str, Any]:
+def _diff(res: PairedResult | None) -> dict[str, Any]:
     if res is None:
-        return {"diff": None, "diff_ci_low": None, "diff_ci_high": None, "significant": None}
-    d, lo, hi = res
-    return {"diff": d, "diff_ci_low": lo, "diff_ci_high": hi, "significant": lo > 0 or hi < 0}
+        return {"basic": None, "cot": None, "diff": None, "diff_ci_low": None, "diff_ci_high": None,
+                "significant": None}
+    return {"basic": res.mean_b, "cot": res.mean_a, "diff": res.diff, "diff_ci_low": res.ci_low,
+            "diff_ci_high": res.ci_high, "significant": res.ci_low > 0 or res.ci_high < 0}
 
 
 COLUMNS = ("level", "name", "category", "metric", "basic", "cot", "diff", "diff_ci_low", "diff_ci_high",
-           "significant", "extraction_failure_rate", "n_shared")
+           "significant", "extraction_failure_rate", "n_shared", "tasks")
 
 
 def to_csv(result: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ MAWPS source rationales start with `解答：` before the reasoning.
 from __future__ import annotations
 
 import re
+import unicodedata
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,9 @@ def _check_keys(where: str, data: dict, keys: dict) -> None:
 
 # --- answer extraction ------------------------------------------------------------------------------------
 
+#: Bumped whenever a change to the rules below can change an extracted answer; recorded in metric signatures.
+EXTRACTION_VERSION = "2"
+
 _BLOCK = re.compile(r"^[ \t]*###[ \t]*(?:入力|指示)[ \t]*[:：]", re.MULTILINE)
 _EMPH = r"(?:\*\*|__|\*|_)?"
 # A marker word, optional closing emphasis, then a colon (half- or full-width), optional emphasis again.
@@ -177,7 +181,9 @@ class Extraction:
 
 
 def _answer_kind(task: TaskSpec | str | None) -> tuple[str, tuple[str, ...]]:
-    """("label", labels) for tasks with a label list, ("number", ()) for math (MR) tasks, else ("text", ())."""
+    """("label", labels) for tasks with a label list, ("number", ()) for math (MR) tasks, else ("text", ()).
+    `task` is a task name or anything with `label_list` and `category` (a TaskSpec, or scoring's TaskInfo
+    for a task that only the run's manifest defines)."""
     if task is None:
         return "text", ()
     if isinstance(task, str):
@@ -220,6 +226,9 @@ def extract(text: str, task: TaskSpec | str | None = None) -> Extraction:
     """Extract the final answer of a CoT generation (see the module docstring for the rules)."""
     if not text:
         return Extraction(None, "none")
+    # NFKC first (every profile applies it to the answer anyway): full-width markers, colons and spaces
+    # ("Ａｎｓｗｅｒ：", "答え　：") then match like their ASCII forms.
+    text = unicodedata.normalize("NFKC", text)
     block = _BLOCK.search(text)
     if block:
         text = text[: block.start()]

@@ -146,10 +146,10 @@ def read_outputs(path: Path, warnings: list[str]) -> list[Sample]:
         err = rec.get("error")
         for key in ("id", "gold"):
             if key not in rec:
-                raise ScoreError(f"{path}:{i + 1}: missing field {key!r}", "see docs/formats.md for the layout")
+                raise ScoreError(f"{path}:{i + 1}: missing field {key!r}", "see docs/file-formats.md for the layout")
         gen = rec.get("generation")
         if gen is None and not err:
-            raise ScoreError(f"{path}:{i + 1}: missing field 'generation'", "see docs/formats.md for the layout")
+            raise ScoreError(f"{path}:{i + 1}: missing field 'generation'", "see docs/file-formats.md for the layout")
         sid = rec["id"]
         if not isinstance(sid, int) or isinstance(sid, bool):
             raise ScoreError(f"{path}:{i + 1}: 'id' must be an integer sample index, got {sid!r}")
@@ -199,6 +199,18 @@ def _compute_metric(metric: str, preds: list[str], golds: list[str], inputs: lis
 # ----------------------------------------------------------------------------------------------- scoring
 
 
+def _post_signature(sig: str, info: TaskInfo, profile: str, prompt_style: str) -> str:
+    """A metric's signature with the post-processing this task really got: the task's own extraction pattern
+    (jleval profile) and, for chain-of-thought runs, the answer extraction that runs before it."""
+    generic = pp.signature(profile)
+    actual = pp.signature(profile, info.pattern)
+    if prompt_style == "cot":
+        from jleval.cot import EXTRACTION_VERSION
+
+        actual = actual.replace("|post:", f"|post:cot-extract-{EXTRACTION_VERSION}+", 1)
+    return sig.replace(generic, actual, 1)
+
+
 def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap: int, seed: int,
                warnings: list[str], prompt_style: str = "basic"
                ) -> tuple[dict[str, Any], np.ndarray | None, list[dict[str, Any]]]:
@@ -215,7 +227,7 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
     if prompt_style == "cot":
         from jleval import cot
 
-        answers = [cot.extract_answer(t, info.name) for t in texts]
+        answers = [cot.extract_answer(t, info) for t in texts]
         extracted = [a is not None for a in answers]
         texts = [a if a is not None else "" for a in answers]
     preds = [pp.postprocess(t, profile, info.pattern) for t in texts]
@@ -249,7 +261,8 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
             elif res.resample is not None:
                 reps = np.asarray(res.resample(idx), dtype=float)
         m: dict[str, Any] = {"value": _finite(res.score), "n": n, "ci95": _ci(reps),
-                             "scale": SCALES.get(metric), "signature": res.signature}
+                             "scale": SCALES.get(metric), "signature": _post_signature(res.signature, info,
+                                                                                      profile, prompt_style)}
         if res.score is None:
             m["reason"] = res.reason
             warnings.append(f"{info.name}: {metric} not computed: {res.reason}")

@@ -156,35 +156,59 @@ def paired_difference(a: ScoredRun, b: ScoredRun, col: str, n_bootstrap: int = 1
     groups = _column_tasks([a, b], col)
     if not groups:
         return None
+    res = paired_groups(a, b, {cat: [(t, a.scores["tasks"].get(t, {}).get("star_metric")) for t in tasks]
+                               for cat, tasks in groups.items()}, n_bootstrap, seed)
+    return None if res is None else (res.diff, res.ci_low, res.ci_high)
+
+
+@dataclass
+class PairedResult:
+    diff: float                 # mean(a) - mean(b), aggregated task -> category -> overall
+    ci_low: float
+    ci_high: float
+    mean_a: float               # a's value on the shared samples, aggregated the same way
+    mean_b: float
+    tasks: list[str]            # the tasks that had shared samples
+    n_shared: int
+
+
+def paired_groups(a: ScoredRun, b: ScoredRun, groups: dict[str, list[tuple[str, str | None]]],
+                  n_bootstrap: int = 1000, seed: int = 0) -> PairedResult | None:
+    """The paired bootstrap behind every "is it better" in jleval: `groups` maps a category to its
+    (task, per-sample metric) pairs; each task's samples shared by both runs are resampled (the same ids for
+    both runs, a stream seeded by the task's name, so a task gets the same interval wherever it appears),
+    task means are averaged within a category, and categories are averaged."""
     per_task = []
-    for cat, tasks in groups.items():
-        for t in tasks:
-            star = a.scores["tasks"].get(t, {}).get("star_metric")
-            sa, sb = a.per_sample.get(t, {}), b.per_sample.get(t, {})
-            ids = sorted(i for i in set(sa) & set(sb) if star in sa[i] and star in sb[i])
-            if not ids or star is None:
+    for cat, members in groups.items():
+        for t, metric in members:
+            if metric is None:
                 continue
-            va = np.array([sa[i][star] for i in ids], float)
-            vb = np.array([sb[i][star] for i in ids], float)
-            per_task.append((cat, t, va - vb))
+            sa, sb = a.per_sample.get(t, {}), b.per_sample.get(t, {})
+            ids = sorted(i for i in set(sa) & set(sb) if metric in sa[i] and metric in sb[i])
+            if not ids:
+                continue
+            va = np.array([sa[i][metric] for i in ids], float)
+            vb = np.array([sb[i][metric] for i in ids], float)
+            per_task.append((cat, t, va, vb))
     if not per_task:
         return None
-    cats = sorted({c for c, _, _ in per_task})
+    cats = sorted({c for c, *_ in per_task})
     reps = np.zeros((n_bootstrap, len(cats)))
-    point = np.zeros(len(cats))
+    point = np.zeros((3, len(cats)))
     for ci, cat in enumerate(cats):
-        diffs = [d for c, _, d in per_task if c == cat]
         task_reps, task_point = [], []
-        for t_i, d in enumerate(diffs):
-            rng = np.random.default_rng([seed, zlib.crc32(f"{cat}/{t_i}".encode())])
+        for _, t, va, vb in (x for x in per_task if x[0] == cat):
+            d = va - vb
+            rng = np.random.default_rng([seed, zlib.crc32(t.encode())])
             idx = rng.integers(0, len(d), size=(n_bootstrap, len(d)))
             task_reps.append(d[idx].mean(axis=1))
-            task_point.append(d.mean())
+            task_point.append((d.mean(), va.mean(), vb.mean()))
         reps[:, ci] = np.mean(task_reps, axis=0)
-        point[ci] = np.mean(task_point)
-    total = reps.mean(axis=1)
-    lo, hi = np.percentile(total, [2.5, 97.5])
-    return float(point.mean()), float(lo), float(hi)
+        point[:, ci] = np.mean(task_point, axis=0)
+    lo, hi = np.percentile(reps.mean(axis=1), [2.5, 97.5])
+    diff, mean_a, mean_b = point.mean(axis=1)
+    return PairedResult(float(diff), float(lo), float(hi), float(mean_a), float(mean_b),
+                        [t for _, t, _, _ in per_task], sum(len(va) for *_, va, _ in per_task))
 
 
 def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,

@@ -178,6 +178,9 @@ def test_rendered_prompt_layout_and_stop_strings():
     ("jamp", "8月から10月まで続いている。\n9月はその間にある。\n答え：entailment", "entailment", "marker"),
     ("jamp", "理由。\n答え:neutral", "neutral", "marker"),
     ("jamp", "理由。\n答え ：  contradiction  ", "contradiction", "marker"),
+    # full-width forms: ideographic space before the colon, full-width letters and answer
+    ("jamp", "理由。\n答え　：entailment", "entailment", "marker"),
+    ("mmlu_en", "So B.\nＡｎｓｗｅｒ：Ｂ", "B", "marker"),
     ("jcommonsenseqa", "牧草は餌になる。\n回答：3", "3", "marker"),
     ("mmlu_en", "Speed is distance over time.\nAnswer: B", "B", "marker"),
     ("mmlu_en", "So it is D.\nFinal answer: D", "D", "marker"),

@@ -317,3 +317,25 @@ def test_star_metric_not_among_metrics_is_a_warning_not_a_crash(tmp_path):
     assert s["tasks"]["t"]["metrics"]["bleu_ja"]["value"] is not None
     assert "MT" in s["missing_categories"]
     assert any("not among the metrics" in w for w in s["warnings"])
+
+
+def test_signatures_name_the_extraction_that_ran(tmp_path):
+    """A task's own extraction pattern (jleval profile) and a CoT run's answer extraction change the numbers, so
+    they are part of every signature; a task only the manifest defines is scored in a CoT run too."""
+    from jleval.cot import EXTRACTION_VERSION
+
+    t = {**_task("NLI", "exact_match", ["exact_match"], NLI_LABELS), "options": {"answer_extract_pattern": "<a>(.*?)</a>"}}
+    run = _write_run(tmp_path / "pat", {"mytask": t}, {"mytask": _rows([("理由<a>entailment</a>", "entailment")])})
+    sig = score_run(run, profile="jleval", n_bootstrap=10)["tasks"]["mytask"]["metrics"]["exact_match"]
+    assert sig["value"] == 1.0 and "post:extract:re:<a>(.*?)</a>+nfkc+strip" in sig["signature"]
+
+    cot_run = _write_run(tmp_path / "cot", {"mytask": _task("NLI", "exact_match", ["exact_match"], NLI_LABELS)},
+                         {"mytask": _rows([("考える。\n答え：entailment", "entailment"), ("わからない", "neutral")])},
+                         {"prompt_style": "cot"})
+    s = score_run(cot_run, n_bootstrap=10)["tasks"]["mytask"]
+    assert s["metrics"]["exact_match"]["value"] == 0.5 and s["cot_extraction"]["failed"] == 1
+    assert f"post:cot-extract-{EXTRACTION_VERSION}+cut-blank-line" in s["metrics"]["exact_match"]["signature"]
+    basic = score_run(_write_run(tmp_path / "basic", {"mytask": _task("NLI", "exact_match", ["exact_match"],
+                                                                          NLI_LABELS)},
+                                 {"mytask": _nli(1, 2)}), n_bootstrap=10)
+    assert "cot-extract" not in basic["tasks"]["mytask"]["metrics"]["exact_match"]["signature"]

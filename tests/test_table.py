@@ -16,12 +16,12 @@ TASKS = {"jamp": ["entailment", "contradiction", "neutral"], "jcommonsenseqa": [
 
 
 def make_run(root: Path, name: str, accuracy: float, n: int = 200, seed: int = 0, model: str | None = None,
-             style: str = "basic", shots: int = 4, split: str = "dev") -> Path:
+             style: str = "basic", shots: int = 4, split: str = "dev", task_labels: dict | None = None) -> Path:
     """A run folder whose outputs are right on a known share of samples (the same samples for the same seed)."""
     run = root / name
     (run / "outputs").mkdir(parents=True)
     tasks = {}
-    for task, labels in TASKS.items():
+    for task, labels in (task_labels or TASKS).items():
         spec = get_task(task)
         rng = random.Random(f"{seed}-{task}")
         golds = [rng.choice(labels) for _ in range(n)]
@@ -153,12 +153,32 @@ def test_compare_styles_shows_the_known_difference(tmp_path):
     assert jamp["extraction_failure_rate"] == pytest.approx(0.1)
     assert jamp["cot"] == pytest.approx(jamp["basic"] + jamp["diff"])
     assert jamp["diff"] > 0 and jamp["significant"] and jamp["diff_ci_low"] > 0
-    assert rows[("category", "NLI")]["diff"] == pytest.approx(jamp["diff"])
+    nli = rows[("category", "NLI")]
+    assert (nli["diff"], nli["diff_ci_low"], nli["diff_ci_high"]) == (jamp["diff"], jamp["diff_ci_low"],
+                                                                      jamp["diff_ci_high"])
     with pytest.raises(UsageError, match="basic run then a cot run"):
         compare_styles(cot, basic)
     other = make_run(tmp_path, "other", 0.5, model="m2", style="cot")
     with pytest.raises(UsageError, match="more than the prompt style: model"):
         compare_styles(basic, other)
+
+
+def test_compare_styles_uses_only_what_both_runs_have(tmp_path):
+    """A category's basic and CoT values are taken over the same tasks and samples as its diff (a task without a
+    CoT prompt is left out), and a task without a ⭐ metric (mgsm) still gets its row."""
+    from jleval.compare import compare_styles
+
+    both = {"jamp": TASKS["jamp"], "mgsm": ["12", "7", "30"]}
+    basic = make_run(tmp_path, "basic", 0.5, model="m", task_labels={**both, "janli": ["entailment", "non-entailment"]})
+    cot = make_run(tmp_path, "cot", 0.5, model="m", style="cot", task_labels=both)
+    rows = {(r["level"], r["name"]): r for r in compare_styles(basic, cot)["rows"]}
+    jamp, nli = rows[("task", "jamp")], rows[("category", "NLI")]
+    assert nli["tasks"] == "jamp" and ("task", "janli") not in rows
+    assert (nli["basic"], nli["cot"], nli["diff"]) == (jamp["basic"], jamp["cot"], jamp["diff"])
+    assert nli["cot"] - nli["basic"] == pytest.approx(nli["diff"])
+    mgsm = rows[("task", "mgsm")]
+    assert mgsm["metric"] == "exact_match (no ⭐)" and mgsm["basic"] == pytest.approx(0.5)
+    assert ("category", "MR") not in rows
 
 
 def test_table_refuses_to_mix_styles(tmp_path):
