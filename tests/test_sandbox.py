@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 LIMITS = Limits(timeout_s=2.0, memory_mb=256, output_bytes=64 * 1024)
 SECRET = "sk-jleval-test-0123456789abcdef"
 SLEEP_MARK = "987.6543"  # argument of the background `sleep`, to find it in /proc afterwards
+SHM_KEY = 0x6A6C6576  # "jlev": the SysV shared memory key of the shm attack, to find it afterwards
 
 GOOD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
@@ -54,6 +55,21 @@ class Env:
         self.listener.listen(8)
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
+        # a Unix socket in /tmp, where X11, ssh-agent and friends keep theirs (a read-only mount does not stop
+        # connect(): the shared temp dirs must be hidden)
+        import tempfile
+
+        self.unix_dir = Path(tempfile.mkdtemp(prefix="jl-sock-", dir="/tmp"))
+        self.unix_dir.chmod(0o755)
+        self.unix_path = self.unix_dir / "s"
+        self.unix_listener = socket.socket(socket.AF_UNIX)
+        self.unix_listener.bind(str(self.unix_path))
+        self.unix_path.chmod(0o777)
+        self.unix_listener.listen(8)
+        self.unix_listener.setblocking(False)
+        self.link_target = root / "link-target"  # a symlink to it inside a read-only dir must not re-mode it
+        self.link_target.mkdir()
+        self.link_target.chmod(0o755)
 
     def programs(self) -> dict[str, Program]:
         fail = ["assert add(1, 2) == 3"]  # the hostile programs define no add(): only a fake pass could pass
@@ -64,6 +80,9 @@ class Env:
             "syntax_error": Program("def add(a, b)\n    return a + b\n", ADD_TESTS),
             "runtime_error": Program("def add(a, b):\n    return a + c\n", ADD_TESTS),
             "slow_but_correct": Program("import time\ntime.sleep(0.6)\n" + GOOD, ADD_TESTS),
+            # a model's usage example must not run (upstream exec()'d the generation inside its evaluator)
+            "main_block": Program(GOOD + "\nif __name__ == '__main__':\n    print(add(int(input()), 1))\n",
+                                  ADD_TESTS),
             "jhumaneval_style": Program(
                 "def add(a, b):\n    return a + b\n",
                 ["def check(candidate):\n    assert candidate(2, 3) == 5\n", "check(add)"]),
@@ -98,6 +117,25 @@ class Env:
                 "import builtins\nclass AssertionError(Exception):\n    pass\n"
                 "builtins.AssertionError = AssertionError\n"
                 "def add(a, b):\n    return 0\n", ADD_TESTS),
+            "unix_socket": Program(
+                f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({str(self.unix_path)!r})\n"
+                "s.sendall(b'x')\n" + GOOD, ADD_TESTS),
+            "sysv_shared_memory": Program(
+                "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                f"sid = libc.shmget({SHM_KEY}, 16 << 20, 0o1666)\nassert sid >= 0, ctypes.get_errno()\n"
+                "libc.shmat.restype = ctypes.c_void_p\naddr = libc.shmat(sid, None, 0)\n"
+                "ctypes.memset(addr, 1, 16 << 20)\nlibc.shmdt(ctypes.c_void_p(addr))\n", fail),
+            "symlink_in_readonly_dir": Program(
+                f"import os\nos.mkdir('d')\nos.symlink({str(self.link_target)!r}, 'd/m')\nos.chmod('d', 0o500)\n",
+                fail),
+            "unremovable_dirs": Program(
+                "import os\nos.makedirs('e/f/g')\nopen('e/f/g/x', 'w').close()\nos.chmod('e/f/g', 0)\n"
+                "os.chmod('e/f', 0)\nos.chmod('e', 0o500)\n", fail),
+            "deep_tree": Program(
+                "import os\nfor _ in range(2500):\n    os.mkdir('d')\n    os.chdir('d')\n", fail),
+            "fill_disk": Program(
+                "block = b'x' * (1 << 20)\nfor i in range(12):\n    with open(f'f{i}', 'wb') as f:\n"
+                "        for _ in range(15):\n            f.write(block)\n" + GOOD, ADD_TESTS),
             "background_process": Program(
                 f"import os, subprocess\nsubprocess.Popen(['sleep', '{SLEEP_MARK}'], start_new_session=True)\n"
                 "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        import time\n"
@@ -110,6 +148,10 @@ def env(tmp_path_factory):
     e = Env(tmp_path_factory.mktemp("outside"))
     yield e
     e.listener.close()
+    e.unix_listener.close()
+    import shutil
+
+    shutil.rmtree(e.unix_dir, ignore_errors=True)
     e.home_target.unlink(missing_ok=True)
 
 
@@ -142,7 +184,7 @@ def test_isolation_is_reported(suite):
         assert "netns" in label  # this CI machine allows namespaces: the full isolation must be active
 
 
-@pytest.mark.parametrize("name", ["correct", "slow_but_correct", "jhumaneval_style"])
+@pytest.mark.parametrize("name", ["correct", "slow_but_correct", "jhumaneval_style", "main_block"])
 def test_normal_programs_pass(suite, name):
     r = suite["results"][name]
     assert r.status == "passed", r
@@ -159,7 +201,8 @@ def test_normal_programs_fail(suite, name, status):
 
 HOSTILE = ["infinite_loop", "fork_bomb", "memory_bomb", "write_home", "write_run_dir", "delete_outside",
            "read_api_key", "connect_localhost", "kill_parent", "kill_everything", "print_1gb", "sys_exit_0",
-           "os_exit_0", "swallowed_exit", "redefine_assertion_error", "background_process"]
+           "os_exit_0", "swallowed_exit", "redefine_assertion_error", "background_process", "unix_socket",
+           "sysv_shared_memory", "symlink_in_readonly_dir", "unremovable_dirs", "deep_tree"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -187,6 +230,41 @@ def test_nothing_outside_the_temp_dir_was_touched(suite, env):
     assert not env.home_target.exists()
     assert list(env.run_dir.iterdir()) == []
     assert env.victim.read_text() == "precious"
+    assert env.link_target.stat().st_mode & 0o777 == 0o755
+
+
+def test_no_connection_reached_the_unix_socket(suite, env):
+    assert suite["results"]["unix_socket"].status == "error"
+    with pytest.raises(BlockingIOError):
+        env.unix_listener.accept()
+
+
+def test_no_shared_memory_outlives_the_program(suite):
+    r = suite["results"]["sysv_shared_memory"]
+    assert r.status == "error", r
+    shm = Path("/proc/sysvipc/shm")
+    if shm.exists():
+        keys = [line.split()[0] for line in shm.read_text().splitlines()[1:]]
+        assert str(SHM_KEY) not in keys
+
+
+def test_temp_dirs_are_removed_whatever_the_program_left(suite):
+    """Deep trees, mode-000 directories, links: after each program its temp dir is gone (none is left in the
+    sandbox's base folder while it idles)."""
+    box = suite["box"]
+    for name in ("deep_tree", "unremovable_dirs", "symlink_in_readonly_dir", "fill_disk"):
+        assert "sandbox server error" not in suite["results"][name].reason, suite["results"][name]
+    assert [p.name for p in box._base.iterdir() if p.name.startswith("run-")] == []
+
+
+def test_disk_is_bounded_with_namespaces(suite):
+    """180 MiB in 12 files: each under the 16 MiB file-size limit, together over the 64 MiB tmpfs. The fallback
+    has only the per-file limit (documented), so there the program passes and its files are deleted after it."""
+    r = suite["results"]["fill_disk"]
+    if "netns" in suite["box"].isolation_label:
+        assert r.status == "error" and "No space left" in r.reason, r
+    else:
+        assert r.status == "passed", r
 
 
 def test_no_secret_reaches_the_program(suite):
@@ -241,3 +319,16 @@ def test_closed_sandbox_leaves_nothing(env):
     token = box.token
     box.close()
     assert [c for c in _cmdlines() if token in c or f"sleep {SLEEP_MARK}" in c] == []
+
+
+def test_fallback_refuses_forks_and_unaudited_spawns():
+    """Without namespaces the audit hook is the only network guard: `_posixsubprocess.fork_exec` (which raises
+    no audit event) and os.fork must not be reachable."""
+    with Sandbox(LIMITS, workers=2, isolation="none") as box:
+        results = box.run([Program("import _posixsubprocess\n" + GOOD, ADD_TESTS),
+                           Program("import subprocess\nfor a in ('_posixsubprocess', '_fork_exec'):\n"
+                                   "    assert getattr(subprocess, a, None) is None\n" + GOOD, ADD_TESTS),
+                           Program("import os\nos.fork()\n" + GOOD, ADD_TESTS)])
+    assert results[0].status == "error" and "not allowed" in results[0].reason, results[0]
+    assert results[1].status == "passed", results[1]
+    assert results[2].status == "error" and "os.fork is not allowed" in results[2].reason, results[2]

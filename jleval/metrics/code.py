@@ -99,9 +99,11 @@ def parse_tests(gold: str) -> list[str] | None:
 def code_exec_results(preds: Sequence[str], golds: Sequence[str]) -> list[Result]:
     """Per-sample sandbox results (status, reason); a malformed gold is an error result for that sample."""
     parsed = [parse_tests(g) for g in golds]
-    todo = [Program(code=p, tests=t) for p, t in zip(preds, parsed) if t is not None]
+    todo = [Program(code=p, tests=t) for p, t in zip(preds, parsed) if t]
     ran = iter(_sandbox("python").run(todo)) if todo else iter(())
-    return [next(ran) if t is not None else Result("error", "the gold is not a Python-literal list of tests")
+    # an empty list would "pass" any program (upstream's loop never runs): a broken gold, scored as not passed
+    return [next(ran) if t else Result("error", "the gold is not a Python-literal list of tests" if t is None
+                                       else "the gold has no tests to run")
             for t in parsed]
 
 

@@ -7,7 +7,7 @@
     results[0].passed, results[0].status, results[0].reason
 
 Each program runs in its own process, forked from a long-lived fork server (`_server.py`, one per worker) so a
-program costs a few milliseconds to start. Where the OS allows it the process gets new network, mount and pid
+program costs ~10 ms, not an interpreter start (plus pylint's import, for pylint_check). Where the OS allows it the process gets new network, mount and pid
 namespaces (no network at all; every file system read-only except a fresh temp dir that is its cwd and HOME;
 everything it spawned dies with it), an unprivileged uid when jleval runs as root, no capabilities, rlimits on
 CPU time, address space, processes, file size and open files, a scrubbed environment, stdin on /dev/null and
@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import secrets
-import shutil
 import signal
 import struct
 import subprocess
@@ -70,13 +69,24 @@ def _pw_home() -> str:
         return ""
 
 
+def _remove_tree(path: Path) -> None:
+    """The fork server's remover (any depth, mode-000 dirs, never through a symlink); never raises."""
+    from jleval.sandbox._server import remove_tree
+
+    try:
+        remove_tree(str(path))
+    except BaseException:  # noqa: BLE001 - cleanup must not stop the other sandboxes from closing
+        pass
+
+
 class SandboxError(JlevalError):
     """The sandbox could not start (no usable Python, no temp directory)."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-program limits. cpu_s defaults to timeout_s; memory is the address-space limit."""
+    """Per-program limits. cpu_s defaults to timeout_s; memory is the address-space limit; disk_mb bounds what a
+    program can write in all (its temp dir is a tmpfs of that size; the fallback has only fsize_mb per file)."""
 
     timeout_s: float = 10.0
     cpu_s: float | None = None
@@ -85,6 +95,7 @@ class Limits:
     fsize_mb: int = 16
     nofile: int = 64
     output_bytes: int = 1 << 20
+    disk_mb: int = 64  # size of the temp dir (a tmpfs) where namespaces are available
 
     def as_request(self) -> dict:
         d = asdict(self)
@@ -93,7 +104,7 @@ class Limits:
 
     def signature(self) -> str:
         cpu = self.cpu_s if self.cpu_s is not None else self.timeout_s
-        return f"wall:{self.timeout_s:g}s|cpu:{cpu:g}s|mem:{self.memory_mb}M|nproc:{self.nproc}"
+        return f"wall:{self.timeout_s:g}s|cpu:{cpu:g}s|mem:{self.memory_mb}M|nproc:{self.nproc}|disk:{self.disk_mb}M"
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,7 @@ class Sandbox:
         try:
             first = _Server(self._cfgs[0], self.token)
         except BaseException:
-            shutil.rmtree(self._base, ignore_errors=True)
+            _remove_tree(self._base)
             raise
         self.isolation = first.isolation
         self._servers[0] = first
@@ -275,7 +286,7 @@ class Sandbox:
             self._servers.clear()
         for server in servers:
             server.close()
-        shutil.rmtree(self._base, ignore_errors=True)
+        _remove_tree(self._base)
 
     def server_pids(self) -> list[int]:
         with self._lock:
