@@ -6,8 +6,9 @@
         results = box.run([Program(code=generation, tests=["assert f(1) == 2", ...]), ...])
     results[0].passed, results[0].status, results[0].reason
 
-Each program runs in its own process, forked from a long-lived fork server (`_server.py`, one per worker) so a
-program costs ~10 ms, not an interpreter start (plus pylint's import, for pylint_check). Where the OS allows it the process gets new network, mount and pid
+Each program runs in its own process, forked from a long-lived fork server (`_server.py`, one per worker), so a
+program costs ~10 ms rather than an interpreter start (and pylint is imported once per server, not per program).
+Where the OS allows it the process gets new network, mount, pid and IPC
 namespaces (no network at all; every file system read-only except a fresh temp dir that is its cwd and HOME;
 everything it spawned dies with it), an unprivileged uid when jleval runs as root, no capabilities, rlimits on
 CPU time, address space, processes, file size and open files, a scrubbed environment, stdin on /dev/null and
