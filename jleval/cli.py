@@ -51,7 +51,7 @@ RawDirOpt = Annotated[
     Optional[Path], typer.Option("--raw-dir", help="Read raw benchmark files from DIR (offline; same layout as the download cache).")
 ]
 DataDirOpt = Annotated[
-    Optional[Path], typer.Option("--out", "-o", help="Output folder for the jaster sets [default: $JLEVAL_HOME/jaster].")
+    Optional[Path], typer.Option("--out", "-o", help="Output folder for the jaster sets (default: $JLEVAL_HOME/jaster).")
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="Dataset version folder name.")]
 NcOpt = Annotated[
@@ -136,7 +136,7 @@ def prompts_cmd(
     num_few_shots: ShotsOpt = 4,
     max_num_samples: MaxOpt = 100,
     template: TemplateOpt = "v1.4.1",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets [default: $JLEVAL_HOME/jaster].")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
     version: VersionOpt = "1.4.1",
     include_non_commercial: NcOpt = False,
@@ -144,11 +144,16 @@ def prompts_cmd(
     """Write the rendered prompts in upstream's <task>.eval-prompt.json dump format, to inspect and diff."""
     from jleval.api import dump_prompts
 
+    skipped: dict[str, str] = {}
     written = dump_prompts(out, tasks=tasks, split=split, num_few_shots=num_few_shots,
                            max_num_samples=max_num_samples, template=template, data_dir=data_dir, raw_dir=raw_dir,
-                           version=version, include_non_commercial=include_non_commercial)
+                           version=version, include_non_commercial=include_non_commercial, skipped=skipped)
     for path, n in written:
         console.print(f"{path}  ({n} prompts)")
+    for task, why in skipped.items():
+        err_console.print(f"[yellow]skipped {task}:[/] {escape(why)}")
+    if skipped:
+        raise typer.Exit(3)
 
 
 @app.command("run")
@@ -160,7 +165,7 @@ def run_cmd(
     num_few_shots: ShotsOpt = 4,
     max_num_samples: MaxOpt = 100,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of run folders.")] = Path("runs"),
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name [default: from model, split, shots].")] = None,
+    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default: from model, split, shots).")] = None,
     template: TemplateOpt = "v1.4.1",
     prompt_style: Annotated[str, typer.Option("--prompt-style", help="basic (default) or cot (chain of thought).")] = "basic",
     chat_template: Annotated[bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the tokenizer's chat template.")] = False,
@@ -181,7 +186,9 @@ def run_cmd(
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets [default: $JLEVAL_HOME/jaster].")] = None,
+    request_timeout: Annotated[Optional[float], typer.Option("--request-timeout", help="openai: seconds before one request is abandoned and retried (default: 120).")] = None,
+    max_retries: Annotated[Optional[int], typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts, with backoff (default: 5).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
     version: VersionOpt = "1.4.1",
     include_non_commercial: NcOpt = False,
@@ -195,7 +202,8 @@ def run_cmd(
         "data_parallel_size": data_parallel_size, "max_model_len": max_model_len,
         "gpu_memory_utilization": gpu_memory_utilization, "trust_remote_code": trust_remote_code or None,
         "distributed_executor_backend": distributed_executor_backend, "batch_size": batch_size, "device": device,
-        "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
+        "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "timeout": request_timeout,
+        "max_retries": max_retries,
     }
     opts = RunOptions(model=model, backend=backend, tasks=tasks, split=split, max_num_samples=max_num_samples,
                       num_few_shots=num_few_shots, template=template, prompt_style=prompt_style,
@@ -204,17 +212,25 @@ def run_cmd(
                       data_dir=data_dir, raw_dir=raw_dir, version=version,
                       include_non_commercial=include_non_commercial, out=out, run_name=run_name,
                       backend_options={k: v for k, v in backend_options.items() if v is not None})
-    with _RunProgress() as progress:
-        result = run(opts, progress=progress)
+    try:
+        with _RunProgress() as progress:
+            result = run(opts, progress=progress)
+    except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+        err_console.print("[red]interrupted[/]: every completion written so far is kept; re-run the same command "
+                          "to resume")
+        raise typer.Exit(130) from None
     for task, why in result.skipped_tasks.items():
         err_console.print(f"[yellow]skipped {task}:[/] {why}")
     total = {k: sum(c[k] for c in result.counts.values()) for k in ("total", "cached", "generated", "errors")}
     console.print(f"[bold]{result.run_dir}[/]: {total['total']} samples in {len(result.counts)} tasks "
                   f"({total['generated']} generated, {total['cached']} from cache, {total['errors']} errors)")
     if total["errors"]:
-        err_console.print("[yellow]Some requests failed; re-run the same command to retry them.[/]")
+        err_console.print(f"[yellow]{total['errors']} requests failed (the reasons are in the outputs' `error` field); "
+                          "re-run the same command to retry them.[/]")
     if score:
         _score_and_print([result.run_dir], profile=None)
+    if total["errors"]:
+        raise typer.Exit(3)
 
 
 def _score_and_print(run_dirs, profile) -> None:
@@ -322,14 +338,14 @@ def arena_judge_cmd(
     judge_model: Annotated[str, typer.Option("--judge", help="Judge model: Hub id or folder (vllm/hf), or the served model's name (--backend openai).")],
     backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai")] = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Judgments JSONL (appended; a re-run resumes).")] = Path("judgments.jsonl"),
-    n: Annotated[Optional[int], typer.Option("--n", help="Matches to judge (balanced pairwise-n) [default: every match].")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Matches to judge (balanced pairwise-n) (default: every match).")] = None,
     single_order: Annotated[bool, typer.Option("--single-order/--both-orders", help="One presentation order per match (a position term is fitted) instead of both (disagreement = tie).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the match schedule.")] = 0,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Judge prompt: a name in prompts/ or a file [default: rakuda_judge_ja.txt].")] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Judge prompt: a name in prompts/ or a file (default: rakuda_judge_ja.txt).")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Judge's maximum new tokens.")] = 2048,
     system_role: Annotated[bool, typer.Option("--system-role/--no-system-role", help="Send the instructions as a system message (off: prepended to the user turn).")] = True,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Also re-judge verdicts that could not be parsed.")] = False,
-    name: Annotated[Optional[list[str]], typer.Option("--name", help="RUN_DIR=NAME: the model's name in the arena [default: the manifest's model id]. Repeatable.")] = None,
+    name: Annotated[Optional[list[str]], typer.Option("--name", help="RUN_DIR=NAME: the model's name in the arena (default: the manifest's model id). Repeatable.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Judge model revision.")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype")] = None,
     tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size")] = None,
@@ -370,6 +386,10 @@ def arena_judge_cmd(
             report = judge(judge_backend, run_dirs, out, n=n, both_orders=not single_order, seed=seed, prompt=prompt,
                            max_tokens=max_tokens, system_role=system_role, retry_errors=retry_errors, names=names,
                            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]: every verdict written so far is kept; re-run the same command "
+                          "to resume")
+        raise typer.Exit(130) from None
     finally:
         judge_backend.close()
     console.print(f"[bold]{report.out_path}[/]: {report.judged} verdicts judged now, {report.already_done} already "
@@ -437,15 +457,14 @@ class _RunProgress:
         self._p.start()
         return self.update
 
-    def update(self, task, completion, total) -> None:
+    def update(self, task, completion, total, cached=0) -> None:
         import time
 
         if task not in self._ids:
-            self._ids[task] = self._p.add_task(task, total=total, tps="")
-        if completion is None:
-            return
-        if self._t0 is None:
+            self._ids[task] = self._p.add_task(task, total=total, completed=cached, tps="")
+        if completion is None:  # announced before generation starts: the rate is counted from here
             self._t0 = time.perf_counter()
+            return
         self._tokens += completion.completion_tokens or 0
         rate = self._tokens / max(time.perf_counter() - self._t0, 1e-6)
         self._p.update(self._ids[task], advance=1, tps=f"{rate:,.0f} tok/s")

@@ -34,8 +34,14 @@ from jleval.types import Completion, GenParams, Request
 IDENTITY_KEYS = (
     "model", "revision", "backend", "split", "num_few_shots", "max_num_samples", "template", "template_sha256",
     "prompt_style", "chat_template", "system_prompt", "add_special_tokens", "stop_rule", "data_version",
-    "decoding", "backend_options",
+    "decoding", "backend_options", "model_identity",
 )
+#: Backend options that change what a model generates (they are part of the run's identity and cache keys).
+#: Every other option (batch size, concurrency, server URL, retries, parallel layout, memory share, device)
+#: changes how fast, not what: it may differ between the sessions of one run (a resume with a smaller batch
+#: after an out-of-memory, or fewer requests in flight after 429s), and each session's values are recorded in
+#: the manifest's `sessions`.
+OUTPUT_OPTIONS = frozenset({"dtype", "max_model_len", "endpoint", "tokenizer"})
 BLANK_LINE = "\n\n"
 
 
@@ -85,22 +91,47 @@ def default_run_name(model: str, opts: RunOptions) -> str:
     return f"{base}_{opts.split}_{opts.num_few_shots}shot" + ("" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
 
 
-def _settings(opts: RunOptions, template_name: str, template_sha: str) -> dict[str, Any]:
+def _settings(opts: RunOptions, template_name: str, template_sha: str, backend_name: str,
+              identity: dict[str, Any]) -> dict[str, Any]:
     return {
-        "model": opts.model, "revision": opts.revision, "backend": opts.backend, "split": opts.split,
+        "model": opts.model, "model_identity": identity, "revision": opts.revision, "backend": backend_name,
+        "split": opts.split,
         "num_few_shots": opts.num_few_shots, "max_num_samples": opts.max_num_samples,
         "template": template_name, "template_sha256": template_sha, "prompt_style": opts.prompt_style,
         "chat_template": opts.chat_template, "system_prompt": opts.system_prompt,
         "add_special_tokens": opts.add_special_tokens, "stop_rule": opts.stop_rule,
         "data_version": opts.version,
         "decoding": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0},
-        "backend_options": {k: v for k, v in sorted(opts.backend_options.items()) if v is not None},
+        "backend_options": {k: v for k, v in sorted(opts.backend_options.items())
+                            if v is not None and k in OUTPUT_OPTIONS},
     }
 
 
 def model_fingerprint(settings: dict[str, Any]) -> str:
-    ident = {k: settings[k] for k in ("model", "revision", "backend", "backend_options")}
+    """The model part of every cache key: what the model is (a local folder's content digest, or the Hub id and
+    revision), the resolved backend, and the options that change its outputs."""
+    ident = {k: settings[k] for k in ("model_identity", "revision", "backend", "backend_options")}
     return sha256_text(json.dumps(ident, sort_keys=True, ensure_ascii=False))[:16]
+
+
+def resolve_backend(name: str) -> str:
+    """The backend a run really uses ("auto" resolved), so that a run started on a GPU (vllm) and resumed on a
+    CPU machine (hf) is refused rather than mixing two engines' outputs in one run."""
+    if name in ("oracle", "majority"):
+        return name
+    from jleval.backends import resolve_backend_name
+
+    return resolve_backend_name(name)
+
+
+def model_identity_of(opts: RunOptions, backend_name: str) -> dict[str, Any]:
+    """A local folder by the digest of its config, tokenizer and weight files (so new weights saved over the same
+    folder are not served from the old cache), a Hub id by id + revision; a served model by its name."""
+    from jleval.backends._common import is_local_model, model_identity
+
+    if backend_name in ("hf", "vllm") and is_local_model(opts.model):
+        return model_identity(opts.model, opts.revision)
+    return {"model": opts.model, "revision": opts.revision}
 
 
 def stops_for(spec: TaskSpec, opts: RunOptions) -> tuple[str, ...]:
@@ -247,7 +278,9 @@ def make_backend(opts: RunOptions, plans: list[TaskPlan], data_dir: Path):
     return load_backend(opts.backend, opts.model, revision=opts.revision, **opts.backend_options)
 
 
-ProgressFn = Callable[[str, Completion | None, int], None]  # (task, completion or None at start, total)
+#: progress(task, None, total, cached) once per task before generation starts, then progress(task, completion,
+#: total, 0) for each completion as it is written.
+ProgressFn = Callable[[str, Completion | None, int, int], None]
 
 
 def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> RunResult:
@@ -257,17 +290,18 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
     from jleval.prompts import load_template
     from jleval.resources import default_data_dir
 
-    if opts.split not in ("train", "dev", "test"):
-        raise UsageError(f"unknown split {opts.split!r}", "use --split dev (the leaderboard's default) or test")
-    if opts.num_few_shots < 0:
-        raise UsageError("--num-few-shots must be 0 or more")
+    check_prompt_options(opts.split, opts.num_few_shots, opts.max_num_samples)
+    if opts.system_prompt is not None and not opts.chat_template:
+        raise UsageError("--system-prompt needs --chat-template (the plain prompt has no system turn)",
+                         "add --chat-template, or put the text in a --template file")
     if opts.prompt_style not in ("basic", "cot"):
         raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
     specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial)
     data_dir = Path(opts.data_dir) if opts.data_dir else default_data_dir()
     preprocess(specs, data_dir, raw_dir=opts.raw_dir, version=opts.version)  # builds only what is missing
     template = load_template(opts.template)
-    settings = _settings(opts, template.name, template.sha256)
+    backend_name = resolve_backend(opts.backend)
+    settings = _settings(opts, template.name, template.sha256, backend_name, model_identity_of(opts, backend_name))
     fingerprint = model_fingerprint(settings)
     run_dir = Path(opts.out) / (opts.run_name or default_run_name(opts.model, opts))
     plans, skipped = plan_tasks(opts, specs, data_dir, fingerprint)
@@ -292,20 +326,62 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
                 counts[p.spec.name]["cached"] += 1
 
         manifest = _manifest(opts, settings, plans, skipped, old, fingerprint)
-        if misses and backend is None:
-            backend = make_backend(opts, plans, data_dir)
+        session = {"started_at": _now(), "backend_options": dict(sorted(opts.backend_options.items())),
+                   "requests": len(misses)}
+        manifest["sessions"] = list((old or {}).get("sessions", [])) + [session]
+        try:
+            if misses and backend is None:
+                backend = make_backend(opts, plans, data_dir)
+            if backend is not None and misses:
+                _check_chat_template(backend, misses)
+        except BaseException:
+            _drop_if_empty(run_dir, manifest_path)  # a model that fails to load leaves no empty run folder
+            raise
         if backend is not None:
             manifest["backend"] = backend.describe()
         atomic_write_json(manifest_path, manifest)
         if progress:
             for p in plans:
-                progress(p.spec.name, None, len(p.requests))
+                progress(p.spec.name, None, len(p.requests), counts[p.spec.name]["cached"])
         if misses:
             _generate(backend, misses, outputs_dir, counts, progress)
-        manifest["finished_at"] = _now()
-        manifest["counts"] = counts
+        manifest["finished_at"] = session["finished_at"] = _now()
+        session.update({k: sum(c[k] for c in counts.values()) for k in ("generated", "errors")})
+        manifest["counts"] = {**(old or {}).get("counts", {}), **counts}
         atomic_write_json(manifest_path, manifest)
     return RunResult(run_dir, counts, skipped)
+
+
+def check_prompt_options(split: str, num_few_shots: int, max_num_samples: int) -> None:
+    """The checks `run` and `prompts` share: a known split, a non-negative shot count, -1 or a positive
+    sample count."""
+    if split not in ("train", "dev", "test"):
+        raise UsageError(f"unknown split {split!r}", "use --split dev (the leaderboard's default) or test")
+    if num_few_shots < 0:
+        raise UsageError(f"--num-few-shots must be 0 or more, not {num_few_shots}")
+    if max_num_samples == 0 or max_num_samples < -1:
+        raise UsageError(f"--max-num-samples must be a positive number or -1 (all samples), not {max_num_samples}")
+
+
+def _drop_if_empty(run_dir: Path, manifest_path: Path) -> None:
+    """Remove a run folder this invocation created and left without a manifest or any output."""
+    if manifest_path.exists():
+        return
+    outputs = run_dir / "outputs"
+    if outputs.is_dir() and any(outputs.iterdir()):
+        return
+    with contextlib.suppress(OSError):
+        if outputs.is_dir():
+            outputs.rmdir()
+        (run_dir / ".lock").unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def _check_chat_template(backend, misses) -> None:
+    """Fail before generating anything when chat messages cannot be rendered (a model without a chat template)."""
+    first = next((r for _, r, _ in misses if r.messages is not None), None)
+    if first is not None and getattr(backend, "name", None) in ("hf", "vllm"):
+        backend.apply_chat_template(first.messages)
 
 
 def _now() -> str:
@@ -364,7 +440,7 @@ def _generate(backend, misses, outputs_dir: Path, counts, progress) -> None:
             c = counts[p.spec.name]
             c["errors" if comp.error else "generated"] += 1
             if progress:
-                progress(p.spec.name, comp, c["total"])
+                progress(p.spec.name, comp, c["total"], 0)
     except BackendError:
         raise
     except (RunError, UsageError):

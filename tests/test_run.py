@@ -172,3 +172,47 @@ def test_user_template_and_bad_template(data_dir, tmp_path):
         render(load_template(str(bad)), get_task("jamp"), [], "Q")
     with pytest.raises(UsageError, match="neither a built-in"):
         load_template("v9")
+
+
+def test_speed_options_may_change_between_sessions(data_dir, tmp_path):
+    """Batch size, concurrency, server URL... change how fast, not what: a resume with other values is allowed
+    and each session is recorded; an option that changes outputs (dtype) is refused."""
+    run(opts(data_dir, tmp_path, max_num_samples=5, backend_options={"concurrency": 3, "dtype": "bfloat16"}))
+    res = run(opts(data_dir, tmp_path, max_num_samples=5, backend_options={"concurrency": 1, "dtype": "bfloat16",
+                                                                            "base_url": "http://127.0.0.1:9/v1"}))
+    m = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [s["backend_options"].get("concurrency") for s in m["sessions"]] == [3, 1]
+    assert m["settings"]["backend_options"] == {"dtype": "bfloat16"}
+    with pytest.raises(RunError, match="backend_options"):
+        run(opts(data_dir, tmp_path, max_num_samples=5, backend_options={"dtype": "float32"}))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(max_num_samples=-5), "positive number or -1"), (dict(max_num_samples=0), "positive number or -1"),
+    (dict(num_few_shots=-1), "0 or more"), (dict(split="bogus"), "unknown split"),
+    (dict(system_prompt="あなたは…"), "--system-prompt needs --chat-template"),
+])
+def test_bad_run_options(data_dir, tmp_path, kw, message):
+    from jleval.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        run(opts(data_dir, tmp_path, **kw))
+    assert not (tmp_path / "r").exists()
+
+
+def test_prompts_command_checks_its_options_and_names_what_it_skipped(data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from jleval.api import dump_prompts
+    from jleval.errors import RunError, UsageError
+
+    with pytest.raises(UsageError, match="0 or more"):
+        dump_prompts(tmp_path / "p", tasks="jamp", data_dir=data_dir, num_few_shots=-3)
+    with pytest.raises(RunError, match="jamp: has no train split|no task's prompts"):
+        dump_prompts(tmp_path / "p", tasks="mgsm", data_dir=data_dir, split="dev")
+    cli = [sys.executable, "-m", "jleval.cli", "prompts", "--data-dir", str(data_dir), "--out", str(tmp_path / "q")]
+    r = subprocess.run(cli + ["--tasks", "jamp,jnli", "--max-num-samples", "2"], capture_output=True, text=True)
+    assert r.returncode == 3 and "skipped jnli" in r.stderr and (tmp_path / "q" / "jamp.eval-prompt.json").is_file()
+    r = subprocess.run(cli + ["--tasks", "jamp", "--split", "bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown split" in r.stderr and "Traceback" not in r.stderr

@@ -103,3 +103,67 @@ def test_stop_rule_same_predictions_fewer_tokens(chatty_model, data_dir, tmp_pat
     assert tokens["stop"] < tokens["nostop"]
     print(f"stop rule: {tokens['stop']} vs {tokens['nostop']} generated tokens "
           f"({tokens['stop'] / tokens['nostop']:.2f}x) with identical post-processed predictions")
+
+
+def test_chat_template_is_applied_and_a_model_without_one_is_refused(tiny_model, data_dir, tmp_path):
+    """--chat-template renders each prompt with the tokenizer's template (the system prompt included) before
+    tokenizing, on the hf backend as on vLLM; a model without a template is refused before anything runs."""
+    import shutil
+
+    from jleval.errors import UsageError
+    from jleval.backends.hf import HFBackend
+
+    common = dict(model=str(tiny_model), backend="hf", tasks="jamp", max_num_samples=2, data_dir=data_dir,
+                  out=tmp_path)
+    plain = read_outputs(run(RunOptions(**common, run_name="plain")).run_dir / "outputs" / "jamp.jsonl")
+    chat = read_outputs(run(RunOptions(**common, run_name="chat", chat_template=True,
+                                       system_prompt="日本語で答えてください。")).run_dir / "outputs" / "jamp.jsonl")
+    hf = HFBackend(str(tiny_model), device="cpu")
+    tok = hf.tokenizer
+    for p, c in zip(plain, chat):
+        rendered = tok.apply_chat_template([{"role": "system", "content": "日本語で答えてください。"},
+                                            {"role": "user", "content": p["input"]}], tokenize=False,
+                                           add_generation_prompt=True)
+        assert "日本語で答えてください。" in rendered
+        assert c["prompt_tokens"] > p["prompt_tokens"]
+    no_chat = tmp_path / "no-chat-model"
+    shutil.copytree(tiny_model, no_chat)
+    cfg = json.loads((no_chat / "tokenizer_config.json").read_text(encoding="utf-8"))
+    cfg.pop("chat_template", None)
+    (no_chat / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    for extra in no_chat.glob("chat_template.*"):
+        extra.unlink()
+    with pytest.raises(UsageError, match="has no chat template"):
+        run(RunOptions(**{**common, "model": str(no_chat)}, run_name="nochat", chat_template=True))
+    assert not (tmp_path / "nochat").exists()
+
+
+def test_new_weights_in_the_same_folder_are_not_served_from_the_cache(tiny_model, data_dir, tmp_path):
+    import shutil
+
+    from jleval.errors import RunError
+    from jleval.tiny import build_tiny_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    common = dict(model=str(folder), backend="hf", tasks="jamp", max_num_samples=2, data_dir=data_dir,
+                  out=tmp_path / "runs", run_name="r")
+    run(RunOptions(**common))
+    shutil.rmtree(folder)
+    build_tiny_model(folder, seed=1)
+    with pytest.raises(RunError, match="model_identity"):
+        run(RunOptions(**common))
+    res = run(RunOptions(**{**common, "run_name": "r2"}))
+    assert res.counts["jamp"]["generated"] == 2
+
+
+def test_a_model_that_fails_to_load_leaves_no_run_folder(data_dir, tmp_path):
+    from jleval.errors import RunError
+
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    (bad / "README.md").write_text("no weights here")
+    with pytest.raises(RunError, match="not-a-model"):
+        run(RunOptions(model=str(bad), backend="hf", tasks="jamp", max_num_samples=2, data_dir=data_dir,
+                       out=tmp_path / "runs", run_name="r"))
+    assert not (tmp_path / "runs" / "r").exists()

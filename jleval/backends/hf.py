@@ -1,7 +1,8 @@
 """The transformers backend: `model.generate` on batches of left-padded, length-sorted prompts, CPU or GPU.
 
 It decodes the way the vLLM backend does, so a score does not depend on which engine ran:
-- prompt tokens are `tokenizer.encode(prompt, add_special_tokens=request.add_special_tokens)` (BOS policy);
+- prompt tokens are `tokenizer.encode(text, add_special_tokens=request.add_special_tokens)` (BOS policy), where
+  text is the prompt, or the request's chat messages rendered with the tokenizer's chat template;
 - greedy unless a request asks for a temperature; the model's own generation_config defaults (sampling,
   min/no-repeat lengths, ...) are not applied, as vLLM ignores them when given explicit sampling params;
 - each row stops at its own `max_tokens`, at EOS, or at the first stop string, checked after every token in
@@ -191,7 +192,8 @@ class HFBackend:
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         rows: list[_Row] = []
         for i, req in enumerate(requests):
-            ids = self.tokenizer.encode(req.prompt, add_special_tokens=req.add_special_tokens)
+            text = self.apply_chat_template(req.messages) if req.messages is not None else req.prompt
+            ids = self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)
             if not ids:
                 yield i, Completion(text="", finish_reason="error", prompt_tokens=0,
                                     error="empty prompt: nothing to condition on (no text and no BOS token)")

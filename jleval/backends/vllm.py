@@ -1,8 +1,9 @@
 """The vLLM backend: the offline `vllm.LLM` engine, every request submitted at once, completions streamed out.
 
 How it drives the engine (vLLM 0.26 and later):
-1. prompts are tokenized here, `tokenizer.encode(prompt, add_special_tokens=request.add_special_tokens)`
-   (the leaderboard's BOS policy), and passed as token-id prompts, so vLLM adds nothing;
+1. prompts (chat messages rendered with the tokenizer's chat template first) are tokenized here,
+   `tokenizer.encode(text, add_special_tokens=request.add_special_tokens)` (the leaderboard's BOS policy), and
+   passed as token-id prompts, so vLLM adds nothing;
 2. each request is queued with its own `SamplingParams` (greedy: temperature 0; max_tokens; stop strings,
    excluded from the text as vLLM does by default; repetition_penalty) through `LLM.enqueue`, the public
    "add without waiting" call (vLLM >= 0.26). Where a vLLM lacks it, `llm.llm_engine.add_request` is used;
@@ -203,8 +204,8 @@ class VLLMBackend:
         index_of: dict[str, int] = {}
         started: dict[int, float] = {}
         for i, req in enumerate(requests):
-            prompt = {"prompt_token_ids": self.tokenizer.encode(req.prompt,
-                                                                add_special_tokens=req.add_special_tokens)}
+            text = self.apply_chat_template(req.messages) if req.messages is not None else req.prompt
+            prompt = {"prompt_token_ids": self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)}
             try:
                 request_ids = self._submit(i, prompt, sampling_params(self.vllm, req.gen))
             except (ValueError, TypeError) as err:  # the engine refused this one prompt
