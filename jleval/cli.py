@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from jleval import __version__
-from jleval.errors import JlevalError
+from jleval.errors import JlevalError, UsageError
 
 app = typer.Typer(
     name="jleval",
@@ -55,14 +55,25 @@ DataDirOpt = Annotated[
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="Dataset version folder name.")]
 NcOpt = Annotated[
-    bool, typer.Option("--include-non-commercial", help="Also build non-commercial sets (xlsum_ja) with 'all'.")
+    bool, typer.Option("--include-non-commercial", help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
 ]
+
+
+def _warn_left_out(tasks: str, include_non_commercial: bool) -> None:
+    from jleval.tasks import left_out_non_commercial
+
+    names = left_out_non_commercial(tasks, include_non_commercial)
+    if names:
+        err_console.print(f"[yellow]note:[/] left out {', '.join(names)} (non-commercial licence): pass "
+                          "--include-non-commercial, or name the task, to include it"
+                          + (" (the leaderboard's SUM column needs xlsum_ja)" if "xlsum_ja" in names
+                             and "leaderboard" in tasks else ""))
 
 
 @app.command("tasks")
 def tasks_cmd(
     tasks: TasksOpt = "all",
-    include_non_commercial: Annotated[bool, typer.Option("--include-non-commercial/--commercial-only")] = True,
+    include_non_commercial: Annotated[bool, typer.Option("--include-non-commercial/--commercial-only", help="List non-commercial tasks too (default), or only those licensed for commercial use.")] = True,
 ) -> None:
     """List tasks: category, metrics, output length, few-shots, licence, commercial use."""
     from rich.table import Table
@@ -70,11 +81,20 @@ def tasks_cmd(
     from jleval.tasks import resolve_tasks
 
     specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
-    table = Table(title=f"jleval tasks ({len(specs)})", show_lines=False)
-    for col in ("task", "category", "metrics", "output_length", "few-shots", "licence", "commercial"):
-        table.add_column(col, justify="right" if col in ("output_length", "few-shots") else "left")
+    from rich import box
+
+    # one metric per line, so the table fits an 80-column terminal without cutting names; names, numbers and
+    # flags never wrap
+    table = Table(title=f"jleval tasks ({len(specs)})", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="⭐ = the metric in the leaderboard's AVG; len = output_length (max new tokens); shots = few-shot "
+                          "examples; comm. = commercial use allowed")
+    for col, kw in (("task", dict(no_wrap=True, min_width=17)), ("cat.", dict(no_wrap=True)),
+                    ("metrics", dict(overflow="fold", min_width=16, max_width=18)), ("len", dict(justify="right", no_wrap=True)),
+                    ("shots", dict(justify="right", no_wrap=True)), ("licence", dict(max_width=13)),
+                    ("comm.", dict(no_wrap=True))):
+        table.add_column(col, **kw)
     for s in specs:
-        metrics = ", ".join(f"{m}⭐" if m == s.star_metric else m for m in s.metrics)
+        metrics = "\n".join(f"{m}⭐" if m == s.star_metric else m for m in s.metrics)
         shots = "4" if s.num_few_shots is None else str(s.num_few_shots)
         table.add_row(s.name, s.category, metrics, str(s.output_length), shots, s.license,
                       "yes" if s.commercial_use else "[red]no[/red]")
@@ -98,8 +118,7 @@ def preprocess_cmd(
     from jleval.tasks import resolve_tasks
 
     specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
-    if raw_dir is not None and not raw_dir.is_dir():
-        raise JlevalError(f"--raw-dir {raw_dir} is not a folder", "pass the folder that holds the raw files")
+    _warn_left_out(tasks, include_non_commercial)
     with _download_progress() as reporter:
         report = preprocess(specs, out or default_data_dir(), raw_dir=raw_dir, version=version, force=force,
                             reporter=reporter)
@@ -111,6 +130,8 @@ def preprocess_cmd(
         table.add_row(r.task, f"[{colours[r.status]}]{r.status}[/]",
                       *(str(r.sizes[s]) if s in r.sizes else "-" for s in ("train", "dev", "test")))
     console.print(table)
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
     for r in report.results:
         for w in r.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
@@ -144,6 +165,7 @@ def prompts_cmd(
     """Write the rendered prompts in upstream's <task>.eval-prompt.json dump format, to inspect and diff."""
     from jleval.api import dump_prompts
 
+    _warn_left_out(tasks, include_non_commercial)
     skipped: dict[str, str] = {}
     written = dump_prompts(out, tasks=tasks, split=split, num_few_shots=num_few_shots,
                            max_num_samples=max_num_samples, template=template, data_dir=data_dir, raw_dir=raw_dir,
@@ -197,6 +219,7 @@ def run_cmd(
     """Run MODEL over every task in one batched pass; outputs are cached per sample and a re-run resumes."""
     from jleval.run import RunOptions, run
 
+    _warn_left_out(tasks, include_non_commercial)
     backend_options = {
         "dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
         "data_parallel_size": data_parallel_size, "max_model_len": max_model_len,
@@ -359,8 +382,6 @@ def arena_judge_cmd(
     """Judge the runs' rakuda answers pairwise with an LLM judge; verdicts are appended to --out as they arrive."""
     from jleval.arena.judge import judge
     from jleval.backends import load_backend
-    from jleval.errors import UsageError
-
     names = None
     if name:
         mapping = {}
@@ -513,6 +534,17 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/] (everything written so far is kept; re-run to resume)")
         sys.exit(130)
+    except OSError as e:  # the file system refused (permissions, disk full, a folder where a file should be)
+        if os.environ.get("JLEVAL_DEBUG"):
+            raise
+        what = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
+        err_console.print(f"[bold red]error:[/] {escape(e.strerror or type(e).__name__)}"
+                          + (f": {escape(what)}" if e.filename else f" ({escape(str(e))})"),
+                          highlight=False, soft_wrap=True)
+        err_console.print("  [bold]fix:[/] check that path: its permissions, the free space on its disk, and that "
+                          "nothing of another kind (a folder, a broken link) is in the way; files written before "
+                          "are kept, and no file is left half-written", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -71,12 +71,33 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def tree_sha256(root: Path, pattern: str = "*") -> tuple[str, list[Path]]:
-    """Hash a directory of files: sha256 over `sha256sum`-style lines "<hash>  <relpath>" of the files
-    matching `pattern` (recursively), sorted by relative path. Returns the hash and the sorted files."""
+def tree_listing(root: Path, pattern: str = "*") -> str:
+    """`sha256sum`-style lines "<hash>  <relpath>\n" of the files under `root` matching `pattern` (recursively),
+    sorted by relative path. Its sha256 is the tree hash (tree_sha256)."""
     root = Path(root)
     files = sorted((p for p in root.rglob(pattern) if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
-    h = hashlib.sha256()
-    for p in files:
-        h.update(f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n".encode())
-    return h.hexdigest(), files
+    return "".join(f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in files)
+
+
+def tree_sha256(root: Path, pattern: str = "*") -> tuple[str, list[Path]]:
+    """Hash a directory of files: sha256 of its tree_listing. Returns the hash and the sorted files."""
+    root = Path(root)
+    files = sorted((p for p in root.rglob(pattern) if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    return hashlib.sha256(tree_listing(root, pattern).encode()).hexdigest(), files
+
+
+def diff_listings(expected: str, actual: str, limit: int = 5) -> str:
+    """What differs between two tree listings, in words: missing, changed and unexpected files (the first
+    `limit` of each, with counts)."""
+    def parse(text: str) -> dict[str, str]:
+        return {line[66:]: line[:64] for line in text.splitlines() if len(line) > 66}
+
+    exp, act = parse(expected), parse(actual)
+    parts = []
+    for label, names in (("missing", sorted(set(exp) - set(act))),
+                         ("changed", sorted(n for n in set(exp) & set(act) if exp[n] != act[n])),
+                         ("unexpected", sorted(set(act) - set(exp)))):
+        if names:
+            shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+            parts.append(f"{len(names)} {label} ({shown})")
+    return "; ".join(parts) or "same files, same contents"

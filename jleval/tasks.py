@@ -165,8 +165,9 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
 
     - "all": every task in the default suite whose licence allows commercial use (plus the non-commercial
       ones with include_non_commercial=True);
-    - "leaderboard": exactly the tasks behind the leaderboard's ⭐ columns (xlsum_ja, non-commercial, included:
-      the leaderboard itself is built with upstream's all-with-nc; preprocess warns about it);
+    - "leaderboard": the tasks behind the leaderboard's ⭐ columns; xlsum_ja (SUM) is non-commercial, so, as with
+      "all", it is included only with include_non_commercial=True (`left_out_non_commercial` names what a
+      selection left out, for a warning);
     - a comma-separated list (or list) of names: those tasks, non-commercial ones included (naming one is
       consent, as upstream).
     """
@@ -181,10 +182,24 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
         if name == "all":
             out += [t for t in tasks.values() if t.in_all and (t.commercial_use or include_non_commercial)]
         elif name == "leaderboard":
-            out += [t for t in tasks.values() if t.on_leaderboard]
+            out += [t for t in tasks.values() if t.on_leaderboard and (t.commercial_use or include_non_commercial)]
         else:
             out.append(get_task(name))
     seen: dict[str, TaskSpec] = {}
     for t in out:
         seen.setdefault(t.name, t)
     return list(seen.values())
+
+
+def left_out_non_commercial(selection: str | list[str] | None, include_non_commercial: bool = False) -> list[str]:
+    """The non-commercial tasks that the presets in `selection` ("all", "leaderboard") left out."""
+    if include_non_commercial:
+        return []
+    names = selection if isinstance(selection, list) else [s.strip() for s in (selection or "all").split(",")]
+    out = []
+    for t in all_tasks().values():
+        if t.commercial_use or t.name in names:
+            continue
+        if ("all" in names and t.in_all) or ("leaderboard" in names and t.on_leaderboard):
+            out.append(t.name)
+    return out

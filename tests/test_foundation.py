@@ -45,7 +45,7 @@ def test_cli_help_imports_no_heavy_module():
 def test_tasks_table_lists_columns():
     r = invoke(["tasks"])
     assert r.returncode == 0, r.stderr
-    for word in ("jamp", "NLI", "exact_match", "CC BY-SA 4.0", "commercial"):
+    for word in ("jamp", "NLI", "exact_match", "CC BY-SA 4.0", "comm.", "commercial use", "output_length"):
         assert word in r.stdout
 
 
@@ -242,3 +242,86 @@ def test_wheel_carries_tasks_and_prompts(tmp_path):
     where = subprocess.run([str(py), "-c", "import jleval; print(jleval.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path, check=True).stdout
     assert str(env_dir) in where
+
+
+def test_bad_output_paths_and_options_are_one_line_errors(raw_dir, tmp_path):
+    """A folder where a set file should go, a corrupt output manifest, a bad --version or --raw-dir: one clear
+    message (or a warning and a rebuild), never a traceback."""
+    raw = _copy_raw(raw_dir, tmp_path)
+    out = tmp_path / "out"
+    base = ["preprocess", "--tasks", "jamp", "--raw-dir", str(raw), "--out", str(out)]
+    assert invoke(base).returncode == 0
+    (out / "1.4.1" / "manifest.json").write_text('{"jamp": {', encoding="utf-8")
+    r = invoke(base)
+    assert r.returncode == 0 and "manifest.json is unreadable" in r.stderr and "built" in r.stdout
+    target = out / "1.4.1" / "evaluation" / "test" / "jamp.json"
+    target.unlink()
+    target.mkdir()
+    r = invoke(base + ["--force"])
+    assert r.returncode == 1 and "jamp.json" in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
+    r = invoke(base + ["--version", "../../elsewhere"])
+    assert r.returncode == 2 and "not a dataset version name" in r.stderr
+    r = invoke(["preprocess", "--tasks", "jamp", "--raw-dir", str(tmp_path / "nope"), "--out", str(out)])
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+
+
+def test_partial_rebuild_drops_stale_splits_and_is_not_cached(raw_dir, tmp_path):
+    raw = _copy_raw(raw_dir, tmp_path)
+    out = tmp_path / "out"
+    base = ["preprocess", "--tasks", "jamp", "--raw-dir", str(raw), "--out", str(out)]
+    assert invoke(base).returncode == 0
+    (raw / "jamp/dataset/test_2.tsv").unlink()
+    assert invoke(base + ["--force"]).returncode == 3
+    assert not (out / "1.4.1/evaluation/test/jamp.json").exists()  # not left over from the first build
+    r = invoke(base)
+    assert r.returncode == 3 and "cached" not in r.stdout
+
+
+def test_a_missing_file_in_a_folder_source_is_named(raw_dir, tmp_path):
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir / "jmmlu", raw / "jmmlu")
+    (raw / "jmmlu/JMMLU/anatomy.csv").unlink()
+    with open(raw / "jmmlu/JMMLU/astronomy.csv", "a", encoding="utf-8") as f:
+        f.write("x\n")
+    r = invoke(["preprocess", "--tasks", "jmmlu", "--raw-dir", str(raw), "--out", str(tmp_path / "out")])
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "1 missing (anatomy.csv)" in r.stderr and "1 changed (astronomy.csv)" in r.stderr
+
+
+def test_leaderboard_preset_leaves_non_commercial_out_unless_asked():
+    names = {t.name for t in resolve_tasks("leaderboard")}
+    assert "xlsum_ja" not in names and "jamp" in names
+    assert "xlsum_ja" in {t.name for t in resolve_tasks("leaderboard", include_non_commercial=True)}
+    from jleval.tasks import left_out_non_commercial
+
+    assert left_out_non_commercial("leaderboard") == ["xlsum_ja"]
+    assert left_out_non_commercial("leaderboard,xlsum_ja") == []
+    r = invoke(["tasks", "-t", "leaderboard", "--commercial-only"])
+    assert r.returncode == 0 and "xlsum_ja" not in r.stdout
+
+
+def test_partial_xlsum_folder_builds_what_it_can(tmp_path):
+    """Made-up XL-Sum fixture with only the test file: the test split is built, train/dev named as missing."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    (raw / "xlsum_ja").mkdir(parents=True)
+    shutil.copy(REPO / "tests/fixtures/madeup_xlsum/xlsum_ja/japanese_test.jsonl", raw / "xlsum_ja")
+    r = invoke(["preprocess", "--tasks", "jamp,xlsum_ja", "--raw-dir", str(raw), "--out", str(tmp_path / "out")])
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "japanese_train.jsonl (needed for train)" in r.stderr.replace("\n", "")
+    assert (tmp_path / "out/1.4.1/evaluation/test/xlsum_ja.json").is_file()
+
+
+def test_truncated_knp_file_is_named(raw_dir, tmp_path):
+    from jleval.errors import MalformedDataError
+    from jleval.jaster.wiki import parse_knp
+
+    src = next((raw_dir / "wiki/knp").rglob("*.knp"))
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    bad = tmp_path / src.name  # cut before the final EOS, on a line boundary: rhoknp alone would accept it
+    bad.write_text("".join(lines[:-1]), encoding="utf-8")
+    with pytest.raises(MalformedDataError, match=rf"{src.name}, line \d+: the file does not end with EOS"):
+        parse_knp(bad)

@@ -117,6 +117,7 @@ def test_kuci_bad_label_names_file_and_line(tmp_path):
 
 
 def test_kuci_missing_is_reported_not_fatal(tmp_path):
+    (tmp_path / "empty").mkdir()
     report = preprocess([get_task("kuci")], tmp_path / "out", raw_dir=tmp_path / "empty")
     res = report.results[0]
     assert res.status == "missing" and len(res.missing) == 3

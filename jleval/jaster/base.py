@@ -28,6 +28,11 @@ Splits = dict[str, list[Sample]]
 Converter = Callable[[TaskSpec, "RawFiles", tuple[str, ...]], Splits]
 
 
+class MissingPart(UserWarning):
+    """Warned by a converter when a file inside a (present) directory source is missing: the splits that need it
+    are not built, the others are, and preprocess reports the file as missing (exit 3), not as corruption."""
+
+
 class RawFiles:
     """The raw files of one task, located and verified: source path (as in the task file) -> local path."""
 

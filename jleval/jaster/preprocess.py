@@ -9,14 +9,15 @@ Files are written atomically, in upstream's JSON dialect (UTF-8, indent 4), so t
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jleval import __version__
-from jleval.errors import OutputError, TaskSpecError
+from jleval.errors import OutputError, TaskSpecError, UsageError
 from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json, sha256_text
-from jleval.jaster.base import Converter, RawFiles, Sample, Splits
+from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
 from jleval.jaster.sources import Reporter, locate
 from jleval.tasks import TaskSpec
 
@@ -37,6 +38,7 @@ class TaskResult:
 class PreprocessReport:
     out_dir: Path
     results: list[TaskResult]
+    warnings: list[str] = field(default_factory=list)  # about the output folder as a whole
 
     @property
     def ok(self) -> bool:
@@ -95,6 +97,14 @@ def _write_task(spec: TaskSpec, splits: Splits, root: Path) -> dict[str, str]:
                 files[root / "tuning" / "dev_first100" / f"{spec.name}.json"] = dumps_json(recs[:100])
     for path, text in files.items():
         atomic_write_text(path, text)
+    # a rebuild that could not build some split removes that split's files from an earlier build, so the folder
+    # never mixes sets built from different raw files
+    for split in set(spec.splits) - set(splits):
+        stale = [root / "evaluation" / split / f"{spec.name}.json", root / "tuning" / split / f"{spec.name}.json"]
+        if split == "dev":
+            stale.append(root / "tuning" / "dev_first100" / f"{spec.name}.json")
+        for path in stale:
+            path.unlink(missing_ok=True)
     return {p.relative_to(root).as_posix(): sha256_text(t) for p, t in files.items()}
 
 
@@ -106,6 +116,22 @@ def _check_writable(out_dir: Path) -> None:
 
     if not probe.is_dir() or not os.access(probe, os.W_OK):
         raise OutputError(f"output folder {out_dir} is not writable", "pass --out DIR with a writable folder")
+
+
+def _read_manifest(path: Path) -> tuple[dict, str | None]:
+    """The output folder's manifest, and a warning when it is unreadable or corrupt: it is jleval's own
+    bookkeeping, so its tasks are then built again rather than trusted."""
+    import json
+
+    if not path.is_file():
+        return {}, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {}, f"{path} is unreadable ({type(e).__name__}: {e}); the sets asked for are rebuilt"
+    if not isinstance(data, dict):
+        return {}, f"{path} is not a JSON object; the sets asked for are rebuilt"
+    return data, None
 
 
 def preprocess(
@@ -121,14 +147,17 @@ def preprocess(
     """Build the evaluation (and tuning) sets of `tasks`. Missing raw files make a task "missing" (or
     "partial" when some splits can still be built); they never stop the other tasks. Bad data raises."""
     out_dir = Path(out_dir)
+    if raw_dir is not None and not Path(raw_dir).is_dir():
+        raise UsageError(f"--raw-dir {raw_dir} is not a folder", "pass the folder that holds the raw files")
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]*", version) or ".." in version:
+        raise UsageError(f"--version {version!r} is not a dataset version name",
+                         "use a plain name such as 1.4.1 (it becomes a folder under --out)")
     _check_writable(out_dir)
     if allow_download is None:
         allow_download = raw_dir is None
     root = out_dir / version
     manifest_path = root / "manifest.json"
-    import json
-
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    manifest, manifest_warning = _read_manifest(manifest_path)
     results = []
     for spec in tasks:
         res = TaskResult(spec.name, "missing")
@@ -136,8 +165,11 @@ def preprocess(
             res.warnings.append(f"{spec.name} is licensed {spec.license} (non-commercial): do not use it, or "
                                 "models evaluated on it, commercially")
         done = all(eval_path(out_dir, version, s, spec.name).is_file() for s in spec.splits)
-        if done and not force and spec.name in manifest:
-            res.status, res.sizes = "cached", manifest[spec.name]["sizes"]
+        entry = manifest.get(spec.name)
+        complete = (isinstance(entry, dict) and isinstance(entry.get("sizes"), dict)
+                    and set(entry["sizes"]) == set(spec.splits) and not entry.get("missing_sources"))
+        if done and complete and not force:
+            res.status, res.sizes = "cached", entry["sizes"]
             results.append(res)
             continue
         located = locate(spec, raw_dir, allow_download, reporter, checksums)
@@ -151,7 +183,8 @@ def preprocess(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 splits = load_converter(spec)(spec, RawFiles(located.files), buildable)
-            res.warnings += [str(w.message) for w in caught]
+            res.missing += [str(w.message) for w in caught if issubclass(w.category, MissingPart)]
+            res.warnings += [str(w.message) for w in caught if not issubclass(w.category, MissingPart)]
             splits = {s: splits[s] for s in spec.splits if s in splits}
             hashes = _write_task(spec, splits, root)
             res.sizes = {s: len(v) for s, v in splits.items()}
@@ -165,4 +198,4 @@ def preprocess(
         results.append(res)
     if any(r.status in ("built", "partial") for r in results):
         atomic_write_json(manifest_path, dict(sorted(manifest.items())))
-    return PreprocessReport(root, results)
+    return PreprocessReport(root, results, [manifest_warning] if manifest_warning else [])

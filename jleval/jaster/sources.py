@@ -6,6 +6,7 @@ archive's bytes (which hosts re-compress).
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from jleval.errors import ChecksumError, MissingRawFileError
-from jleval.fsutil import sha256_file, tree_sha256
-from jleval.resources import jleval_home
+from jleval.fsutil import diff_listings, sha256_file, tree_listing
+from jleval.resources import jleval_home, tasks_dir
 from jleval.tasks import Source, TaskSpec
 
 #: reporter(label, bytes_done, bytes_total_or_None) for download progress.
@@ -39,12 +40,34 @@ def _present(path: Path, src: Source) -> bool:
     return path.is_dir() if src.kind == "dir" else path.is_file()
 
 
+def listing_path(expected_tree_sha256: str) -> Path:
+    """The shipped per-file listing of a directory source, named by the tree hash it must reproduce."""
+    return tasks_dir() / "listings" / f"{expected_tree_sha256}.sha256"
+
+
 def _verify(path: Path, src: Source, task: str, expected: str) -> str:
-    digest = tree_sha256(path, src.glob)[0] if src.kind == "dir" else sha256_file(path)
+    if src.kind != "dir":
+        digest = sha256_file(path)
+        if expected and digest != expected:
+            raise ChecksumError(
+                f"checksum mismatch for {path} (task {task}): expected sha256 {expected}, got {digest}",
+                f"the file is corrupt or another version: delete it and download it again from {src.url}",
+            )
+        return digest
+    listing = tree_listing(path, src.glob)
+    digest = hashlib.sha256(listing.encode()).hexdigest()
     if expected and digest != expected:
+        shipped = listing_path(expected)
+        if shipped.is_file():
+            what = diff_listings(shipped.read_text(encoding="utf-8"), listing)
+            raise ChecksumError(
+                f"the folder {path} (task {task}) differs from the pinned version: {what}",
+                f"restore those files, or delete the folder and download it again from {src.url} "
+                f"(the expected file list with checksums: {shipped})",
+            )
         raise ChecksumError(
-            f"checksum mismatch for {path} (task {task}): expected sha256 {expected}, got {digest}",
-            f"the file is corrupt or another version: delete it and download it again from {src.url}",
+            f"checksum mismatch for the folder {path} (task {task}): expected tree sha256 {expected}, got {digest}",
+            f"a file in it is missing, extra or changed: delete the folder and download it again from {src.url}",
         )
     return digest
 
@@ -76,12 +99,20 @@ def download(src: Source, dest: Path, reporter: Reporter | None = None, timeout:
             tmp_file.replace(dest)
             return
         extract = Path(tmp) / "x"
-        if src.url.endswith(".zip"):
-            with zipfile.ZipFile(tmp_file) as z:
-                z.extractall(extract)
-        else:
-            with tarfile.open(tmp_file) as t:
-                t.extractall(extract, filter="data")
+        try:
+            if src.url.endswith(".zip"):
+                with zipfile.ZipFile(tmp_file) as z:
+                    z.extractall(extract)
+            else:
+                with tarfile.open(tmp_file) as t:
+                    t.extractall(extract, filter="data")
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as e:
+            head = tmp_file.read_bytes()[:64]
+            looks = " (the server sent a web page, not the archive)" if head.lstrip()[:1] == b"<" else ""
+            raise MissingRawFileError(
+                f"the download of {src.path} from {src.url} is not a readable archive{looks}: {e}",
+                "try again later, or download it by hand and pass --raw-dir DIR",
+            ) from None
         root = extract / src.archive_root if src.archive_root else extract
         if not root.is_dir():
             raise MissingRawFileError(f"archive {src.url} has no folder {src.archive_root!r}",

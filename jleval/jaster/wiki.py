@@ -244,6 +244,9 @@ def parse_knp(path: Path):
     from rhoknp import Document
 
     text = read_text(path)
+    lines = text.rstrip("\n").split("\n")
+    if lines[-1].strip() != "EOS":  # rhoknp accepts a file cut at a sentence boundary: a truncated copy
+        raise malformed(path, len(lines), "the file does not end with EOS (it looks truncated)")
     try:
         with _quiet_rhoknp():
             return Document.from_knp(text)
