@@ -296,7 +296,7 @@ def score_cmd(
 def table_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file (CSV also writes .md, .html and PNG charts beside it).")] = Path("leaderboard.csv"),
-    fmt: Annotated[str, typer.Option("--format", help="csv | md | html | json")] = "csv",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="csv | md | html | json (default: from --out's extension, else csv).")] = None,
     sort: Annotated[str, typer.Option("--sort", help="AVG, a category (NLI, QA, …) or a metric column.")] = "AVG",
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks' metric columns (comma-separated).")] = None,
     allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Rank runs with different settings (the table is marked).")] = False,
@@ -418,11 +418,18 @@ def arena_judge_cmd(
     if report.verdict_errors:
         err_console.print(f"[yellow]{report.verdict_errors} verdicts had no usable [[1]]/[[2]]/[[3]] marker "
                           "(kept as errors, left out of the ranking; --retry-errors re-asks them)[/]")
-    if report.judge_errors:
-        err_console.print(f"[yellow]{report.judge_errors} judge calls failed; re-run the same command to retry them[/]")
     for model, k in report.missing_answers.items():
         err_console.print(f"[yellow]{model}: {k} questions without an answer (left out of its matches)[/]")
+    usable = report.already_done + report.judged - report.verdict_errors - report.judge_errors
+    if report.judge_errors and usable <= 0:
+        raise JlevalError(f"every judge call failed ({report.judge_errors}); no verdict to rank",
+                          "check the judge (its server, key or model; the `error` field of each line in "
+                          f"{report.out_path} says why), then re-run the same command")
+    if report.judge_errors:
+        err_console.print(f"[yellow]{report.judge_errors} judge calls failed; re-run the same command to retry them[/]")
     console.print(f"next: jleval arena rank {report.out_path}")
+    if report.judge_errors:
+        raise typer.Exit(3)
 
 
 @arena_app.command("rank")
@@ -443,6 +450,8 @@ def arena_rank_cmd(
 
     from jleval.arena import rank_files, write_ranking
 
+    if bootstrap < 0 or draws < 1 or chains < 1 or prior_sd <= 0:
+        raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
     ranking = rank_files(judgments, runs=runs or None, n_bootstrap=bootstrap, seed=seed,
                          method="posterior" if posterior else "bootstrap", prior_sd=prior_sd, chains=chains,
                          draws=draws)

@@ -40,6 +40,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files all or nothing (as far as a file system allows): every content goes to a temporary
+    file beside its target first; only when all are on disk are they renamed into place. A target that cannot
+    be written (a folder in the way, a read-only folder) raises OutputError naming it, with nothing replaced."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            if path.is_dir():
+                raise OutputError(f"cannot write {path}: a folder of that name is in the way",
+                                  "remove or rename it, or pass another --out")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                staged.append((tmp, path))
+                os.fchmod(fd, 0o666 & ~_umask())
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror or e}",
+                                  "choose a writable output path (e.g. --out DIR/leaderboard.csv)") from None
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        staged = []
+    finally:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

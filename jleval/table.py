@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from jleval.errors import JlevalError, OutputError, ScoreError, UsageError
-from jleval.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from jleval.fsutil import atomic_write_many, dumps_json
 from jleval.tasks import CATEGORIES
 
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
@@ -43,6 +43,10 @@ class ScoredRun:
             return self.scores.get("profile")
         if key == "tasks":
             return tuple(sorted(self.scores.get("tasks", {})))
+        if key == "backend":  # the manifest's top-level "backend" is the backend's self-description
+            described = self.manifest.get("backend") if isinstance(self.manifest.get("backend"), dict) else {}
+            return (self.manifest.get("settings", {}).get("backend") or described.get("backend")
+                    or described.get("engine"))
         return self.manifest.get(key, self.manifest.get("settings", {}).get(key))
 
 
@@ -61,9 +65,12 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path} is not a run folder (no manifest.json)", "pass folders written by `jleval run`")
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _read_object(path / "manifest.json")
+    if manifest is None:
+        raise ScoreError(f"{path / 'manifest.json'} is corrupt (not a JSON object)",
+                         "restore it, or re-run `jleval run` with the run's settings into a new folder")
     scores_path = path / "scores.json"
-    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.is_file() else None
+    scores = _read_object(scores_path) if scores_path.is_file() else None  # a corrupt one is re-scored
     if scores is None or (profile and scores.get("profile") != profile):
         if not score_if_needed:
             raise ScoreError(f"{path} has no scores" + (f" for profile {profile}" if scores else ""),
@@ -75,9 +82,22 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
     for task in scores.get("tasks", {}):
         f = path / "scores" / f"{task}.jsonl"
         if f.is_file():
-            run.per_sample[task] = {r["id"]: r.get("scores", {}) for r in
-                                    (json.loads(l) for l in f.read_text(encoding="utf-8").splitlines() if l.strip())}
+            try:
+                run.per_sample[task] = {r["id"]: r.get("scores") or {} for r in
+                                        (json.loads(l) for l in f.read_text(encoding="utf-8").splitlines()
+                                         if l.strip())}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
     return run
+
+
+def _read_object(path: Path) -> dict | None:
+    """A JSON object from a file, or None when the file is not one (corrupt, truncated, another type)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:
@@ -217,11 +237,26 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
     if not run_dirs:
         raise UsageError("no run folder given", "pass one or more folders written by `jleval run`")
     runs = [load_run(Path(p), profile=profile) for p in run_dirs]
-    if tasks:
+    if tasks is not None:
+        tasks = [t for t in tasks if t]
+        if not tasks:
+            raise UsageError("--tasks names no task", "e.g. --tasks jamp,jcommonsenseqa")
         for r in runs:
             missing = [t for t in tasks if t not in r.scores.get("tasks", {})]
             if missing:
-                raise UsageError(f"run {r.name} has no scores for {', '.join(missing)}")
+                raise UsageError(f"run {r.name} has no scores for {', '.join(missing)}",
+                                 f"its scored tasks: {', '.join(sorted(r.scores.get('tasks', {})))}")
+        # AVG, categories, CIs and ranks over these tasks only: re-aggregated in memory, scores.json untouched
+        from jleval.scoring import score_run
+
+        for r in runs:
+            r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or "llm-jp-eval-1.4.1",
+                                 n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False)
+    empty = [r.name for r in runs if not any(m.get("value") is not None for t in r.scores.get("tasks", {}).values()
+                                             for m in (t.get("metrics") or {}).values())]
+    if empty and not arena_judgments:
+        raise UsageError(f"no task of run(s) {', '.join(empty)} has scores (no outputs scored, or only arena answers)",
+                         "`jleval score RUN` says why; for runs of the rakuda task alone, pass --arena JUDGMENTS")
     mixed = check_comparable(runs, allow_mixed)
     star, other = _task_columns(runs)
     if tasks:
@@ -233,7 +268,11 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
     sig = ["better_than_next", "diff_to_next", "diff_ci_low", "diff_ci_high"]
     columns = head + cats + star + other + sig
     if sort not in columns or sort in ("rank", "run", "model", "revision") + tuple(sig):
-        raise UsageError(f"cannot sort by {sort!r}", "use AVG, a category (NLI, QA, …) or a metric column")
+        metric_cols = star + other
+        raise UsageError(f"cannot sort by {sort!r}",
+                         f"use AVG, a category ({', '.join(CATEGORIES)}) or a metric column of these runs"
+                         + (f" ({', '.join(metric_cols[:8])}{', …' if len(metric_cols) > 8 else ''})"
+                            if metric_cols else ""))
     rows = []
     for r in runs:
         row = {c: _cell(r, c) for c in head[4:] + cats + star + other}
@@ -248,7 +287,11 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
                    avg_upstream=(r.scores.get("avg_upstream") or {}).get("value"),
                    complete=(r.scores.get("avg") or {}).get("complete"), mixed=",".join(mixed) or None)
         rows.append(row)
-    order = sorted(range(len(runs)), key=lambda i: (rows[i][sort] is None, -(rows[i][sort] or 0.0), runs[i].name))
+    if all(row[sort] is None for row in rows):
+        raise UsageError(f"no run has a value in column {sort!r}", "sort by AVG or a column the runs have")
+    sign = 1.0 if lower_is_better(sort) else -1.0
+    order = sorted(range(len(runs)), key=lambda i: (rows[i][sort] is None, sign * (rows[i][sort] or 0.0),
+                                                    runs[i].name))
     rows = [rows[i] for i in order]
     runs = [runs[i] for i in order]
     for rank, (row, run) in enumerate(zip(rows, runs), start=1):
@@ -277,10 +320,18 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
     lb.arena = ranking
     by_model = {m["model"]: m for m in ranking["models"]}
     extra = ["arena_rating", "arena_ci95_low", "arena_ci95_high"]
+    matched = set()
     for row in lb.rows:
-        m = by_model.get(row["model"]) or by_model.get(row["run"])
+        key = row["model"] if row["model"] in by_model else row["run"]
+        m = by_model.get(key)
+        if m:
+            matched.add(key)
         row.update(arena_rating=m and m["rating"], arena_ci95_low=m and m["ci95"][0],
                    arena_ci95_high=m and m["ci95"][1])
+    unmatched = sorted(set(by_model) - matched)
+    if unmatched:
+        lb.notes.append(f"arena models that match no run (by model id or run folder name): {', '.join(unmatched)}; "
+                        "their ratings are in the arena section only")
     i = lb.columns.index("num_few_shots")
     lb.columns[i:i] = extra
 
@@ -326,8 +377,8 @@ def to_markdown(lb: Leaderboard) -> str:
     out = [f"> {n}\n" for n in lb.notes] + ["\n" if lb.notes else ""]
     out.append("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
     for row in lb.rows:
-        out.append("| " + " | ".join(_with_ci(row, c) if c in ("AVG", *CATEGORIES) else (_fmt(row.get(c)) or "—")
-                                     for c in cols) + " |\n")
+        cells = (_with_ci(row, c) if c in ("AVG", *CATEGORIES) else (_fmt(row.get(c)) or "—") for c in cols)
+        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
     out.append(f"\nSorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
                "row (over the samples both runs share) excludes 0.\n")
     return "".join(out)
@@ -375,12 +426,17 @@ const c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c}});row
 """
 
 
+def lower_is_better(col: str) -> bool:
+    """Columns where less is better (out-of-label rates); every score column is higher-is-better."""
+    return col.endswith("_out_of_label")
+
+
 def _best(lb: Leaderboard, cols: list[str]) -> dict[str, Any]:
     best = {}
     for c in cols:
         vals = [r.get(c) for r in lb.rows if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
         if vals and c not in ("rank", "num_few_shots", "max_num_samples", "diff_to_next", "avg_upstream"):
-            best[c] = min(vals) if c.endswith("_out_of_label") else max(vals)
+            best[c] = min(vals) if lower_is_better(c) else max(vals)
     return best
 
 
@@ -413,15 +469,23 @@ def print_rich(lb: Leaderboard, console=None, max_metric_columns: int = 12) -> N
         console.print(f"[yellow]{n}[/]")
 
 
-def plot(lb: Leaderboard, out_dir: Path) -> list[Path]:
-    """PNG charts: a category radar per run (one panel each) and AVG with 95% CI bars."""
+def plot(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> list[Path]:
+    """Write the PNG charts into out_dir (`<stem>.radar.png`, `<stem>.avg_ci.png`); returns their paths."""
+    charts = render_charts(lb, Path(out_dir), stem)
+    atomic_write_many(charts)
+    return list(charts)
+
+
+def render_charts(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
+    """PNG charts: a category radar per run (one panel each; a category a run lacks is left out of its polygon,
+    not drawn as 0) and AVG with 95% CI bars. Returns {path: PNG bytes}; nothing is written here."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    paths = []
+    charts: dict[Path, bytes] = {}
     cats = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
     if len(cats) >= 3:
         n = len(lb.rows)
@@ -431,15 +495,17 @@ def plot(lb: Leaderboard, out_dir: Path) -> list[Path]:
         angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
         for i, row in enumerate(lb.rows):
             ax = fig.add_subplot(nrow, ncol, i + 1, projection="polar")
-            vals = [row.get(c) or 0.0 for c in cats]
-            ax.plot(angles + angles[:1], vals + vals[:1], color="C0")
-            ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.25, color="C0")
+            have = [(a, row[c]) for a, c in zip(angles, cats) if row.get(c) is not None]
+            if have:
+                a, v = [x for x, _ in have], [y for _, y in have]
+                ax.plot(a + a[:1], v + v[:1], color="C0", marker="o", markersize=3)
+                ax.fill(a + a[:1], v + v[:1], alpha=0.25, color="C0")
             ax.set_xticks(angles)
-            ax.set_xticklabels(cats, fontsize=8)
+            ax.set_xticklabels([c if row.get(c) is not None else f"{c}\n(none)" for c in cats], fontsize=8)
             ax.set_ylim(0, 1)
             ax.set_title(f"{row['run']}\nAVG {_fmt(row.get('AVG'), 3) or '—'}", fontsize=9)
         fig.tight_layout()
-        paths.append(_save(fig, out_dir / "radar.png"))
+        charts[out_dir / f"{stem}.radar.png"] = _png(fig)
         plt.close(fig)
     rows = [r for r in lb.rows if r.get("AVG") is not None]
     if rows:
@@ -454,43 +520,49 @@ def plot(lb: Leaderboard, out_dir: Path) -> list[Path]:
         ax.set_ylabel("AVG (95% CI)")
         ax.set_ylim(0, 1)
         fig.tight_layout()
-        paths.append(_save(fig, out_dir / "avg_ci.png"))
+        charts[out_dir / f"{stem}.avg_ci.png"] = _png(fig)
         plt.close(fig)
-    return paths
+    return charts
 
 
-def _save(fig, path: Path) -> Path:
+def _png(fig) -> bytes:
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return buf.getvalue()
 
 
-def write(lb: Leaderboard, out: Path, fmt: str = "csv", charts: bool = True) -> list[Path]:
-    """Write the table (atomically) in `fmt`, plus the HTML page and charts beside a CSV. Returns the paths."""
+FORMATS = ("csv", "md", "html", "json")
+
+
+def format_for(out: Path, fmt: str | None) -> str:
+    """--format, or when it is not given, the one --out's extension names (csv when it names none)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}", "use csv, md, html or json")
+        return fmt
+    suffix = Path(out).suffix.lower().lstrip(".")
+    return {"markdown": "md", "htm": "html"}.get(suffix, suffix) if suffix in (*FORMATS, "markdown", "htm") else "csv"
+
+
+def write(lb: Leaderboard, out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
+    """Write the table in `fmt` (from --out's extension when None); a CSV also gets its Markdown and HTML pages
+    beside it; charts go beside `out` as `<stem>.radar.png` / `<stem>.avg_ci.png`. Everything is rendered first
+    and written all or nothing: a path that cannot be written leaves no new file behind. Returns the paths."""
     out = Path(out)
-    writers = {"csv": to_csv, "md": to_markdown, "html": to_html}
-    if fmt not in (*writers, "json"):
-        raise UsageError(f"unknown format {fmt!r}", "use csv, md, html or json")
+    fmt = format_for(out, fmt)
+    render = {"csv": to_csv, "md": to_markdown, "html": to_html,
+              "json": lambda lb: dumps_json(to_json(lb)) + "\n"}
+    files: dict[Path, bytes] = {out: render[fmt](lb).encode("utf-8")}
+    if fmt == "csv":
+        for suffix, other in ((".html", "html"), (".md", "md")):
+            files.setdefault(out.with_suffix(suffix), render[other](lb).encode("utf-8"))
+    if charts:
+        files.update(render_charts(lb, out.parent, out.stem))
     try:
-        if fmt == "json":
-            atomic_write_json(out, to_json(lb))
-        else:
-            atomic_write_text(out, writers[fmt](lb))
-        paths = [out]
-        if fmt == "csv":
-            html_path = out.with_suffix(".html")
-            atomic_write_text(html_path, to_html(lb))
-            paths.append(html_path)
-            md_path = out.with_suffix(".md")
-            atomic_write_text(md_path, to_markdown(lb))
-            paths.append(md_path)
-        if charts:
-            paths += plot(lb, out.parent)
-    except JlevalError:
-        raise
+        atomic_write_many(files)
     except OSError as e:
-        raise OutputError(f"cannot write {out}: {e.strerror or e}", "pass --out with a writable path") from None
-    return paths
+        raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}",
+                          "pass --out with a writable path") from None
+    return list(files)

@@ -18,7 +18,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     oracle = json.loads((out / "runs" / "oracle" / "scores.json").read_text(encoding="utf-8"))
     exact = {t: e["metrics"]["exact_match"]["value"] for t, e in oracle["tasks"].items() if "exact_match" in e["metrics"]}
     assert set(exact) == {"jamp", "jcommonsenseqa", "jmmlu", "mawps"} and set(exact.values()) == {1.0}
-    for name in ("leaderboard.csv", "leaderboard.html", "leaderboard.md", "radar.png", "avg_ci.png"):
+    for name in ("leaderboard.csv", "leaderboard.html", "leaderboard.md", "leaderboard.radar.png", "leaderboard.avg_ci.png"):
         assert (out / name).stat().st_size > 500, name
         assert str(out / name) in r.stdout
     for run in ("tiny-llama", "oracle", "majority"):

@@ -81,7 +81,7 @@ def test_leaderboard_columns_values_and_significance(tmp_path):
     assert "<table" in html and "sortBy" in html and "http" not in html.split("<body>")[1]
     from PIL import Image
 
-    for name in ("radar.png", "avg_ci.png"):
+    for name in ("leaderboard.radar.png", "leaderboard.avg_ci.png"):
         p = tmp_path / "out" / name
         assert p in paths
         with Image.open(p) as im:
@@ -204,3 +204,82 @@ def test_tiny_model_and_baselines_end_to_end(raw_dir, tiny_model, tmp_path):
     assert lb.rows[0]["run"] == "oracle" and lb.rows[0]["AVG"] == pytest.approx(1.0)
     assert {r["run"] for r in lb.rows} == {"tiny", "oracle", "majority"}
     assert all(r["backend"] for r in lb.rows)
+
+
+def _backend_like_hf(run: Path) -> None:
+    """Make a run's manifest look like a real model run: settings.backend plus the backend's self-description."""
+    m = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    m["settings"]["backend"] = "hf"
+    m["backend"] = {"engine": "transformers", "engine_version": "5.0", "model": "x"}
+    (run / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+
+
+def test_backend_column_sorting_and_task_subsets(tmp_path):
+    from jleval import table
+
+    a, b = make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)
+    _backend_like_hf(a)
+    _backend_like_hf(b)
+    lb = table.build([a, b])
+    assert {r["backend"] for r in lb.rows} == {"hf"} and {r["engine_version"] for r in lb.rows} == {"5.0"}
+    # out-of-label rates: lower is better, so the run with fewer non-labels ranks first
+    bad = make_run(tmp_path, "bad-labels", 0.9)
+    path = bad / "outputs" / "jamp.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for r in rows[:50]:
+        r["generation"] = "わからない"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    lb = table.build([bad, a], sort="jamp_out_of_label")
+    assert [r["run"] for r in lb.rows] == ["a", "bad-labels"]
+    with pytest.raises(UsageError, match="no run has a value in column 'RC'"):
+        table.build([a, b], sort="RC")
+    # --tasks: AVG, categories and ranks over those tasks only
+    sub = table.build([a, b], tasks=["jamp"])
+    assert sub.rows[0]["AVG"] == pytest.approx(sub.rows[0]["jamp_exact_match"])
+    assert sub.rows[0]["MC"] is None and not any(c.startswith("jmmlu") for c in sub.columns)
+
+
+def test_corrupt_and_empty_runs(tmp_path):
+    from jleval import table
+    from jleval.errors import ScoreError
+
+    a, b = make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)
+    table.build([a, b])  # scores them
+    (a / "scores.json").write_text("[]", encoding="utf-8")  # corrupt: re-scored
+    assert table.build([a, b]).rows[0]["run"] == "a"
+    (b / "manifest.json").write_text("{bad", encoding="utf-8")
+    with pytest.raises(ScoreError, match="manifest.json is corrupt"):
+        table.build([a, b])
+    empty = make_run(tmp_path, "empty", 0.5)
+    for f in (empty / "outputs").iterdir():
+        f.write_text("", encoding="utf-8")
+    with pytest.raises(UsageError, match="no task of run"):
+        table.build([a, empty])
+
+
+def test_outputs_are_all_or_nothing_and_follow_the_extension(tmp_path):
+    from jleval import table
+    from jleval.errors import OutputError
+
+    lb = table.build([make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)])
+    out = tmp_path / "o"
+    (out / "lb.html").mkdir(parents=True)
+    with pytest.raises(OutputError, match="lb.html: a folder of that name is in the way"):
+        table.write(lb, out / "lb.csv")
+    assert sorted(p.name for p in out.iterdir()) == ["lb.html"]  # no CSV, no chart, no temp file left
+    paths = table.write(lb, tmp_path / "p" / "lb.md")
+    assert "| rank | run |" in (tmp_path / "p" / "lb.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "p" / "lb.csv").exists() and tmp_path / "p" / "lb.radar.png" in paths
+
+
+def test_arena_models_that_match_no_run_are_named(tmp_path):
+    from jleval import table
+
+    a, b = make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)
+    judgments = tmp_path / "j.jsonl"
+    judgments.write_text("".join(json.dumps({"model_a": x, "model_b": y, "winner": w}) + "\n"
+                                 for x, y, w in [("a", "zz", "a"), ("zz", "a", "b"), ("a", "zz", "tie")] * 3),
+                         encoding="utf-8")
+    lb = table.build([a, b], arena_judgments=[judgments])
+    assert any("match no run" in n and "zz" in n for n in lb.notes)
+    assert lb.rows[0]["arena_rating"] is not None

@@ -82,6 +82,7 @@ class OpenAIBackend:
         self.revision = revision
         self._tokenizer_name = tokenizer
         self._tokenizer: Any = None
+        self._tokenizer_error: UsageError | None = None
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env)
         if key:
@@ -114,6 +115,9 @@ class OpenAIBackend:
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str:
         """The server applies its own template; this renders one for the cache key and for reading: with the
         model's tokenizer when one is available, else as a plain `role: content` transcript."""
+        if self._tokenizer_name is None and self._tokenizer is None:
+            # no tokenizer asked for: do not look the served model's name up on the Hub for every call
+            return "".join(f"<{role}>\n{content}\n" for role, content in messages)
         try:
             return render_chat(self._get_tokenizer(), messages, self.model)
         except UsageError:
@@ -277,16 +281,19 @@ class OpenAIBackend:
 
     def _get_tokenizer(self):
         if self._tokenizer is None:
+            if self._tokenizer_error is not None:  # tried once already: a failed lookup is not retried per call
+                raise self._tokenizer_error
             from transformers import AutoTokenizer
 
             name = self._tokenizer_name or self.model
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(name)
             except Exception as err:  # noqa: BLE001 (any failure means: no local tokenizer)
-                raise UsageError(
+                self._tokenizer_error = UsageError(
                     f"counting tokens for {self.model!r} needs its tokenizer, and {name!r} did not load: {err}",
                     "pass the tokenizer option (a Hugging Face id or folder of the served model's tokenizer)",
-                ) from None
+                )
+                raise self._tokenizer_error from None
         return self._tokenizer
 
 
