@@ -77,6 +77,7 @@ class TaskPlan:
     data_sha256: str
     few_shots: int
     cot_prompt_sha256: str | None = None
+    shots_sha256: str | None = None  # the train file the few-shots are taken from
 
 
 @dataclass
@@ -185,7 +186,10 @@ def plan_tasks(opts: RunOptions, specs: list[TaskSpec], data_dir: Path,
             reqs.append(Request(task=spec.name, sample_id=i, prompt=prompt, gen=gen, messages=messages,
                                 add_special_tokens=opts.add_special_tokens, gold=s["output"],
                                 label_list=spec.label_list))
-        plans.append(TaskPlan(spec, reqs, samples, sha256_file(split_path), len(shots), cot_sha.get(spec.name)))
+        train_path = data_dir / opts.version / "evaluation" / "train" / f"{spec.name}.json"
+        shots_sha = sha256_file(train_path) if shots and opts.prompt_style == "basic" and train_path.is_file() else None
+        plans.append(TaskPlan(spec, reqs, samples, sha256_file(split_path), len(shots), cot_sha.get(spec.name),
+                              shots_sha))
     return plans, skipped
 
 
@@ -399,6 +403,7 @@ def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any
             "task_file_sha256": sha256_file(p.spec.file) if p.spec.file else None,
             "stop": list(p.requests[0].gen.stop) if p.requests else [],
             **({"cot_prompt_sha256": p.cot_prompt_sha256} if p.cot_prompt_sha256 else {}),
+            **({"few_shots_sha256": p.shots_sha256} if p.shots_sha256 else {}),
         }
     return {
         "jleval_version": __version__,

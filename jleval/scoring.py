@@ -153,7 +153,7 @@ def read_outputs(path: Path, warnings: list[str]) -> list[Sample]:
         sid = rec["id"]
         if not isinstance(sid, int) or isinstance(sid, bool):
             raise ScoreError(f"{path}:{i + 1}: 'id' must be an integer sample index, got {sid!r}")
-        if sid in by_id:
+        if sid in by_id and not by_id[sid].error:  # an errored line followed by its retry is the normal case
             warnings.append(f"{path}: sample id {sid} appears more than once; the last line is used")
         by_id[sid] = Sample(id=sid, key=rec.get("key"), input=str(rec.get("input") or ""),
                             gold=str(rec["gold"]), generation=str(gen or ""), error=str(err) if err else None)
