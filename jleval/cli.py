@@ -25,8 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # "file.jsonl:100:" must not become an emoji
+err_console = Console(stderr=True, emoji=False)
 
 
 def _version(value: bool) -> None:
@@ -72,16 +72,19 @@ def _warn_left_out(tasks: str, include_non_commercial: bool) -> None:
 
 @app.command("tasks")
 def tasks_cmd(
-    tasks: TasksOpt = "all",
+    tasks: Annotated[Optional[str], typer.Option("--tasks", "-t", help="'all', 'leaderboard' or names (default: every task file, the rakuda arena included).")] = None,
     include_non_commercial: Annotated[bool, typer.Option("--include-non-commercial/--commercial-only", help="List non-commercial tasks too (default), or only those licensed for commercial use.")] = True,
 ) -> None:
     """List tasks: category, metrics, output length, few-shots, licence, commercial use."""
+    from rich import box
     from rich.table import Table
 
-    from jleval.tasks import resolve_tasks
+    from jleval.tasks import all_tasks, resolve_tasks
 
-    specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
-    from rich import box
+    if tasks is None:
+        specs = [t for t in all_tasks().values() if t.commercial_use or include_non_commercial]
+    else:
+        specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
 
     # one metric per line, so the table fits an 80-column terminal without cutting names; names, numbers and
     # flags never wrap
@@ -208,6 +211,9 @@ def run_cmd(
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")] = None,
+    vllm_extensions: Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")] = None,
     request_timeout: Annotated[Optional[float], typer.Option("--request-timeout", help="openai: seconds before one request is abandoned and retried (default: 120).")] = None,
     max_retries: Annotated[Optional[int], typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts, with backoff (default: 5).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
@@ -226,7 +232,7 @@ def run_cmd(
         "gpu_memory_utilization": gpu_memory_utilization, "trust_remote_code": trust_remote_code or None,
         "distributed_executor_backend": distributed_executor_backend, "batch_size": batch_size, "device": device,
         "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "timeout": request_timeout,
-        "max_retries": max_retries,
+        "max_retries": max_retries, "endpoint": endpoint, "tokenizer": tokenizer, "vllm_extensions": vllm_extensions,
     }
     opts = RunOptions(model=model, backend=backend, tasks=tasks, split=split, max_num_samples=max_num_samples,
                       num_few_shots=num_few_shots, template=template, prompt_style=prompt_style,
@@ -346,6 +352,12 @@ def demo_cmd(
     for name, d in result.run_dirs.items():
         console.print(f"  {d}/  ({name}: manifest.json, outputs/, scores.json)")
     console.print(f"\nDone in {result.seconds:.0f} s. The sample is a tiny excerpt: these scores say nothing about a model.")
+    import shutil
+
+    if shutil.which("jleval") is None:  # e.g. after `make demo`, with .venv not activated
+        here = Path(sys.executable).parent
+        console.print(f"\n`jleval` is not on your PATH: run [bold]source {here / 'activate'}[/] first "
+                      f"(or call {here / 'jleval'}).")
     console.print("[bold]Next[/]: jleval tasks | jleval preprocess --tasks all --raw-dir RAW | "
                   "jleval run MODEL --tasks leaderboard | jleval table runs/*  (see docs/quickstart.md)")
 
@@ -378,6 +390,9 @@ def arena_judge_cmd(
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. https://api.openai.com/v1")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")] = None,
+    vllm_extensions: Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")] = None,
 ) -> None:
     """Judge the runs' rakuda answers pairwise with an LLM judge; verdicts are appended to --out as they arrive."""
     from jleval.arena.judge import judge
@@ -395,7 +410,8 @@ def arena_judge_cmd(
             raise UsageError(f"--name names a folder that is not among the runs: {', '.join(map(str, mapping))}")
     options = {"dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
                "gpu_memory_utilization": gpu_memory_utilization, "trust_remote_code": trust_remote_code or None,
-               "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency}
+               "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "endpoint": endpoint,
+               "tokenizer": tokenizer, "vllm_extensions": vllm_extensions}
     judge_backend = load_backend(backend, judge_model, revision=revision,
                                  **{k: v for k, v in options.items() if v is not None})
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -98,7 +98,7 @@ def print_comparison(result: dict[str, Any], console=None) -> None:
 
     from jleval.table import _fmt
 
-    console = console or Console()
+    console = console or Console(emoji=False)
     t = Table(title=f"basic vs chain-of-thought: {result['model'].get('id') if result['model'] else ''}")
     for c in ("", "metric", "basic", "CoT", "CoT − basic [95% CI]", "no answer"):
         t.add_column(c, justify="left" if c in ("", "metric") else "right")

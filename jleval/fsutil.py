@@ -74,6 +74,16 @@ def atomic_write_many(files: dict[Path, bytes]) -> None:
                 pass
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse, up front and by name, an output folder that cannot be created or written (the nearest existing
+    ancestor must be a writable folder)."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise OutputError(f"output folder {folder} is not writable", "pass --out DIR with a writable folder")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 from jleval import __version__
 from jleval.errors import BackendError, RunError, UsageError
-from jleval.fsutil import atomic_write_json, sha256_file, sha256_text
+from jleval.fsutil import atomic_write_json, check_writable, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
 from jleval.types import Completion, GenParams, Request
 
@@ -307,7 +307,10 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
     backend_name = resolve_backend(opts.backend)
     settings = _settings(opts, template.name, template.sha256, backend_name, model_identity_of(opts, backend_name))
     fingerprint = model_fingerprint(settings)
-    run_dir = Path(opts.out) / (opts.run_name or default_run_name(opts.model, opts))
+    check_writable(Path(opts.out))
+    shots = max((spec.few_shots(opts.num_few_shots) for spec in specs), default=opts.num_few_shots)
+    run_dir = Path(opts.out) / (opts.run_name or default_run_name(opts.model, dataclasses.replace(
+        opts, num_few_shots=shots)))
     plans, skipped = plan_tasks(opts, specs, data_dir, fingerprint)
     if not plans:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())

@@ -479,7 +479,11 @@ def print_summary(scores: dict[str, Any], run_dir: str | Path | None = None, con
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(emoji=False)
+    if not scores.get("tasks") and scores.get("skipped_tasks"):  # e.g. a run of the rakuda task alone
+        for name, why in scores["skipped_tasks"].items():
+            console.print(f"{escape(name)}: {escape(why)}")
+        return
     title = f"{run_dir}  (profile {scores['profile']})" if run_dir else f"profile {scores['profile']}"
     cat = Table(title=title, show_lines=False)
     cat.add_column("category")

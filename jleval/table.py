@@ -444,7 +444,7 @@ def print_rich(lb: Leaderboard, console=None, max_metric_columns: int = 12) -> N
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(emoji=False)
     present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
     cols = ["rank", "run", "AVG", *present, "better_than_next"]
     best = _best(lb, cols)

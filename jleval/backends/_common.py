@@ -82,11 +82,17 @@ def fingerprint_of(engine: str, identity: dict[str, Any], dtype: str) -> str:
 def model_load_error(model: str, err: BaseException, engine: str) -> RunError:
     """A RunError that names the model and says what to do, for any exception raised while loading it."""
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if is_local_model(model) and not (Path(model).expanduser() / "config.json").is_file():
+        return RunError(
+            f"the folder {model!r} is not a Hugging Face model folder: it has no config.json",
+            "pass the folder that holds config.json, the weights and the tokenizer files",
+        )
     if not is_local_model(model) and (looks_like_path(model) or isinstance(err, OSError)):
         return RunError(
             f"model {model!r} is not a local folder and not downloadable offline: {detail}",
             "pass a folder that holds config.json and the weights, or a Hugging Face model id with network "
-            "access (or already in the Hugging Face cache; check HF_HUB_OFFLINE and HF_HOME)",
+            "access (or already in the Hugging Face cache; check HF_HOME). Offline, set HF_HUB_OFFLINE=1 so "
+            "that a missing model fails at once instead of after the Hub's retries",
         )
     return RunError(
         f"model {model!r} failed to load with {engine}: {type(err).__name__}: {detail}",

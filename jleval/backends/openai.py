@@ -291,7 +291,7 @@ class OpenAIBackend:
             except Exception as err:  # noqa: BLE001 (any failure means: no local tokenizer)
                 self._tokenizer_error = UsageError(
                     f"counting tokens for {self.model!r} needs its tokenizer, and {name!r} did not load: {err}",
-                    "pass the tokenizer option (a Hugging Face id or folder of the served model's tokenizer)",
+                    "pass --tokenizer (a Hugging Face id or folder of the served model's tokenizer)",
                 )
                 raise self._tokenizer_error from None
         return self._tokenizer

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jleval import __version__
-from jleval.errors import OutputError, TaskSpecError, UsageError
-from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json, sha256_text
+from jleval.errors import TaskSpecError, UsageError
+from jleval.fsutil import atomic_write_json, atomic_write_text, check_writable, dumps_json, sha256_text
 from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
 from jleval.jaster.sources import Reporter, locate
 from jleval.tasks import TaskSpec
@@ -108,16 +108,6 @@ def _write_task(spec: TaskSpec, splits: Splits, root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): sha256_text(t) for p, t in files.items()}
 
 
-def _check_writable(out_dir: Path) -> None:
-    probe = Path(out_dir)
-    while not probe.exists():
-        probe = probe.parent
-    import os
-
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise OutputError(f"output folder {out_dir} is not writable", "pass --out DIR with a writable folder")
-
-
 def _read_manifest(path: Path) -> tuple[dict, str | None]:
     """The output folder's manifest, and a warning when it is unreadable or corrupt: it is jleval's own
     bookkeeping, so its tasks are then built again rather than trusted."""
@@ -152,7 +142,7 @@ def preprocess(
     if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]*", version) or ".." in version:
         raise UsageError(f"--version {version!r} is not a dataset version name",
                          "use a plain name such as 1.4.1 (it becomes a folder under --out)")
-    _check_writable(out_dir)
+    check_writable(out_dir)
     if allow_download is None:
         allow_download = raw_dir is None
     root = out_dir / version

@@ -134,7 +134,8 @@ class Result:
 
 
 def default_workers(limits: Limits = Limits()) -> int:
-    """Twice the usable CPUs (programs that sleep or wait hold a slot without using a core), bounded by memory."""
+    """Four times the usable CPUs (programs that sleep or wait hold a slot without using a core), at least 2 and
+    at most 64, and at most one per 2 x memory_mb of RAM."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
