@@ -448,11 +448,14 @@ def print_rich(lb: Leaderboard, console=None, max_metric_columns: int = 12) -> N
     present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
     cols = ["rank", "run", "AVG", *present, "better_than_next"]
     best = _best(lb, cols)
-    t = Table(title=f"jleval leaderboard (sorted by {lb.sort}; ≫ = better than the next row beyond noise)")
+    from rich import box
+
+    t = Table(title=f"jleval leaderboard (sorted by {lb.sort}; ≫ = better than the next row beyond noise)",
+              box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     short = {"rank": "#", "better_than_next": "≫"}
     for c in cols:
         t.add_column(short.get(c, c), justify="left" if c == "run" else "right", no_wrap=c != "run",
-                     overflow="fold" if c == "run" else "ellipsis", min_width=12 if c == "run" else None)
+                     overflow="fold" if c == "run" else "ellipsis", min_width=8 if c == "run" else None)
     for row in lb.rows:
         cells = []
         for c in cols:
