@@ -155,8 +155,12 @@ def read_outputs(path: Path, warnings: list[str]) -> list[Sample]:
             raise ScoreError(f"{path}:{i + 1}: 'id' must be an integer sample index, got {sid!r}")
         if sid in by_id and not by_id[sid].error:  # an errored line followed by its retry is the normal case
             warnings.append(f"{path}: sample id {sid} appears more than once; the last line is used")
+        if not isinstance(rec["gold"], str) or (gen is not None and not isinstance(gen, str)):
+            raise ScoreError(f"{path}:{i + 1}: 'gold' and 'generation' must be strings "
+                             f"(got {type(rec['gold']).__name__} and {type(gen).__name__})",
+                             "see docs/file-formats.md for the layout")
         by_id[sid] = Sample(id=sid, key=rec.get("key"), input=str(rec.get("input") or ""),
-                            gold=str(rec["gold"]), generation=str(gen or ""), error=str(err) if err else None)
+                            gold=rec["gold"], generation=gen or "", error=str(err) if err else None)
     return [by_id[k] for k in sorted(by_id)]
 
 
@@ -266,6 +270,9 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
         if res.score is None:
             m["reason"] = res.reason
             warnings.append(f"{info.name}: {metric} not computed: {res.reason}")
+        elif res.note:
+            m["note"] = res.note
+            warnings.append(f"{info.name}: {res.note}")
         entry["metrics"][metric] = m
         per_sample_cols[metric] = res.per_sample
         if metric == info.star_metric and res.score is not None:

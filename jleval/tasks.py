@@ -154,7 +154,9 @@ def get_task(name: str) -> TaskSpec:
     if name not in tasks:
         import difflib
 
-        close = difflib.get_close_matches(name, tasks, n=3)
+        lower = {t.lower(): t for t in tasks}
+        close = ([lower[name.lower()]] if name.lower() in lower else
+                 [lower[c] for c in difflib.get_close_matches(name.lower(), lower, n=3)])
         hint = f"did you mean {', '.join(close)}?" if close else "run `jleval tasks` to list them"
         raise UnknownTaskError(f"unknown task {name!r}", hint)
     return tasks[name]

@@ -44,6 +44,16 @@ def test_arena_rank_cli_bad_input(tmp_path):
     r = subprocess.run([sys.executable, "-m", "jleval.cli", "arena", "rank", str(selfmatch)], capture_output=True,
                        text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "line 1" in r.stderr
+    # a ranking passed where judgments are expected, and impossible sampler settings
+    _judgments(tmp_path / "j.jsonl", {"a": 1.0, "b": 0.0}, n=40)
+    subprocess.run([sys.executable, "-m", "jleval.cli", "arena", "rank", str(tmp_path / "j.jsonl"), "--out",
+                    str(tmp_path / "arena"), "--bootstrap", "20"], capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-m", "jleval.cli", "arena", "rank", str(tmp_path / "arena" / "arena.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "looks like a ranking" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "jleval.cli", "arena", "rank", str(tmp_path / "j.jsonl"), "--posterior",
+                        "--draws", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--draws" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_leaderboard_gets_arena_columns(tmp_path):

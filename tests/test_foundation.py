@@ -94,6 +94,9 @@ def test_unknown_task():
     assert r.returncode == 2
     assert "unknown task 'jampp'" in r.stderr and "did you mean jamp" in r.stderr
     assert "Traceback" not in r.stderr
+    with pytest.raises(UnknownTaskError) as e:
+        resolve_tasks("JAMP")
+    assert e.value.hint == "did you mean jamp?"
 
 
 def test_preprocess_jamp_real(raw_dir, tmp_path):

@@ -231,6 +231,15 @@ def test_empty_generations_and_constant_pearson(tmp_path):
     assert s["tasks"]["qa"]["n_empty"] == 2
     assert s["tasks"]["sts"]["metrics"]["pearson"]["value"] == 0.0  # NaN -> 0, as upstream
     assert s["tasks"]["sts"]["metrics"]["spearman"]["value"] == 0.0
+    assert "undefined when every prediction is the same" in s["tasks"]["sts"]["metrics"]["pearson"]["note"]
+    assert any("sts: pearson is undefined" in w for w in s["warnings"])
+
+
+def test_non_string_gold_or_generation_is_named(tmp_path):
+    run = _write_run(tmp_path / "r", {"t": _task("NLI", "exact_match", ["exact_match"], NLI_LABELS)},
+                     {"t": [{"gold": None, "generation": "entailment"}]})
+    with pytest.raises(ScoreError, match=r"t.jsonl:1: 'gold' and 'generation' must be strings"):
+        score_run(run, n_bootstrap=10)
 
 
 def test_absent_optional_dependency_is_not_computed_never_zero(tmp_path, monkeypatch):

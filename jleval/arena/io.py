@@ -158,6 +158,10 @@ def read_judgments(path: Path | str, *, allow_missing: bool = False) -> list[Jud
         except json.JSONDecodeError as e:
             if n == len(lines) and not text.endswith("\n"):
                 break  # a partial last line from an interrupted write: not a judgment
+            if n == 1 and raw.lstrip().startswith("{") and '"models"' in text[:4000]:
+                raise JudgmentsFileError(f"{path} looks like a ranking (arena.json), not a judgments file",
+                                         "pass the judgments JSONL that `jleval arena judge` wrote (one match "
+                                         "per line)") from None
             raise _fail(path, n, f"not valid JSON ({e.msg})") from None
         out.append(parse_line(rec, path, n))
     return out

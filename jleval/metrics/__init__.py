@@ -33,6 +33,9 @@ class MetricResult:
     per_sample: tuple[float, ...] | None  # per-sample values when `score` is their mean, else None
     signature: str
     reason: str | None = None
+    #: A caveat about a computed score (e.g. a correlation undefined on constant predictions, reported as 0);
+    #: scoring adds it to the run's warnings.
+    note: str | None = None
     #: For scores that are not a plain mean of `per_sample` (pearson, spearman): maps a (B, n) array of sample
     #: indices (bootstrap replicates) to the B scores recomputed on them. None when `per_sample` suffices.
     resample: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)

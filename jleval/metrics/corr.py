@@ -87,11 +87,15 @@ def _make(kind: str):
             return not_computed(sig, f"a gold value is not a number ({e})")
         y = np.array([parse_float(p, profile) for p in preds], dtype=float)
         score = float(_corr(kind, x[None, :], y[None, :])[0])
+        note = None
+        if np.ptp(y) == 0 or np.ptp(x) == 0:
+            note = (f"{kind} is undefined when every {'prediction' if np.ptp(y) == 0 else 'gold value'} is the "
+                    "same number; reported as 0, as upstream does (NaN -> 0)")
 
         def resample(idx: np.ndarray) -> np.ndarray:
             return _corr(kind, x[idx], y[idx])
 
-        return MetricResult(score=score, per_sample=None, signature=sig, resample=resample)
+        return MetricResult(score=score, per_sample=None, signature=sig, resample=resample, note=note)
 
     metric.__name__ = kind
     return metric
