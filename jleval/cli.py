@@ -301,7 +301,7 @@ def score_cmd(
 @app.command("table")
 def table_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (CSV also writes .md, .html and PNG charts beside it).")] = Path("leaderboard.csv"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: leaderboard.csv; style-comparison.csv with --compare-styles). A CSV also gets .md, .html and PNG charts beside it.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv | md | html | json (default: from --out's extension, else csv).")] = None,
     sort: Annotated[str, typer.Option("--sort", help="AVG, a category (NLI, QA, …) or a metric column.")] = "AVG",
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks' metric columns (comma-separated).")] = None,
@@ -318,13 +318,18 @@ def table_cmd(
         from jleval import compare
 
         if len(run_dirs) != 2:
-            raise JlevalError("--compare-styles takes exactly two runs: RUN_BASIC RUN_COT")
-        result = compare.compare_styles(run_dirs[0], run_dirs[1])
+            raise UsageError("--compare-styles takes exactly two runs: RUN_BASIC RUN_COT")
+        ignored = [flag for flag, given in (("--sort", sort != "AVG"), ("--tasks", tasks), ("--arena", arena),
+                                            ("--allow-mixed", allow_mixed), ("--no-charts", not charts)) if given]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} do(es) not apply to --compare-styles",
+                             "compare the two runs as they are (every shared task), with --out and --format")
+        result = compare.compare_styles(run_dirs[0], run_dirs[1], profile=profile)
         compare.print_comparison(result, console=console)
-        paths = compare.write(result, out if out != Path("leaderboard.csv") else Path("style-comparison.csv"))
-        for p in paths:
+        for p in compare.write(result, out or Path("style-comparison.csv"), fmt=fmt):
             console.print(f"wrote {p}")
         return
+    out = out or Path("leaderboard.csv")
     lb = table.build(run_dirs, sort=sort, allow_mixed=allow_mixed,
                      tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
                      arena_judgments=arena)

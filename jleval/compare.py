@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from jleval.errors import UsageError
-from jleval.fsutil import atomic_write_text
 from jleval.table import PairedResult, load_run, paired_groups
 from jleval.tasks import CATEGORIES
 
 SAME = ("split", "num_few_shots", "max_num_samples", "profile")
 
 
-def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    basic, cot = load_run(Path(basic_dir)), load_run(Path(cot_dir))
+def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed: int = 0,
+                   profile: str | None = None) -> dict[str, Any]:
+    basic, cot = load_run(Path(basic_dir), profile=profile), load_run(Path(cot_dir), profile=profile)
     styles = (basic.setting("prompt_style") or "basic", cot.setting("prompt_style") or "basic")
     if styles != ("basic", "cot"):
         raise UsageError(f"--compare-styles wants a basic run then a cot run; got {styles[0]} and {styles[1]}",
@@ -23,6 +23,11 @@ def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed
     differ = [k for k in SAME if basic.setting(k) != cot.setting(k)]
     if basic.manifest.get("model") != cot.manifest.get("model"):
         differ.append("model")
+    for key in ("backend", "model_identity", "template", "chat_template", "system_prompt", "add_special_tokens",
+                "backend_options"):
+        a, b = basic.manifest.get("settings", {}).get(key), cot.manifest.get("settings", {}).get(key)
+        if a != b and not (key == "model_identity" and (a is None or b is None)):
+            differ.append(key)
     if differ:
         raise UsageError(f"the two runs differ in more than the prompt style: {', '.join(differ)}",
                          "compare runs of the same model, split, shots, sample count and profile")
@@ -87,9 +92,27 @@ def to_csv(result: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def write(result: dict[str, Any], out: Path) -> list[Path]:
-    atomic_write_text(Path(out), to_csv(result))
-    return [Path(out)]
+def to_markdown(result: dict[str, Any]) -> str:
+    from jleval.table import _fmt
+
+    lines = [f"> {result['note']}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in result["rows"]:
+        lines.append("| " + " | ".join((_fmt(r.get(c)) or "—").replace("|", "\\|") for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict[str, Any], out: Path, fmt: str | None = None) -> list[Path]:
+    """Write the comparison as CSV, Markdown or JSON (from `fmt`, else from the extension of `out`), atomically."""
+    from jleval.fsutil import atomic_write_many, dumps_json
+    from jleval.table import format_for
+
+    out = Path(out)
+    fmt = format_for(out, fmt)
+    if fmt == "html":
+        raise UsageError("--compare-styles writes csv, md or json", "pass --out style-comparison.csv (or .md, .json)")
+    text = {"csv": to_csv, "md": to_markdown, "json": lambda r: dumps_json(r) + "\n"}[fmt](result)
+    atomic_write_many({out: text.encode("utf-8")})
+    return [out]
 
 
 def print_comparison(result: dict[str, Any], console=None) -> None:

@@ -41,7 +41,9 @@ IDENTITY_KEYS = (
 #: changes how fast, not what: it may differ between the sessions of one run (a resume with a smaller batch
 #: after an out-of-memory, or fewer requests in flight after 429s), and each session's values are recorded in
 #: the manifest's `sessions`.
-OUTPUT_OPTIONS = frozenset({"dtype", "max_model_len", "endpoint", "tokenizer"})
+OUTPUT_OPTIONS = frozenset({"dtype", "max_model_len", "endpoint", "tokenizer", "vllm_extensions", "device"})
+#: Values that mean "not set": an option given with its default is the same run as one left out.
+OPTION_DEFAULTS = {"dtype": "auto", "endpoint": "auto", "vllm_extensions": True, "device": "auto"}
 BLANK_LINE = "\n\n"
 
 
@@ -104,7 +106,7 @@ def _settings(opts: RunOptions, template_name: str, template_sha: str, backend_n
         "data_version": opts.version,
         "decoding": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0},
         "backend_options": {k: v for k, v in sorted(opts.backend_options.items())
-                            if v is not None and k in OUTPUT_OPTIONS},
+                            if v is not None and k in OUTPUT_OPTIONS and OPTION_DEFAULTS.get(k, object()) != v},
     }
 
 
@@ -248,8 +250,17 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     if not manifest_path.is_file():
         return None
-    old = json.loads(manifest_path.read_text(encoding="utf-8"))
-    diff = [k for k in IDENTITY_KEYS if old.get("settings", {}).get(k) != settings.get(k)]
+    try:
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        old = None
+    if not isinstance(old, dict) or not isinstance(old.get("settings"), dict):
+        raise RunError(f"{manifest_path} is corrupt, so this run cannot be resumed safely",
+                       "restore it, or pass another --run-name (the outputs there are kept as they are)")
+    keys = IDENTITY_KEYS
+    if "local_digest" in (settings.get("model_identity") or {}):
+        keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
+    diff = [k for k in keys if old.get("settings", {}).get(k) != settings.get(k)]
     if diff:
         lines = "; ".join(f"{k}: {old.get('settings', {}).get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
         raise RunError(f"{manifest_path.parent} holds a run with different settings ({lines})",
@@ -301,13 +312,16 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
     if opts.prompt_style not in ("basic", "cot"):
         raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
     specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial)
+    if opts.run_name is not None and (not opts.run_name.strip() or Path(opts.run_name).name != opts.run_name
+                                      or opts.run_name in (".", "..")):
+        raise UsageError(f"--run-name {opts.run_name!r} is not a plain folder name", "e.g. --run-name my-model-dev")
+    check_writable(Path(opts.out))
+    backend_name = resolve_backend(opts.backend)  # an unknown backend is refused before any preprocessing
+    template = load_template(opts.template)
     data_dir = Path(opts.data_dir) if opts.data_dir else default_data_dir()
     preprocess(specs, data_dir, raw_dir=opts.raw_dir, version=opts.version)  # builds only what is missing
-    template = load_template(opts.template)
-    backend_name = resolve_backend(opts.backend)
     settings = _settings(opts, template.name, template.sha256, backend_name, model_identity_of(opts, backend_name))
     fingerprint = model_fingerprint(settings)
-    check_writable(Path(opts.out))
     shots = max((spec.few_shots(opts.num_few_shots) for spec in specs), default=opts.num_few_shots)
     run_dir = Path(opts.out) / (opts.run_name or default_run_name(opts.model, dataclasses.replace(
         opts, num_few_shots=shots)))
@@ -346,6 +360,8 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
             raise
         if backend is not None:
             manifest["backend"] = backend.describe()
+        elif old and "backend" in old:  # everything came from the cache: the engine that made it stays on record
+            manifest["backend"] = old["backend"]
         atomic_write_json(manifest_path, manifest)
         if progress:
             for p in plans:

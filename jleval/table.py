@@ -447,6 +447,8 @@ def print_rich(lb: Leaderboard, console=None, max_metric_columns: int = 12) -> N
     console = console or Console(emoji=False)
     present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
     cols = ["rank", "run", "AVG", *present, "better_than_next"]
+    if lb.sort not in cols:  # sorted by a metric column: show it
+        cols.insert(2, lb.sort)
     best = _best(lb, cols)
     from rich import box
 

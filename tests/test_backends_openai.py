@@ -199,6 +199,22 @@ def test_chat_endpoint_for_messages_and_when_configured(server):
     assert path == "/v1/chat/completions" and body["messages"] == [{"role": "user", "content": "plain prompt"}]
 
 
+def test_completions_endpoint_renders_chat_messages_with_the_models_template(server, tiny_model):  # noqa: F811
+    """--endpoint completions with chat messages: the server gets the messages rendered with the served model's
+    template (system prompt included); without a tokenizer that is refused before anything is sent."""
+    from jleval.errors import UsageError
+
+    msgs = (("system", "SYSTEMTEXT"), ("user", "こんにちは"))
+    sent = len(server.log)
+    with pytest.raises(UsageError, match="needs the served model's chat template"):
+        collect(backend(server.url, endpoint="completions"), [req("raw", messages=msgs)])
+    assert len(server.log) == sent
+    collect(backend(server.url, endpoint="completions", tokenizer=str(tiny_model)), [req("raw", messages=msgs)])
+    path, body, _ = server.log[-1]
+    assert path == "/v1/completions"
+    assert body["prompt"].startswith("<|system|>\nSYSTEMTEXT") and body["prompt"].endswith("<|assistant|>\n")
+
+
 def test_429_then_success_honours_retry_after(server):
     b = backend(server.url, backoff_base=5.0)  # a backoff this long would blow the test: Retry-After is used
     t0 = time.perf_counter()

@@ -315,7 +315,7 @@ def test_results_are_deterministic(suite):
 
 def test_closed_sandbox_leaves_nothing(env):
     box = Sandbox(LIMITS, workers=2)
-    box.run([Program("import subprocess\nsubprocess.Popen(['sleep', '%s'])\n" % SLEEP_MARK, [])])
+    box.run([Program("import subprocess\nsubprocess.Popen(['sleep', '%s'])\n" % SLEEP_MARK, ["assert True"])])
     token = box.token
     box.close()
     assert [c for c in _cmdlines() if token in c or f"sleep {SLEEP_MARK}" in c] == []
@@ -332,3 +332,25 @@ def test_fallback_refuses_forks_and_unaudited_spawns():
     assert results[0].status == "error" and "not allowed" in results[0].reason, results[0]
     assert results[1].status == "passed", results[1]
     assert results[2].status == "error" and "os.fork is not allowed" in results[2].reason, results[2]
+
+
+def test_limits_and_test_lists_are_checked():
+    with pytest.raises(ValueError, match="disk_mb"):
+        Limits(disk_mb=0)
+    with pytest.raises(ValueError, match="timeout_s"):
+        Limits(timeout_s=0)
+    with Sandbox(LIMITS, workers=2) as box:
+        results = box.run([Program(GOOD, []), Program(GOOD, ["  "]), Program(GOOD, ADD_TESTS)])
+    assert [r.status for r in results] == ["error", "error", "passed"]
+    assert "no tests to run" in results[0].reason
+
+
+def test_parallel_servers_all_get_the_same_isolation():
+    """Servers start in parallel and probe the machine each; none may end up with weaker isolation than the label
+    (their probe folders once removed each other's)."""
+    with Sandbox(LIMITS, workers=12) as box:
+        results = box.run([Program("import os\n" + GOOD, ADD_TESTS)] * 48)
+        assert all(r.passed for r in results), [r for r in results if not r.passed][:2]
+        with box._lock:
+            labels = {isolation_label(s.isolation) for s in box._servers.values()}
+        assert labels == {box.isolation_label}

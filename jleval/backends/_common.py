@@ -47,17 +47,25 @@ def looks_like_path(model: str) -> bool:
 
 
 def _file_digest(path: Path, edge: int = 1 << 20) -> str:
-    """sha256 of a file's size plus its first and last MiB: cheap on multi-GB weights, and it tells a
-    re-trained checkpoint saved over the same folder from the old one."""
+    """sha256 of a file's size plus its first, middle and last MiB (the whole file when it is smaller than
+    4 MiB): cheap on multi-GB weights, and it tells a re-trained checkpoint saved over the same folder from the
+    old one (every tensor changes). A hand edit inside a large file between those windows is not seen."""
     h = hashlib.sha256()
     size = path.stat().st_size
     h.update(str(size).encode())
     with open(path, "rb") as f:
-        h.update(f.read(edge))
-        if size > 2 * edge:
-            f.seek(size - edge)
-            h.update(f.read(edge))
+        if size <= 4 * edge:
+            h.update(f.read())
+        else:
+            for offset in (0, size // 2 - edge // 2, size - edge):
+                f.seek(offset)
+                h.update(f.read(edge))
     return h.hexdigest()
+
+
+#: The files that make a model: config, tokenizer, chat template, weights, and remote code.
+_MODEL_SUFFIXES = {".json", ".safetensors", ".bin", ".pt", ".pth", ".model", ".jinja", ".txt", ".py", ".tiktoken",
+                   ".gguf", ".msgpack", ".h5", ".npz"}
 
 
 def model_identity(model: str, revision: str | None, commit: str | None = None) -> dict[str, Any]:
@@ -66,9 +74,12 @@ def model_identity(model: str, revision: str | None, commit: str | None = None) 
     if is_local_model(model):
         folder = Path(model).expanduser()
         files = {}
-        for p in sorted(folder.iterdir()):
-            if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin", ".model", ".jinja", ".txt"}):
-                files[p.name] = _file_digest(p)
+        for p in sorted(folder.rglob("*")):
+            rel = p.relative_to(folder)
+            if any(part.startswith(".") for part in rel.parts):  # .git, .cache, editor droppings
+                continue
+            if p.is_file() and p.suffix in _MODEL_SUFFIXES:
+                files[rel.as_posix()] = _file_digest(p)
         digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         return {"model": Path(model).name, "local_digest": digest}
     return {"model": model, "revision": commit or revision or "main"}

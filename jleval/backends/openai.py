@@ -67,7 +67,8 @@ class OpenAIBackend:
         if endpoint not in ("auto", "completions", "chat"):
             raise UsageError(f"unknown endpoint {endpoint!r}", "use auto, completions or chat")
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise UsageError("concurrency must be >= 1, max_retries >= 0 and timeout > 0")
+            raise UsageError(f"bad openai options: --concurrency {concurrency} (must be >= 1), --max-retries "
+                             f"{max_retries} (>= 0), --request-timeout {timeout} (> 0)")
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
@@ -127,6 +128,9 @@ class OpenAIBackend:
         self._client.close()
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        first_chat = next((r for r in requests if r.messages is not None), None)
+        if first_chat is not None and self.endpoint == "completions":
+            self._path_and_body(first_chat)  # refuses before anything is sent when the template is unknown
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="jleval-openai")
         pending: dict[Future, int] = {}
@@ -179,7 +183,16 @@ class OpenAIBackend:
             messages = req.messages if req.messages is not None else (("user", req.prompt),)
             body["messages"] = [{"role": role, "content": content} for role, content in messages]
             return "/chat/completions", body
-        body["prompt"] = req.prompt
+        if req.messages is not None:
+            # chat messages on the completions endpoint: the text the model sees is the messages rendered with
+            # its own chat template, which only its tokenizer knows (no made-up transcript)
+            if self._tokenizer_name is None:
+                raise UsageError("--endpoint completions with chat messages (--chat-template, the rakuda task) "
+                                 "needs the served model's chat template",
+                                 "pass --tokenizer ID_OR_FOLDER, or use --endpoint chat (the server applies it)")
+            body["prompt"] = render_chat(self._get_tokenizer(), req.messages, self.model)
+        else:
+            body["prompt"] = req.prompt
         if self.vllm_extensions:
             body["add_special_tokens"] = req.add_special_tokens
         return "/completions", body

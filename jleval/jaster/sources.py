@@ -62,7 +62,7 @@ def _verify(path: Path, src: Source, task: str, expected: str) -> str:
             what = diff_listings(shipped.read_text(encoding="utf-8"), listing)
             raise ChecksumError(
                 f"the folder {path} (task {task}) differs from the pinned version: {what}",
-                f"restore those files, or delete the folder and download it again from {src.url} "
+                f"restore (or remove) those files, or delete the folder and download it again from {src.url} "
                 f"(the expected file list with checksums: {shipped})",
             )
         raise ChecksumError(

@@ -98,6 +98,15 @@ class Limits:
     output_bytes: int = 1 << 20
     disk_mb: int = 64  # size of the temp dir (a tmpfs) where namespaces are available
 
+    def __post_init__(self) -> None:
+        ints = {"memory_mb": self.memory_mb, "nproc": self.nproc, "fsize_mb": self.fsize_mb, "nofile": self.nofile,
+                "output_bytes": self.output_bytes, "disk_mb": self.disk_mb}
+        bad = [k for k, v in ints.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+        if self.timeout_s <= 0 or (self.cpu_s is not None and self.cpu_s <= 0):
+            bad.append("timeout_s/cpu_s")
+        if bad:
+            raise ValueError(f"sandbox limits must be positive (integers where sizes or counts): {', '.join(bad)}")
+
     def as_request(self) -> dict:
         d = asdict(self)
         d["cpu_s"] = self.cpu_s if self.cpu_s is not None else self.timeout_s
@@ -299,7 +308,21 @@ class Sandbox:
         if server is None or not server.alive():
             if server is not None:
                 server.close()
-            server = _Server(self._cfgs[slot], self.token)
+            try:
+                server = _Server(self._cfgs[slot], self.token)
+            except BaseException:
+                self._idle.put((slot, None))
+                raise
+            if isolation_label(server.isolation) != isolation_label(self.isolation):
+                # every worker must run with the isolation the signature reports, or none runs
+                got = server.isolation
+                server.close()
+                self._idle.put((slot, None))
+                raise SandboxError(f"a sandbox worker got weaker isolation ({isolation_label(got)}: "
+                                   f"{got.get('why', 'probe differed')}) than the first "
+                                   f"({isolation_label(self.isolation)})",
+                                   "check the machine's namespace limits (user.max_*_namespaces), or run with "
+                                   "fewer workers")
             with self._lock:
                 self._servers[slot] = server
         return slot, server
@@ -326,9 +349,13 @@ class Sandbox:
     def run(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]:
         """Run every program (in parallel); results in input order."""
         lim = (limits or self.limits).as_request()
+        # a pass means "every test ran": with no test (or only blank ones) nothing would be checked
+        testable = [bool(p.tests) and all(str(t).strip() for t in p.tests) for p in programs]
         reqs = [{"kind": "python", "code": p.code, "tests": list(p.tests), "limits": lim,
-                 "nonce": secrets.token_hex(16)} for p in programs]
-        return self._map(reqs)
+                 "nonce": secrets.token_hex(16)} for p, ok in zip(programs, testable) if ok]
+        ran = iter(self._map(reqs))
+        return [next(ran) if ok else Result("error", "no tests to run (an empty or blank test list passes nothing)")
+                for ok in testable]
 
     def pylint(self, codes: Sequence[str], rc: str, limits: Limits | None = None) -> list[Result]:
         """Lint each source with pylint (which the servers must preload) under the given rc text.

@@ -145,15 +145,22 @@ def _readonly_everything_but(workdir: str, hidden: list[str] = (), expose: list[
     _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
            f"mode=0755,size={int(disk_mb)}m,nr_inodes={max(1024, int(disk_mb) * 64)}")
     tops = list(hidden) + [d for d in SHARED_TEMP_DIRS if not os.path.islink(d)]
-    failures = _hide(tops, list(expose) + [workdir])
+    shown = list(expose) + [workdir]
+    failures = _hide(tops, shown)
     with open("/proc/self/mountinfo") as f:
         lines = f.read().splitlines()
+
+    def under(path: str, roots: list[str]) -> bool:
+        return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
     for line in lines:
         fields = line.split()
         mountpoint = fields[4].replace("\\040", " ")
         options = fields[5].split(",")
-        if "ro" in options or mountpoint == workdir or mountpoint.startswith(workdir + "/"):
+        if "ro" in options or under(mountpoint, [workdir]):
             continue
+        if under(mountpoint, [t for t in tops]) and mountpoint not in tops and not under(mountpoint, shown):
+            continue  # a mount beneath a cover (/run/user/0, a mount in the home): unreachable, nothing to do
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         for opt in options:
             flags |= _MOUNT_FLAGS.get(opt, 0)
@@ -392,13 +399,15 @@ def _probe(mode: str, cfg: dict) -> dict:
         return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
                 "why": "namespaces switched off"}
     user_ns = os.getuid() != 0
+    # this server's own probe folder, made here and removed by name: servers start in parallel and share the
+    # base folder, so removing every probe-* could pull another server's folder from under its mount
+    tmp = tempfile.mkdtemp(prefix="probe-", dir=cfg["base_dir"])
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
             _enter_namespaces(user_ns)
-            tmp = tempfile.mkdtemp(prefix="probe-", dir=cfg["base_dir"])
             fails = _readonly_everything_but(tmp, cfg["hide"], cfg["expose"])
             os.write(w, json.dumps({"ok": True, "ro_fail": fails}).encode())
         except BaseException as exc:  # noqa: BLE001
@@ -410,9 +419,7 @@ def _probe(mode: str, cfg: dict) -> dict:
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    for name in os.listdir(cfg["base_dir"]):
-        if name.startswith("probe-"):
-            remove_tree(os.path.join(cfg["base_dir"], name))
+    remove_tree(tmp)
     info = json.loads(data or b'{"ok": false}')
     if not info.get("ok"):
         return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
@@ -621,6 +628,9 @@ def _verdict(req: dict, verdict: str | None, c_status: int | None, result: bytes
             return {**base, "status": "error", "reason": f"{stage}: {detail}"}
     if code is None:
         return {**base, "status": "killed", "reason": "the sandbox lost track of the program"}
+    if code == _HARNESS_ERROR + 1 and not result:
+        return {**base, "status": "killed", "reason": "the sandbox could not set up the program's isolation "
+                "(namespaces, mounts or the temp dir); the program did not run"}
     if code > 128:
         sig = code - 128
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
