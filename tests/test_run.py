@@ -216,3 +216,22 @@ def test_prompts_command_checks_its_options_and_names_what_it_skipped(data_dir, 
     assert r.returncode == 3 and "skipped jnli" in r.stderr and (tmp_path / "q" / "jamp.eval-prompt.json").is_file()
     r = subprocess.run(cli + ["--tasks", "jamp", "--split", "bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown split" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_corrupt_manifest_bad_run_name_and_unknown_backend(data_dir, tmp_path):
+    from jleval.errors import UsageError
+
+    res = run(opts(data_dir, tmp_path, max_num_samples=3))
+    m = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert m["backend"]["backend"] == "oracle"
+    run(opts(data_dir, tmp_path, max_num_samples=3))  # all cached: the backend record stays
+    m2 = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert m2.get("backend") == m["backend"] and len(m2["sessions"]) == 2
+    (res.run_dir / "manifest.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(RunError, match="manifest.json is corrupt"):
+        run(opts(data_dir, tmp_path, max_num_samples=3))
+    with pytest.raises(UsageError, match="not a plain folder name"):
+        run(opts(data_dir, tmp_path, run_name="../escaped"))
+    with pytest.raises(UsageError, match="unknown backend"):
+        run(opts(data_dir, tmp_path, backend="nope", run_name="x"))
+    assert not (tmp_path / "x").exists()

@@ -155,6 +155,16 @@ def test_new_weights_in_the_same_folder_are_not_served_from_the_cache(tiny_model
         run(RunOptions(**common))
     res = run(RunOptions(**{**common, "run_name": "r2"}))
     assert res.counts["jamp"]["generated"] == 2
+    # the same folder spelled another way is the same model: its content digest decides
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        again = run(RunOptions(**{**common, "model": "./model", "run_name": "r2", "out": tmp_path / "runs"}))
+    finally:
+        os.chdir(cwd)
+    assert again.counts["jamp"] == {"total": 2, "cached": 2, "generated": 0, "errors": 0}
 
 
 def test_a_model_that_fails_to_load_leaves_no_run_folder(data_dir, tmp_path):

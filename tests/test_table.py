@@ -283,3 +283,19 @@ def test_arena_models_that_match_no_run_are_named(tmp_path):
     lb = table.build([a, b], arena_judgments=[judgments])
     assert any("match no run" in n and "zz" in n for n in lb.notes)
     assert lb.rows[0]["arena_rating"] is not None
+
+
+def test_compare_styles_cli_writes_the_asked_format_and_refuses_ignored_options(tmp_path):
+    import subprocess
+    import sys
+
+    basic = make_run(tmp_path, "basic", 0.5, model="m")
+    cot = make_run(tmp_path, "cot", 0.9, model="m", style="cot")
+    cli = [sys.executable, "-m", "jleval.cli", "table", "--compare-styles", str(basic), str(cot)]
+    r = subprocess.run(cli + ["--out", str(tmp_path / "cmp.md")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "| level | name |" in (tmp_path / "cmp.md").read_text(encoding="utf-8")
+    r = subprocess.run(cli + ["--out", str(tmp_path / "cmp.json")], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads((tmp_path / "cmp.json").read_text(encoding="utf-8"))["rows"]
+    r = subprocess.run(cli + ["--sort", "NLI"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "--sort do(es) not apply" in r.stderr
