@@ -158,9 +158,11 @@ def default_workers(limits: Limits = Limits()) -> int:
 
 
 def isolation_label(iso: dict) -> str:
-    """`netns+pidns+ro-fs+uid` or `fallback(rlimits+audit-hook)`: the part of a signature saying what was active."""
+    """`netns+pidns+ro-fs+uid` or `fallback(rlimits+session+seccomp+audit-hook+uid)`: the part of a signature
+    saying what was active."""
     if not iso.get("netns"):
-        return "fallback(rlimits+session+audit-hook" + ("+uid" if iso.get("uid") else "") + ")"
+        return ("fallback(rlimits+session" + ("+seccomp" if iso.get("seccomp") else "") + "+audit-hook"
+                + ("+uid" if iso.get("uid") else "") + ")")
     parts = ["netns", "pidns"]
     if iso.get("userns"):
         parts.append("userns")

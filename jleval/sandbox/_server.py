@@ -17,8 +17,9 @@ When G, the namespace's init, exits, the kernel kills every process left in its 
 A program passes only when the harness in G writes `PASS <nonce> <n>` on a pipe after every test snippet ran;
 the nonce is drawn per request, so sys.exit(0), os._exit(0), a swallowed SystemExit or a redefined
 AssertionError cannot produce a pass. Where namespaces are unavailable the server falls back to rlimits, a
-session, the subreaper sweep and a Python audit hook that refuses sockets, subprocesses and ctypes; the active
-isolation is reported in the hello message and ends up in the metric's signature.
+session, the subreaper sweep, a seccomp filter (no new process, exec or socket) and a Python audit hook that
+refuses the same with readable errors; the active isolation is reported in the hello message and ends up in
+the metric's signature.
 
 This file must stay stdlib-only: it runs before (and without) jleval being importable.
 """
@@ -28,6 +29,7 @@ import ctypes
 import json
 import math
 import os
+import platform
 import resource
 import select
 import shutil
@@ -188,6 +190,116 @@ def _set_limits(lim: dict, nproc_base: int) -> None:
         resource.setrlimit(res, value)
 
 
+# --- the fallback's seccomp filter ---------------------------------------------------------------------------
+# Without namespaces, a classic BPF seccomp filter (allowed under no_new_privs, and inside Docker's default
+# profile) is what stops a program from starting processes or opening sockets: no fork, vfork or clone without
+# CLONE_THREAD (threads still work), no execve, no socket() or connect(), no io_uring, no ptrace; clone3 answers
+# ENOSYS so that libc falls back to clone, whose flags the filter can read. Syscalls of a foreign ABI (i386, x32)
+# are refused outright. Python-level tricks (gc, _imp, ctypes pointers) all end in these syscalls.
+
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_DENIED = {  # syscall numbers per architecture
+    "x86_64": {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "socket": 41, "connect": 42,
+               "io_uring_setup": 425, "ptrace": 101},
+    "aarch64": {"execve": 221, "execveat": 281, "socket": 198, "connect": 203, "io_uring_setup": 425,
+                "ptrace": 117},
+}
+_CLONE = {"x86_64": 56, "aarch64": 220}
+_CLONE3 = 435
+CLONE_THREAD = 0x00010000
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+
+
+def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]] | None:
+    """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know."""
+    if machine not in _AUDIT_ARCH:
+        return None
+    deny, nosys = _RET_ERRNO | 1, _RET_ERRNO | 38  # EPERM, ENOSYS (the same on x86_64 and aarch64)
+    ins: list[tuple[int, int, int, int]] = []
+    # labels are resolved after the list is built: "DENY", "ALLOW", "CLONE"
+    pending: list[tuple[int, str, str]] = []
+
+    def jump(code: int, k: int, jt: str | None, jf: str | None) -> None:
+        pending.append((len(ins), jt or "", jf or ""))
+        ins.append((code, 0, 0, k))
+
+    ins.append((_LD_W_ABS, 0, 0, 4))                       # arch
+    jump(_JEQ_K, _AUDIT_ARCH[machine], None, "DENY")
+    ins.append((_LD_W_ABS, 0, 0, 0))                       # syscall number
+    if machine == "x86_64":
+        jump(_JGE_K, 0x40000000, "DENY", None)            # the x32 ABI
+    for nr in _DENIED[machine].values():
+        jump(_JEQ_K, nr, "DENY", None)
+    jump(_JEQ_K, _CLONE3, "NOSYS", None)
+    jump(_JEQ_K, _CLONE[machine], None, "ALLOW")
+    labels = {}
+    ins.append((_LD_W_ABS, 0, 0, 16))                      # clone: args[0], low 32 bits (little-endian)
+    jump(_JSET_K, CLONE_THREAD, "ALLOW", "DENY")
+    labels["ALLOW"] = len(ins)                            # (a filter must end with a return)
+    ins.append((_RET_K, 0, 0, _RET_ALLOW))
+    labels["DENY"] = len(ins)
+    ins.append((_RET_K, 0, 0, deny))
+    labels["NOSYS"] = len(ins)
+    ins.append((_RET_K, 0, 0, nosys))
+    for at, jt, jf in pending:
+        code, _, _, k = ins[at]
+        rel = lambda label: 0 if not label else labels[label] - at - 1  # noqa: E731
+        ins[at] = (code, rel(jt), rel(jf), k)
+    return ins
+
+
+def _install_seccomp() -> None:
+    """Install the fallback filter on this process (and everything it would start). Raises OSError when the
+    kernel refuses it, or on an unknown architecture. (Imports nothing: after the uid drop the interpreter's
+    files may be unreadable.)"""
+    program = _seccomp_program(platform.machine())
+    if program is None:
+        raise OSError(0, f"no seccomp filter for {platform.machine()}")
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    filters = (SockFilter * len(program))(*[SockFilter(*i) for i in program])
+    prog = SockFprog(len(program), filters)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _check(_LIBC.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                       ctypes.cast(ctypes.pointer(prog), ctypes.c_void_p), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           "prctl(PR_SET_SECCOMP)")
+
+
+def _probe_seccomp() -> str | None:
+    """None when the fallback filter installs and stops a fork here; else why not."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            _install_seccomp()
+            try:
+                child = os.fork()
+            except OSError:
+                os.write(w, b"ok")
+            else:
+                if child == 0:
+                    os._exit(0)
+                os.write(w, b"the filter did not stop fork()")
+        except BaseException as exc:  # noqa: BLE001
+            os.write(w, repr(exc).encode()[:300])
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 4096):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return None if data == b"ok" else (data.decode("utf-8", "replace") or "probe failed")
+
+
 _FALLBACK_REFUSED_MODULES = ("_posixsubprocess", "_ctypes", "_socket", "_multiprocessing")
 
 
@@ -334,6 +446,8 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
         sys.argv = [req.get("filename", "main.py")]
         _set_limits(req["limits"], cfg["nproc_base"])
         if not iso.get("netns"):
+            if iso.get("seccomp"):
+                _install_seccomp()
             _install_fallback_guard()
         nonce = req["nonce"]
         if req["kind"] == "pylint":
@@ -396,8 +510,7 @@ def _sweep(me: int, keep: frozenset[int] = frozenset()) -> None:
 def _probe(mode: str, cfg: dict) -> dict:
     """Find out, in a throwaway child, which isolation this machine allows."""
     if mode == "none":
-        return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
-                "why": "namespaces switched off"}
+        return _fallback({"why": "namespaces switched off"}, cfg)
     user_ns = os.getuid() != 0
     # this server's own probe folder, made here and removed by name: servers start in parallel and share the
     # base folder, so removing every probe-* could pull another server's folder from under its mount
@@ -422,10 +535,15 @@ def _probe(mode: str, cfg: dict) -> dict:
     remove_tree(tmp)
     info = json.loads(data or b'{"ok": false}')
     if not info.get("ok"):
-        return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
-                "why": info.get("error", "probe failed")}
+        return _fallback({"why": info.get("error", "probe failed")}, cfg)
     return {"netns": True, "pidns": True, "userns": user_ns, "ro_fs": info["ro_fail"] == 0,
             "uid": _drops_uid(cfg)}
+
+
+def _fallback(info: dict, cfg: dict) -> dict:
+    why_not = _probe_seccomp()
+    return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
+            "seccomp": why_not is None, **({"seccomp_why_not": why_not} if why_not else {}), **info}
 
 
 def _drops_uid(cfg: dict) -> bool:
@@ -617,6 +735,9 @@ def _verdict(req: dict, verdict: str | None, c_status: int | None, result: bytes
             rec = json.loads(first)
         except ValueError:
             rec = None
+        if isinstance(rec, dict) and code == _HARNESS_ERROR and rec.get("stage") == "sandbox setup":
+            return {**base, "status": "killed", "reason": f"the sandbox could not set the program up: "
+                    f"{rec.get('detail', '?')}"}
         if isinstance(rec, dict) and code == 1:
             kind, stage, detail = (str(rec.get(k, "?")) for k in ("kind", "stage", "detail"))
             if kind == "failed":
