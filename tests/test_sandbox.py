@@ -402,3 +402,19 @@ def test_fallback_seccomp_filter_refuses_the_syscalls_themselves():
         [res] = box.run([Program("import threading\nt = threading.Thread(target=print)\nt.start()\nt.join()\n"
                                  + GOOD, ADD_TESTS)])
         assert res.passed, res
+
+
+def test_fallback_as_root_says_whether_its_uid_can_read_python():
+    """Without namespaces nothing binds the interpreter somewhere readable: the probe finds out whether the
+    unprivileged uid can read it (a pyenv under a mode-700 /root cannot), and the code metrics refuse to score
+    with such a sandbox rather than fail every import."""
+    if os.geteuid() != 0:
+        pytest.skip("the uid drop happens only as root")
+
+    def others_can_list(path: Path) -> bool:
+        parts = [path, *path.parents]
+        return all(os.stat(p).st_mode & 0o001 for p in parts) and bool(os.stat(path).st_mode & 0o004)
+
+    expected = others_can_list(Path(os.__file__).resolve().parent) and others_can_list(Path(os.__file__).parent)
+    with Sandbox(LIMITS, workers=1, isolation="none") as box:
+        assert box.isolation["python_readable"] is expected

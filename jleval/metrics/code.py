@@ -19,6 +19,7 @@ import ast
 import atexit
 import importlib.metadata
 import platform
+import sys
 import threading
 from typing import Sequence
 
@@ -72,6 +73,13 @@ def _sandbox(kind: str) -> Sandbox:
                               warmup_pylintrc=PYLINTRC)
             else:
                 box = Sandbox(CODE_LIMITS)
+            if box.isolation.get("python_readable") is False:
+                box.close()
+                raise SandboxError(
+                    "without namespaces the sandbox runs programs as an unprivileged uid, which cannot read this "
+                    f"Python installation ({sys.prefix}): every import outside the preloaded modules would fail",
+                    "install Python (or the virtual environment) in a world-readable place, or allow namespaces "
+                    "(docs/security.md)")
             _sandboxes[kind] = box
         return box
 

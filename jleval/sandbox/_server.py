@@ -542,8 +542,29 @@ def _probe(mode: str, cfg: dict) -> dict:
 
 def _fallback(info: dict, cfg: dict) -> dict:
     why_not = _probe_seccomp()
-    return {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
-            "seccomp": why_not is None, **({"seccomp_why_not": why_not} if why_not else {}), **info}
+    out = {"netns": False, "pidns": False, "userns": False, "ro_fs": False, "uid": _drops_uid(cfg),
+           "seccomp": why_not is None, **({"seccomp_why_not": why_not} if why_not else {}), **info}
+    if out["uid"]:
+        out["python_readable"] = _readable_as(cfg["drop_uid"], [os.path.dirname(os.__file__)] + cfg["expose"])
+    return out
+
+
+def _readable_as(uid: int, paths: list[str]) -> bool:
+    """Whether `uid` can list these folders (the interpreter's files: without namespaces nothing binds them
+    somewhere readable, so a Python under a mode-700 /root is invisible to the sandbox uid)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for path in paths:
+                os.listdir(path)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _drops_uid(cfg: dict) -> bool:
