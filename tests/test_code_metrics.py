@@ -82,3 +82,23 @@ def test_jhumaneval_canonical_solutions_pass_and_broken_ones_fail(raw_dir):
     res = get_metric("code_exec")(preds, golds)
     assert res.per_sample[0::2] == (1.0,) * 12
     assert res.per_sample[1::2] == (0.0,) * 12
+
+
+def test_code_metrics_refuse_a_sandbox_that_cannot_contain(monkeypatch):
+    """Non-root without namespaces, programs would run as the user's uid on a writable file system: the code
+    metrics say "not computed" with the reason (unless JLEVAL_ALLOW_WEAK_SANDBOX=1). Simulated here by a real
+    fallback sandbox whose report says it could not drop to another uid (what a non-root probe reports)."""
+    from jleval.metrics import code
+    from jleval.sandbox import Sandbox
+
+    class NonRootFallback(Sandbox):
+        def __init__(self, limits, **kw):
+            super().__init__(limits, workers=1, isolation="none", **{k: v for k, v in kw.items() if k != "workers"})
+            self.isolation = {**self.isolation, "uid": False, "python_readable": True}
+
+    code.close_sandboxes()
+    monkeypatch.setattr(code, "Sandbox", NonRootFallback)
+    monkeypatch.delenv("JLEVAL_ALLOW_WEAK_SANDBOX", raising=False)
+    res = get_metric("code_exec")([RIGHT], [MBPP_GOLD])
+    assert res.score is None and "JLEVAL_ALLOW_WEAK_SANDBOX" in res.reason
+    code.close_sandboxes()

@@ -67,6 +67,11 @@ class Env:
         self.unix_path.chmod(0o777)
         self.unix_listener.listen(8)
         self.unix_listener.setblocking(False)
+        self.dgram_path = Path("/dev/shm" if os.path.isdir("/dev/shm") else "/var/tmp") / f"jl-dgram-{os.getpid()}"
+        self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # outside every covered dir but /dev/shm...
+        self.dgram.bind(str(self.dgram_path))
+        self.dgram_path.chmod(0o777)
+        self.dgram.setblocking(False)
         self.link_target = root / "link-target"  # a symlink to it inside a read-only dir must not re-mode it
         self.link_target.mkdir()
         self.link_target.chmod(0o755)
@@ -80,6 +85,8 @@ class Env:
             "syntax_error": Program("def add(a, b)\n    return a + b\n", ADD_TESTS),
             "runtime_error": Program("def add(a, b):\n    return a + c\n", ADD_TESTS),
             "slow_but_correct": Program("import time\ntime.sleep(0.6)\n" + GOOD, ADD_TESTS),
+            "asyncio_program": Program("import asyncio\nasync def g(x):\n    await asyncio.sleep(0.01)\n"
+                                       "    return x\nassert asyncio.run(g(3)) == 3\n" + GOOD, ADD_TESTS),
             # a model's usage example must not run (upstream exec()'d the generation inside its evaluator)
             "main_block": Program(GOOD + "\nif __name__ == '__main__':\n    print(add(int(input()), 1))\n",
                                   ADD_TESTS),
@@ -120,6 +127,9 @@ class Env:
             "unix_socket": Program(
                 f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({str(self.unix_path)!r})\n"
                 "s.sendall(b'x')\n" + GOOD, ADD_TESTS),
+            "unix_datagram": Program(
+                "import socket\na, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+                f"a.sendto(b'x', {str(self.dgram_path)!r})\n" + GOOD, ADD_TESTS),
             "sysv_shared_memory": Program(
                 "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                 f"sid = libc.shmget({SHM_KEY}, 16 << 20, 0o1666)\nassert sid >= 0, ctypes.get_errno()\n"
@@ -149,6 +159,8 @@ def env(tmp_path_factory):
     yield e
     e.listener.close()
     e.unix_listener.close()
+    e.dgram.close()
+    e.dgram_path.unlink(missing_ok=True)
     import shutil
 
     shutil.rmtree(e.unix_dir, ignore_errors=True)
@@ -184,7 +196,8 @@ def test_isolation_is_reported(suite):
         assert "netns" in label  # this CI machine allows namespaces: the full isolation must be active
 
 
-@pytest.mark.parametrize("name", ["correct", "slow_but_correct", "jhumaneval_style", "main_block"])
+@pytest.mark.parametrize("name", ["correct", "slow_but_correct", "jhumaneval_style", "main_block",
+                                  "asyncio_program"])
 def test_normal_programs_pass(suite, name):
     r = suite["results"][name]
     assert r.status == "passed", r
@@ -202,7 +215,7 @@ def test_normal_programs_fail(suite, name, status):
 HOSTILE = ["infinite_loop", "fork_bomb", "memory_bomb", "write_home", "write_run_dir", "delete_outside",
            "read_api_key", "connect_localhost", "kill_parent", "kill_everything", "print_1gb", "sys_exit_0",
            "os_exit_0", "swallowed_exit", "redefine_assertion_error", "background_process", "unix_socket",
-           "sysv_shared_memory", "symlink_in_readonly_dir", "unremovable_dirs", "deep_tree"]
+           "sysv_shared_memory", "symlink_in_readonly_dir", "unremovable_dirs", "deep_tree", "unix_datagram"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -237,6 +250,13 @@ def test_no_connection_reached_the_unix_socket(suite, env):
     assert suite["results"]["unix_socket"].status == "error"
     with pytest.raises(BlockingIOError):
         env.unix_listener.accept()
+
+
+def test_no_datagram_reached_a_unix_socket(suite, env):
+    r = suite["results"]["unix_datagram"]
+    assert r.status == "error", r
+    with pytest.raises(BlockingIOError):
+        env.dgram.recv(16)
 
 
 def test_no_shared_memory_outlives_the_program(suite):

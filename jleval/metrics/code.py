@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import atexit
 import importlib.metadata
+import os
 import platform
 import sys
 import threading
@@ -73,6 +74,15 @@ def _sandbox(kind: str) -> Sandbox:
                               warmup_pylintrc=PYLINTRC)
             else:
                 box = Sandbox(CODE_LIMITS)
+            weak = not box.isolation.get("netns") and not box.isolation.get("uid")
+            if weak and os.environ.get("JLEVAL_ALLOW_WEAK_SANDBOX") != "1":
+                box.close()
+                raise SandboxError(
+                    "no namespaces here and jleval is not root, so model-written code would run as your own uid "
+                    "with no read-only file system: it could change your files (a .pth in site-packages, your "
+                    "home) or reach your other processes",
+                    "allow unprivileged user namespaces (docs/security.md), or run where they are allowed; to "
+                    "score anyway, trusting the model's code, set JLEVAL_ALLOW_WEAK_SANDBOX=1")
             if box.isolation.get("python_readable") is False:
                 box.close()
                 raise SandboxError(

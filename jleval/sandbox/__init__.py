@@ -58,7 +58,8 @@ SAFE_ENV = {
 #: starts with them loaded (and can use them even where the interpreter's files are unreadable to it).
 _STDLIB_PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
                    "operator", "datetime", "random", "statistics", "fractions", "decimal", "copy", "typing",
-                   "array", "cmath", "socket", "subprocess", "io", "struct", "hashlib")
+                   "array", "cmath", "socket", "subprocess", "io", "struct", "hashlib", "asyncio", "json",
+                   "textwrap", "dataclasses", "enum", "queue", "unicodedata", "threading")
 
 
 def _pw_home() -> str:
@@ -167,6 +168,8 @@ def isolation_label(iso: dict) -> str:
     if iso.get("userns"):
         parts.append("userns")
     parts.append("ro-fs" if iso.get("ro_fs") else "ro-fs-partial")
+    if iso.get("seccomp"):
+        parts.append("seccomp")
     if iso.get("uid"):
         parts.append("uid")
     return "+".join(parts)

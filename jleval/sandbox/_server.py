@@ -198,45 +198,71 @@ def _set_limits(lim: dict, nproc_base: int) -> None:
 # are refused outright. Python-level tricks (gc, _imp, ctypes pointers) all end in these syscalls.
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-_DENIED = {  # syscall numbers per architecture
+_DENIED = {  # syscall numbers per architecture, refused in the fallback
     "x86_64": {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "socket": 41, "connect": 42,
-               "io_uring_setup": 425, "ptrace": 101},
+               "io_uring_setup": 425, "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311,
+               "kcmp": 312, "pidfd_open": 434, "pidfd_getfd": 438, "pidfd_send_signal": 424},
     "aarch64": {"execve": 221, "execveat": 281, "socket": 198, "connect": 203, "io_uring_setup": 425,
-                "ptrace": 117},
+                "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
+                "pidfd_open": 434, "pidfd_getfd": 438, "pidfd_send_signal": 424},
 }
 _CLONE = {"x86_64": 56, "aarch64": 220}
+_SOCKET = {"x86_64": 41, "aarch64": 198}
+_SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
 _CLONE3 = 435
 CLONE_THREAD = 0x00010000
-PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+AF_UNIX, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER, PR_SET_DUMPABLE = 22, 2, 4
 _RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
-_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K, _AND_K = 0x20, 0x15, 0x35, 0x45, 0x06, 0x54
 
 
-def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]] | None:
-    """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know."""
+def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, int, int, int]] | None:
+    """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know.
+
+    Both kinds refuse foreign-ABI syscalls and Unix datagram/seqpacket socket pairs (whose sendto() takes any
+    address: /dev/log, an abstract socket). "namespaces" (a private network already) also refuses socket(AF_UNIX),
+    the one way left to a file-system socket; "fallback" refuses every socket(), connect(), process creation
+    (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so libc falls back to clone), exec,
+    io_uring, ptrace and the calls that reach into another process's memory or files."""
     if machine not in _AUDIT_ARCH:
         return None
     deny, nosys = _RET_ERRNO | 1, _RET_ERRNO | 38  # EPERM, ENOSYS (the same on x86_64 and aarch64)
     ins: list[tuple[int, int, int, int]] = []
-    # labels are resolved after the list is built: "DENY", "ALLOW", "CLONE"
-    pending: list[tuple[int, str, str]] = []
+    pending: list[tuple[int, str, str]] = []  # jumps to labels, resolved at the end
 
     def jump(code: int, k: int, jt: str | None, jf: str | None) -> None:
         pending.append((len(ins), jt or "", jf or ""))
         ins.append((code, 0, 0, k))
 
+    labels: dict[str, int] = {}
     ins.append((_LD_W_ABS, 0, 0, 4))                       # arch
     jump(_JEQ_K, _AUDIT_ARCH[machine], None, "DENY")
     ins.append((_LD_W_ABS, 0, 0, 0))                       # syscall number
     if machine == "x86_64":
         jump(_JGE_K, 0x40000000, "DENY", None)            # the x32 ABI
-    for nr in _DENIED[machine].values():
-        jump(_JEQ_K, nr, "DENY", None)
-    jump(_JEQ_K, _CLONE3, "NOSYS", None)
-    jump(_JEQ_K, _CLONE[machine], None, "ALLOW")
-    labels = {}
-    ins.append((_LD_W_ABS, 0, 0, 16))                      # clone: args[0], low 32 bits (little-endian)
-    jump(_JSET_K, CLONE_THREAD, "ALLOW", "DENY")
+    if kind == "fallback":
+        for nr in _DENIED[machine].values():
+            jump(_JEQ_K, nr, "DENY", None)
+        jump(_JEQ_K, _CLONE3, "NOSYS", None)
+        jump(_JEQ_K, _CLONE[machine], "CLONE", None)
+    else:
+        jump(_JEQ_K, _SOCKET[machine], "SOCKET", None)
+    jump(_JEQ_K, _SOCKETPAIR[machine], "PAIR", None)
+    ins.append((_RET_K, 0, 0, _RET_ALLOW))
+    if kind == "fallback":
+        labels["CLONE"] = len(ins)
+        ins.append((_LD_W_ABS, 0, 0, 16))                  # args[0] (flags), low 32 bits (little-endian)
+        jump(_JSET_K, CLONE_THREAD, "ALLOW", "DENY")
+    else:
+        labels["SOCKET"] = len(ins)
+        ins.append((_LD_W_ABS, 0, 0, 16))                  # args[0]: the address family
+        jump(_JEQ_K, AF_UNIX, "DENY", "ALLOW")
+    labels["PAIR"] = len(ins)
+    ins.append((_LD_W_ABS, 0, 0, 24))                      # args[1]: the socket type (flags in the high bits)
+    ins.append((_AND_K, 0, 0, 0xF))
+    jump(_JEQ_K, SOCK_DGRAM, "DENY", None)
+    jump(_JEQ_K, SOCK_SEQPACKET, "DENY", "ALLOW")
     labels["ALLOW"] = len(ins)                            # (a filter must end with a return)
     ins.append((_RET_K, 0, 0, _RET_ALLOW))
     labels["DENY"] = len(ins)
@@ -250,11 +276,11 @@ def _seccomp_program(machine: str) -> list[tuple[int, int, int, int]] | None:
     return ins
 
 
-def _install_seccomp() -> None:
-    """Install the fallback filter on this process (and everything it would start). Raises OSError when the
-    kernel refuses it, or on an unknown architecture. (Imports nothing: after the uid drop the interpreter's
-    files may be unreadable.)"""
-    program = _seccomp_program(platform.machine())
+def _install_seccomp(kind: str = "fallback") -> None:
+    """Install a filter (see _seccomp_program) on this process and everything it would start. Raises OSError
+    when the kernel refuses it, or on an unknown architecture. (Imports nothing: after the uid drop the
+    interpreter's files may be unreadable.)"""
+    program = _seccomp_program(platform.machine(), kind)
     if program is None:
         raise OSError(0, f"no seccomp filter for {platform.machine()}")
 
@@ -272,14 +298,26 @@ def _install_seccomp() -> None:
            "prctl(PR_SET_SECCOMP)")
 
 
-def _probe_seccomp() -> str | None:
-    """None when the fallback filter installs and stops a fork here; else why not."""
+def _probe_seccomp(kind: str = "fallback") -> str | None:
+    """None when the filter installs and stops what it must here (a fork; a Unix datagram pair); else why not."""
+    import socket
+
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            _install_seccomp()
+            _install_seccomp(kind)
+            try:
+                socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            except OSError:
+                pass
+            else:
+                os.write(w, b"the filter did not stop a datagram socket pair")
+                os._exit(0)
+            if kind != "fallback":
+                os.write(w, b"ok")
+                os._exit(0)
             try:
                 child = os.fork()
             except OSError:
@@ -301,13 +339,18 @@ def _probe_seccomp() -> str | None:
 
 
 _FALLBACK_REFUSED_MODULES = ("_posixsubprocess", "_ctypes", "_socket", "_multiprocessing")
+_SECCOMP_ON = False  # set in the program's process once its filter is installed
+
+
+_HOOK_REFUSED = ("subprocess.", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.fork", "os.forkpty",
+                 "ctypes.", "os.startfile", "pty.spawn")
 
 
 def _fallback_audit_hook(event: str, args: tuple) -> None:
-    """Active only without namespaces: no sockets, no forks or subprocesses, no foreign code. A speed bump, not a
-    boundary (docs/security.md): code in the same interpreter can find ways around any Python-level hook."""
-    if event.startswith(("socket.", "subprocess.", "os.exec", "os.posix_spawn", "os.spawn", "os.system",
-                         "os.fork", "os.forkpty", "ctypes.", "os.startfile", "pty.spawn")):
+    """Active only without namespaces: no forks or subprocesses, no foreign code, and (when no seccomp filter
+    is there to refuse socket() itself) no sockets. Readable errors, not a boundary (docs/security.md): code in
+    the same interpreter can find ways around any Python-level hook; the seccomp filter is the boundary."""
+    if event.startswith(_HOOK_REFUSED) or (event.startswith("socket.") and not _SECCOMP_ON):
         raise PermissionError(f"{event} is not allowed in the jleval sandbox")
     if event == "import" and args and str(args[0]).split(".")[0] in _FALLBACK_REFUSED_MODULES:
         raise PermissionError(f"importing {args[0]} is not allowed in the jleval sandbox")
@@ -445,9 +488,11 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = [req.get("filename", "main.py")]
         _set_limits(req["limits"], cfg["nproc_base"])
+        if iso.get("seccomp"):
+            global _SECCOMP_ON
+            _install_seccomp("namespaces" if iso.get("netns") else "fallback")
+            _SECCOMP_ON = True
         if not iso.get("netns"):
-            if iso.get("seccomp"):
-                _install_seccomp()
             _install_fallback_guard()
         nonce = req["nonce"]
         if req["kind"] == "pylint":
@@ -536,8 +581,9 @@ def _probe(mode: str, cfg: dict) -> dict:
     info = json.loads(data or b'{"ok": false}')
     if not info.get("ok"):
         return _fallback({"why": info.get("error", "probe failed")}, cfg)
+    why_not = _probe_seccomp("namespaces")
     return {"netns": True, "pidns": True, "userns": user_ns, "ro_fs": info["ro_fail"] == 0,
-            "uid": _drops_uid(cfg)}
+            "uid": _drops_uid(cfg), "seccomp": why_not is None, **({"seccomp_why_not": why_not} if why_not else {})}
 
 
 def _fallback(info: dict, cfg: dict) -> dict:
@@ -843,6 +889,7 @@ def main() -> None:
     me = os.getpid()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # no same-uid process (a program in the fallback) may ptrace or read/write our memory
     cfg["expose"] = _python_paths()
     iso = _probe(cfg["isolation"], cfg)
     cfg["nproc_base"] = 0 if (iso["uid"] or iso["userns"]) else _user_process_count()
