@@ -56,6 +56,15 @@ def test_position_term_is_fitted_from_single_order_lines():
     assert abs(r.rows[0].rating - 1000) < 1 and r.position["ci95_strength"][0] > 0.8
 
 
+def test_a_judge_that_always_picks_the_first_answer_is_named():
+    js = lines(*[("a", "b", "a")] * 40, first="a") + lines(*[("b", "c", "b")] * 40, first="a")
+    r = rank(js, n_bootstrap=0)
+    assert any("100% of its single-order verdicts to the first-shown answer" in w for w in r.warnings)
+    balanced = (lines(*[("a", "b", "a")] * 150, *[("a", "b", "b")] * 50, first="a")
+                + lines(*[("a", "b", "b")] * 150, *[("a", "b", "a")] * 50, first="b"))
+    assert not any("first-shown" in w for w in rank(balanced, n_bootstrap=0).warnings)
+
+
 def test_same_seed_same_result_and_mean_1000():
     _, js = tournament(6, 400, seed=3, alpha=0.3)
     r1, r2 = rank(js, n_bootstrap=300, seed=7), rank(js, n_bootstrap=300, seed=7)

@@ -363,6 +363,16 @@ def _split_rhat(x: np.ndarray) -> float:
 
 # ----- checks -------------------------------------------------------------------------------------------------
 
+def _first_position_share(data: BTData) -> float | None:
+    """Share of single-order outcomes won (ties half) by the answer shown first; None without any."""
+    pos = data.cs[data.obs_cell]  # +1: model i was shown first, -1: model j was; 0: both orders
+    single = pos != 0
+    if not single.any():
+        return None
+    y = data.obs_y[single]
+    return float(np.where(pos[single] > 0, y, 1.0 - y).mean())
+
+
 def _record(data: BTData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per model: matches, wins, losses, ties (a both-orders match counts once)."""
     n = data.n_models
@@ -452,6 +462,8 @@ def rank(
     warnings = _existence_warnings(data, prior_sd, wins, losses, ties)
     if ostats.incomplete:
         warnings.append(f"{ostats.incomplete} two-order match(es) left out: one of their two verdicts is unusable")
+    if ostats.both_unusable:
+        warnings.append(f"{ostats.both_unusable} two-order match(es) left out: neither verdict is usable")
     if ostats.errors:
         warnings.append(f"{ostats.errors} judgment line(s) without a usable verdict left out "
                         f"({', '.join(f'{k}: {v}' for k, v in sorted(ostats.error_reasons.items()))})")
@@ -492,6 +504,11 @@ def rank(
     if data.has_position:
         a = float(center[n])
         position = {"strength": a, "rating_points": SCALE * a}
+        first = _first_position_share(data)
+        if first is not None and (first >= 0.95 or first <= 0.05):
+            warnings.append(f"the judge gave {first:.0%} of its single-order verdicts to the first-shown answer: "
+                            "the position term is then set by the prior more than by the data, and single-order "
+                            "judging cannot tell model strength from position; judge both orders (the default)")
         if samples is not None:
             position["ci95_strength"] = [float(q[0, n]), float(q[3, n])]
             position["ci68_strength"] = [float(q[1, n]), float(q[2, n])]

@@ -255,6 +255,7 @@ class OutcomeStats:
     errors: int = 0  # lines without a usable verdict (excluded)
     superseded: int = 0  # lines replaced by a later line for the same match and order (a retry)
     incomplete: int = 0  # two-order matches with one order unusable (excluded)
+    both_unusable: int = 0  # two-order matches with neither order usable (excluded)
     both_orders: int = 0  # matches judged in both orders (order-neutral outcomes)
     disagreements: int = 0  # ... of which the two orders disagreed (counted as a tie)
     single_order: int = 0  # outcomes from one order (the fitted first-position term applies)
@@ -303,7 +304,10 @@ def collect_outcomes(judgments: Iterable[Judgment]) -> tuple[list[Outcome], Outc
                     "a match id must name one pair of models, judged at most once in each order")
             j1, j2 = lines
             if not (j1.valid and j2.valid):
-                stats.incomplete += 1
+                if j1.valid or j2.valid:
+                    stats.incomplete += 1
+                else:
+                    stats.both_unusable += 1
                 continue
             a, b = sorted((j1.model_a, j1.model_b))
             w1, w2 = j1.winner_model, j2.winner_model
