@@ -57,7 +57,7 @@ def test_position_term_is_fitted_from_single_order_lines():
 
 
 def test_a_judge_that_always_picks_the_first_answer_is_named():
-    js = lines(*[("a", "b", "a")] * 40, first="a") + lines(*[("b", "c", "b")] * 40, first="a")
+    js = lines(*[("a", "b", "a")] * 40, first="a") + lines(*[("c", "b", "a")] * 40, first="a")
     r = rank(js, n_bootstrap=0)
     assert any("100% of its single-order verdicts to the first-shown answer" in w for w in r.warnings)
     balanced = (lines(*[("a", "b", "a")] * 150, *[("a", "b", "b")] * 50, first="a")
