@@ -298,36 +298,18 @@ def _install_seccomp(kind: str = "fallback") -> None:
            "prctl(PR_SET_SECCOMP)")
 
 
-def _probe_seccomp(kind: str = "fallback") -> str | None:
-    """None when the filter installs and stops what it must here (a fork; a Unix datagram pair); else why not."""
-    import socket
-
+def _in_child(body) -> tuple[bool, bytes]:  # noqa: ANN001 - a zero-argument callable returning bytes
+    """Run `body` in a throwaway forked child (namespaces, filters and uid changes stay there) and return
+    (True, the bytes it returned) or (False, the repr of what it raised)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            _install_seccomp(kind)
-            try:
-                socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            except OSError:
-                pass
-            else:
-                os.write(w, b"the filter did not stop a datagram socket pair")
-                os._exit(0)
-            if kind != "fallback":
-                os.write(w, b"ok")
-                os._exit(0)
-            try:
-                child = os.fork()
-            except OSError:
-                os.write(w, b"ok")
-            else:
-                if child == 0:
-                    os._exit(0)
-                os.write(w, b"the filter did not stop fork()")
+            out = b"1" + body()
         except BaseException as exc:  # noqa: BLE001
-            os.write(w, repr(exc).encode()[:300])
+            out = b"0" + repr(exc).encode()[:300]
+        os.write(w, out)
         os._exit(0)
     os.close(w)
     data = b""
@@ -335,7 +317,33 @@ def _probe_seccomp(kind: str = "fallback") -> str | None:
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    return None if data == b"ok" else (data.decode("utf-8", "replace") or "probe failed")
+    return data[:1] == b"1", data[1:]
+
+
+def _probe_seccomp(kind: str = "fallback") -> str | None:
+    """None when the filter installs and stops what it must here (a fork; a Unix datagram pair); else why not."""
+    import socket
+
+    def body() -> bytes:
+        _install_seccomp(kind)
+        try:
+            socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except OSError:
+            pass
+        else:
+            return b"the filter did not stop a datagram socket pair"
+        if kind == "fallback":
+            try:
+                child = os.fork()
+            except OSError:
+                return b"ok"
+            if child == 0:
+                os._exit(0)
+            return b"the filter did not stop fork()"
+        return b"ok"
+
+    ok, data = _in_child(body)
+    return None if ok and data == b"ok" else (data.decode("utf-8", "replace") or "probe failed")
 
 
 _FALLBACK_REFUSED_MODULES = ("_posixsubprocess", "_ctypes", "_socket", "_multiprocessing")
@@ -560,29 +568,17 @@ def _probe(mode: str, cfg: dict) -> dict:
     # this server's own probe folder, made here and removed by name: servers start in parallel and share the
     # base folder, so removing every probe-* could pull another server's folder from under its mount
     tmp = tempfile.mkdtemp(prefix="probe-", dir=cfg["base_dir"])
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            _enter_namespaces(user_ns)
-            fails = _readonly_everything_but(tmp, cfg["hide"], cfg["expose"])
-            os.write(w, json.dumps({"ok": True, "ro_fail": fails}).encode())
-        except BaseException as exc:  # noqa: BLE001
-            os.write(w, json.dumps({"ok": False, "error": repr(exc)}).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 4096):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+
+    def body() -> bytes:
+        _enter_namespaces(user_ns)
+        return str(_readonly_everything_but(tmp, cfg["hide"], cfg["expose"])).encode()
+
+    ok, data = _in_child(body)
     remove_tree(tmp)
-    info = json.loads(data or b'{"ok": false}')
-    if not info.get("ok"):
-        return _fallback({"why": info.get("error", "probe failed")}, cfg)
+    if not ok:
+        return _fallback({"why": data.decode("utf-8", "replace") or "probe failed"}, cfg)
     why_not = _probe_seccomp("namespaces")
-    return {"netns": True, "pidns": True, "userns": user_ns, "ro_fs": info["ro_fail"] == 0,
+    return {"netns": True, "pidns": True, "userns": user_ns, "ro_fs": data == b"0",
             "uid": _drops_uid(cfg), "seccomp": why_not is None, **({"seccomp_why_not": why_not} if why_not else {})}
 
 
@@ -598,19 +594,15 @@ def _fallback(info: dict, cfg: dict) -> dict:
 def _readable_as(uid: int, paths: list[str]) -> bool:
     """Whether `uid` can list these folders (the interpreter's files: without namespaces nothing binds them
     somewhere readable, so a Python under a mode-700 /root is invisible to the sandbox uid)."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            for path in paths:
-                os.listdir(path)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    def body() -> bytes:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        for path in paths:
+            os.listdir(path)
+        return b""
+
+    return _in_child(body)[0]
 
 
 def _drops_uid(cfg: dict) -> bool:
