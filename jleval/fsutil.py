@@ -1,12 +1,14 @@
 """Small file-system helpers shared by every stage: atomic writes and hashing."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from jleval.errors import OutputError
 
@@ -72,6 +74,20 @@ def atomic_write_many(files: dict[Path, bytes]) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, busy: Exception) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock on `lock_path` (created with its folder) for the block; raise `busy`
+    when another process holds it. The kernel drops the lock if the holder dies, even by kill -9."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
 
 
 def check_writable(folder: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import json
 import os
 import platform
@@ -22,11 +21,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from jleval import __version__
 from jleval.errors import BackendError, RunError, UsageError
-from jleval.fsutil import atomic_write_json, check_writable, sha256_file, sha256_text
+from jleval.fsutil import atomic_write_json, check_writable, exclusive, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
 from jleval.types import Completion, GenParams, Request
 
@@ -235,16 +234,9 @@ def _environment() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "packages": pkgs, "jleval_git_commit": commit}
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(f"another jleval run is writing into {run_dir}",
-                           "wait for it to finish, or pass another --run-name") from None
-        yield
+def _run_lock(run_dir: Path):
+    return exclusive(run_dir / ".lock", RunError(f"another jleval run is writing into {run_dir}",
+                                                 "wait for it to finish, or pass another --run-name"))
 
 
 def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:

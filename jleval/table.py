@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jleval.errors import JlevalError, OutputError, ScoreError, UsageError
+from jleval.errors import OutputError, ScoreError, UsageError
 from jleval.fsutil import atomic_write_many, dumps_json
 from jleval.tasks import CATEGORIES
 

@@ -15,23 +15,21 @@ retry_errors=True (a greedy judge would say the same again).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import fcntl
 import json
 import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from jleval import __version__
 from jleval.arena.errors import AnswersError, ArenaError, JudgeFailedError, JudgeSettingsError
 from jleval.arena.io import Judgment, JudgmentWriter, read_judgments, read_meta, meta_path, write_meta
 from jleval.arena.schedule import Call, schedule
 from jleval.errors import UsageError
-from jleval.fsutil import sha256_file, sha256_text
+from jleval.fsutil import exclusive, sha256_file, sha256_text
 from jleval.types import GenParams, Request
 
 TASK = "rakuda"
@@ -226,17 +224,11 @@ def _render(backend, prompt: JudgePrompt, call: Call, answers: dict[str, Answers
     return Request(task=f"arena:{TASK}", sample_id=index, prompt=text, gen=gen, messages=messages)
 
 
-@contextlib.contextmanager
-def _exclusive(out_path: Path) -> Iterator[None]:
+def _exclusive(out_path: Path):
     """One judging process per judgments file (a hidden lock file beside it)."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path.parent / f".{out_path.name}.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ArenaError(f"another `jleval arena judge` is writing {out_path}",
-                             "wait for it to finish, or pass another --out") from None
-        yield
+    return exclusive(out_path.parent / f".{out_path.name}.lock",
+                     ArenaError(f"another `jleval arena judge` is writing {out_path}",
+                                "wait for it to finish, or pass another --out"))
 
 
 def _check_resume(out_path: Path, identity: dict[str, Any], existing: list[Judgment]) -> dict | None:
