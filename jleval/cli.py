@@ -146,6 +146,12 @@ def preprocess_cmd(
         raise typer.Exit(code=3)
 
 
+# the openai backend's options, shared by `run` and `arena judge`
+ApiKeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")]
+EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")]
+TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")]
+VllmExtensionsOpt = Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")]
 SplitOpt = Annotated[str, typer.Option("--split", help="Which split to evaluate: dev (the leaderboard's) or test.")]
 ShotsOpt = Annotated[int, typer.Option("--num-few-shots", help="Few-shot examples: the first N train samples (0-shot tasks stay 0).")]
 MaxOpt = Annotated[int, typer.Option("--max-num-samples", help="Evaluate the first N samples of each set (-1 = all).")]
@@ -209,11 +215,11 @@ def run_cmd(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="hf: first batch size to try (halved on OOM).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="hf: cpu | cuda | auto")] = None,
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
-    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")] = None,
-    vllm_extensions: Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")] = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    endpoint: EndpointOpt = None,
+    tokenizer: TokenizerOpt = None,
+    vllm_extensions: VllmExtensionsOpt = None,
     request_timeout: Annotated[Optional[float], typer.Option("--request-timeout", help="openai: seconds before one request is abandoned and retried (default: 120).")] = None,
     max_retries: Annotated[Optional[int], typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts, with backoff (default: 5).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
@@ -393,11 +399,11 @@ def arena_judge_cmd(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. https://api.openai.com/v1")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")] = None,
-    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")] = None,
-    vllm_extensions: Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")] = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    endpoint: EndpointOpt = None,
+    tokenizer: TokenizerOpt = None,
+    vllm_extensions: VllmExtensionsOpt = None,
 ) -> None:
     """Judge the runs' rakuda answers pairwise with an LLM judge; verdicts are appended to --out as they arrive."""
     from jleval.arena.judge import judge
