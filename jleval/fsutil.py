@@ -119,6 +119,16 @@ def atomic_write_json(path: Path, obj: Any, indent: int | None = 4) -> None:
     atomic_write_text(path, dumps_json(obj, indent) + "\n")
 
 
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object from a file, or None when the file is not one (unreadable, corrupt, truncated, another
+    type); callers decide whether that is an error, a warning or a rebuild."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

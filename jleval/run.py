@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from jleval import __version__
 from jleval.errors import BackendError, RunError, UsageError
-from jleval.fsutil import atomic_write_json, check_writable, exclusive, sha256_file, sha256_text
+from jleval.fsutil import atomic_write_json, check_writable, exclusive, read_json_object, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
 from jleval.types import Completion, GenParams, Request
 
@@ -242,11 +242,8 @@ def _run_lock(run_dir: Path):
 def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     if not manifest_path.is_file():
         return None
-    try:
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        old = None
-    if not isinstance(old, dict) or not isinstance(old.get("settings"), dict):
+    old = read_json_object(manifest_path)
+    if old is None or not isinstance(old.get("settings"), dict):
         raise RunError(f"{manifest_path} is corrupt, so this run cannot be resumed safely",
                        "restore it, or pass another --run-name (the outputs there are kept as they are)")
     keys = IDENTITY_KEYS

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from jleval.errors import OutputError, ScoreError, UsageError
-from jleval.fsutil import atomic_write_many, dumps_json
+from jleval.fsutil import atomic_write_many, dumps_json, read_json_object
 from jleval.tasks import CATEGORIES
 
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
@@ -65,12 +65,12 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path} is not a run folder (no manifest.json)", "pass folders written by `jleval run`")
-    manifest = _read_object(path / "manifest.json")
+    manifest = read_json_object(path / "manifest.json")
     if manifest is None:
         raise ScoreError(f"{path / 'manifest.json'} is corrupt (not a JSON object)",
                          "restore it, or re-run `jleval run` with the run's settings into a new folder")
     scores_path = path / "scores.json"
-    scores = _read_object(scores_path) if scores_path.is_file() else None  # a corrupt one is re-scored
+    scores = read_json_object(scores_path) if scores_path.is_file() else None  # a corrupt one is re-scored
     if scores is None or (profile and scores.get("profile") != profile):
         if not score_if_needed:
             raise ScoreError(f"{path} has no scores" + (f" for profile {profile}" if scores else ""),
@@ -90,14 +90,6 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
                 raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
     return run
 
-
-def _read_object(path: Path) -> dict | None:
-    """A JSON object from a file, or None when the file is not one (corrupt, truncated, another type)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from jleval import __version__
 from jleval.errors import TaskSpecError, UsageError
-from jleval.fsutil import atomic_write_json, atomic_write_text, check_writable, dumps_json, sha256_text
+from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json,
+                           read_json_object, sha256_text)
 from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
 from jleval.jaster.sources import Reporter, locate
 from jleval.tasks import TaskSpec
@@ -111,16 +112,11 @@ def _write_task(spec: TaskSpec, splits: Splits, root: Path) -> dict[str, str]:
 def _read_manifest(path: Path) -> tuple[dict, str | None]:
     """The output folder's manifest, and a warning when it is unreadable or corrupt: it is jleval's own
     bookkeeping, so its tasks are then built again rather than trusted."""
-    import json
-
     if not path.is_file():
         return {}, None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return {}, f"{path} is unreadable ({type(e).__name__}: {e}); the sets asked for are rebuilt"
-    if not isinstance(data, dict):
-        return {}, f"{path} is not a JSON object; the sets asked for are rebuilt"
+    data = read_json_object(path)
+    if data is None:
+        return {}, f"{path} is unreadable (corrupt, or not a JSON object); the sets asked for are rebuilt"
     return data, None
 
 

@@ -161,7 +161,7 @@ def _readonly_everything_but(workdir: str, hidden: list[str] = (), expose: list[
         options = fields[5].split(",")
         if "ro" in options or under(mountpoint, [workdir]):
             continue
-        if under(mountpoint, [t for t in tops]) and mountpoint not in tops and not under(mountpoint, shown):
+        if under(mountpoint, tops) and mountpoint not in tops and not under(mountpoint, shown):
             continue  # a mount beneath a cover (/run/user/0, a mount in the home): unreachable, nothing to do
         flags = MS_REMOUNT | MS_BIND | MS_RDONLY
         for opt in options:
