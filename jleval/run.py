@@ -18,13 +18,12 @@ import os
 import platform
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jleval import __version__
-from jleval.errors import BackendError, RunError, UsageError
+from jleval import __version__, jsonl
+from jleval.errors import BackendError, JlevalError, OutputError, RunError, UsageError
 from jleval.fsutil import atomic_write_json, check_writable, exclusive, read_json_object, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
 from jleval.types import Completion, GenParams, Request
@@ -195,25 +194,17 @@ def plan_tasks(opts: RunOptions, specs: list[TaskSpec], data_dir: Path,
 
 
 def read_outputs(path: Path, repair: bool = False) -> list[dict]:
-    """Parse an outputs JSONL. A truncated final line (a crash mid-write) is ignored, and with repair=True cut
-    off the file so the next append starts on a clean line. A corrupt line elsewhere is an error."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    good_end = data.rfind(b"\n") + 1
-    if repair and good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    rows = []
-    for n, line in enumerate(data[:good_end].splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise RunError(f"{path}, line {n}: not valid JSON",
-                           "the outputs file was edited or corrupted: remove that line (it will be regenerated)") from None
-    return rows
+    """The complete rows of an outputs JSONL (the crash-cut-tail rule of jleval.jsonl: a last line without its
+    newline is ignored, and with repair=True cut off so the next append starts on a clean line). Every row must
+    be an object with a string `key`; a bad line is a RunError naming the file and line."""
+    if repair:
+        jsonl.repair(path)
+
+    def fail(n: int, reason: str) -> RunError:
+        return RunError(f"{path}, line {n}: {reason}",
+                        "the outputs file was edited or corrupted: remove that line (it will be regenerated)")
+
+    return [rec for _, rec in jsonl.read_objects(path, fail, key="key").records]
 
 
 def _environment() -> dict[str, Any]:
@@ -427,43 +418,60 @@ def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any
     }
 
 
+def _output_row(req: Request, key: str, sample: dict, comp: Completion) -> dict[str, Any]:
+    return {
+        "id": req.sample_id, "key": key, "input": sample["input"], "prompt_sha256": sha256_text(req.prompt),
+        "gold": sample["output"], "generation": comp.text, "finish_reason": comp.finish_reason,
+        "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
+        "latency_s": None if comp.latency_s is None else round(comp.latency_s, 4), "error": comp.error,
+    }
+
+
+class _Outputs:
+    """The run's outputs files, one appender per task (flushed per row, fsync'd at most once a second: the OS
+    keeps flushed lines across a kill; fsync is for power loss). A failure to write is the file's problem, never
+    the backend's: it is raised as an OutputError naming the file."""
+
+    def __init__(self, outputs_dir: Path) -> None:
+        self.dir = outputs_dir
+        self.files: dict[str, jsonl.Appender] = {}
+
+    def write(self, task: str, row: dict[str, Any]) -> None:
+        path = self.dir / f"{task}.jsonl"
+        try:
+            if task not in self.files:
+                self.files[task] = jsonl.Appender(path, fsync_every=1.0)
+            self.files[task].write(row)
+        except OSError as e:
+            raise _output_error(path, e) from None
+
+    def close(self) -> None:
+        for f in self.files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+
+
+def _output_error(path: Path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {e.strerror or e}",
+                       "free space on that disk (or fix its permissions), then re-run the same command to resume: "
+                       "every completion written so far is kept")
+
+
 def _generate(backend, misses, outputs_dir: Path, counts, progress) -> None:
     requests = [r for _, r, _ in misses]
-    files: dict[str, Any] = {}
-    last_sync = time.monotonic()
+    out = _Outputs(outputs_dir)
     try:
         for idx, comp in backend.generate(requests):
             p, req, key = misses[idx]
-            sample = p.samples[req.sample_id]
-            row = {
-                "id": req.sample_id, "key": key, "input": sample["input"], "prompt_sha256": sha256_text(req.prompt),
-                "gold": sample["output"], "generation": comp.text, "finish_reason": comp.finish_reason,
-                "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens,
-                "latency_s": None if comp.latency_s is None else round(comp.latency_s, 4), "error": comp.error,
-            }
-            f = files.get(p.spec.name)
-            if f is None:
-                f = files[p.spec.name] = open(outputs_dir / f"{p.spec.name}.jsonl", "a", encoding="utf-8")
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            if time.monotonic() - last_sync > 1.0:  # the OS keeps flushed lines across a kill; fsync for power loss
-                for g in files.values():
-                    os.fsync(g.fileno())
-                last_sync = time.monotonic()
+            out.write(p.spec.name, _output_row(req, key, p.samples[req.sample_id], comp))
             c = counts[p.spec.name]
             c["errors" if comp.error else "generated"] += 1
             if progress:
                 progress(p.spec.name, comp, c["total"], 0)
-    except BackendError:
-        raise
-    except (RunError, UsageError):
+    except JlevalError:
         raise
     except Exception as e:  # an engine crash: keep what we have, say how to resume
         raise BackendError(f"the {getattr(backend, 'name', 'inference')} backend failed mid-run: {type(e).__name__}: {e}",
                            "every completion so far is saved; fix the cause and re-run the same command to resume") from e
     finally:
-        for f in files.values():
-            with contextlib.suppress(OSError):
-                f.flush()
-                os.fsync(f.fileno())
-                f.close()
+        out.close()

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from jleval import jsonl
 from jleval.errors import JlevalError, ScoreError
 from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json
 from jleval.metrics import SCALES, MetricResult, get_metric, not_computed
@@ -123,45 +124,48 @@ def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str]) -> 
 
 
 def read_outputs(path: Path, warnings: list[str]) -> list[Sample]:
-    """Samples of one outputs file, by id. A truncated last line is skipped with a warning; a corrupt line
-    elsewhere raises ScoreError; a repeated id keeps its last line (a resumed run re-did it)."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    """Samples of one outputs file, by id. A truncated last line (jleval.jsonl's rule: no newline, a crash
+    mid-write) is skipped with a warning; a corrupt line elsewhere raises ScoreError; a repeated id keeps its
+    last line (a resumed run re-did it)."""
+    def fail(n: int, reason: str) -> ScoreError:
+        return ScoreError(f"{path}:{n}: corrupt line ({reason})",
+                          "remove or repair that line (re-running `jleval run` redoes missing samples)")
+
+    data = path.read_bytes()
+    lines = jsonl.parse(data, fail)
+    if lines.tail.strip():
+        last = data.count(b"\n") + 1
+        warnings.append(f"{path}:{last}: last line is truncated (a crash mid-write?); "
+                        "skipped, the other samples are scored")
     by_id: dict[int, Sample] = {}
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line.decode("utf-8"))
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as e:
-            if i == last:
-                warnings.append(f"{path}:{i + 1}: last line is truncated or corrupt (a crash mid-write?); "
-                                "skipped, the other samples are scored")
-                continue
-            raise ScoreError(f"{path}:{i + 1}: corrupt line ({e})",
-                             "remove or repair that line (re-running `jleval run` redoes missing samples)") from None
-        err = rec.get("error")
-        for key in ("id", "gold"):
-            if key not in rec:
-                raise ScoreError(f"{path}:{i + 1}: missing field {key!r}", "see docs/file-formats.md for the layout")
-        gen = rec.get("generation")
-        if gen is None and not err:
-            raise ScoreError(f"{path}:{i + 1}: missing field 'generation'", "see docs/file-formats.md for the layout")
-        sid = rec["id"]
-        if not isinstance(sid, int) or isinstance(sid, bool):
-            raise ScoreError(f"{path}:{i + 1}: 'id' must be an integer sample index, got {sid!r}")
-        if sid in by_id and not by_id[sid].error:  # an errored line followed by its retry is the normal case
-            warnings.append(f"{path}: sample id {sid} appears more than once; the last line is used")
-        if not isinstance(rec["gold"], str) or (gen is not None and not isinstance(gen, str)):
-            raise ScoreError(f"{path}:{i + 1}: 'gold' and 'generation' must be strings "
-                             f"(got {type(rec['gold']).__name__} and {type(gen).__name__})",
-                             "see docs/file-formats.md for the layout")
-        by_id[sid] = Sample(id=sid, key=rec.get("key"), input=str(rec.get("input") or ""),
-                            gold=rec["gold"], generation=gen or "", error=str(err) if err else None)
+    for n, rec in lines.records:
+        sample = _sample(path, n, rec)
+        if sample.id in by_id and not by_id[sample.id].error:  # an errored line followed by its retry is normal
+            warnings.append(f"{path}: sample id {sample.id} appears more than once; the last line is used")
+        by_id[sample.id] = sample
     return [by_id[k] for k in sorted(by_id)]
+
+
+def _sample(path: Path, n: int, rec: Any) -> Sample:
+    if not isinstance(rec, dict):
+        raise ScoreError(f"{path}:{n}: corrupt line (not a JSON object)",
+                         "remove or repair that line (re-running `jleval run` redoes missing samples)")
+    err = rec.get("error")
+    for key in ("id", "gold"):
+        if key not in rec:
+            raise ScoreError(f"{path}:{n}: missing field {key!r}", "see docs/file-formats.md for the layout")
+    gen = rec.get("generation")
+    if gen is None and not err:
+        raise ScoreError(f"{path}:{n}: missing field 'generation'", "see docs/file-formats.md for the layout")
+    sid = rec["id"]
+    if not isinstance(sid, int) or isinstance(sid, bool):
+        raise ScoreError(f"{path}:{n}: 'id' must be an integer sample index, got {sid!r}")
+    if not isinstance(rec["gold"], str) or (gen is not None and not isinstance(gen, str)):
+        raise ScoreError(f"{path}:{n}: 'gold' and 'generation' must be strings "
+                         f"(got {type(rec['gold']).__name__} and {type(gen).__name__})",
+                         "see docs/file-formats.md for the layout")
+    return Sample(id=sid, key=rec.get("key"), input=str(rec.get("input") or ""),
+                  gold=rec["gold"], generation=gen or "", error=str(err) if err else None)
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -235,3 +235,33 @@ def test_corrupt_manifest_bad_run_name_and_unknown_backend(data_dir, tmp_path):
     with pytest.raises(UsageError, match="unknown backend"):
         run(opts(data_dir, tmp_path, backend="nope", run_name="x"))
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"[1, 2, 3]", "line 3: expected a JSON object, found an array"),
+    (b'{"id": 2, "gold": "x"}', "line 3: 'key' must be a string \\(no such field\\)"),
+    (b'{"id": 2, "key": 17}', "line 3: 'key' must be a string \\(a number\\)"),
+    (b'{"id": 2, "key": "\xff\xfe"}', "line 3: not valid UTF-8 text"),
+])
+def test_bad_outputs_rows_on_resume_are_one_line_errors(data_dir, tmp_path, bad, message):
+    res = run(opts(data_dir, tmp_path, max_num_samples=4))
+    path = res.run_dir / "outputs/jamp.jsonl"
+    data = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(data[:2]) + bad + b"\n" + b"".join(data[3:]))
+    with pytest.raises(RunError, match=message) as e:
+        run(opts(data_dir, tmp_path, max_num_samples=4))
+    assert str(path) in str(e.value) and "remove that line" in e.value.hint
+
+
+def test_disk_full_while_writing_outputs_is_named_as_the_file_not_the_backend(data_dir, tmp_path):
+    """/dev/full refuses every write with ENOSPC, as a full disk does."""
+    from jleval.errors import OutputError
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    (tmp_path / "r/outputs").mkdir(parents=True)
+    (tmp_path / "r/outputs/jamp.jsonl").symlink_to("/dev/full")
+    with pytest.raises(OutputError, match="cannot write .*jamp.jsonl: No space left on device") as e:
+        run(opts(data_dir, tmp_path, max_num_samples=3))
+    assert not isinstance(e.value, BackendError) and "backend" not in str(e.value)
+    assert "free space" in e.value.hint

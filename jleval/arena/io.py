@@ -28,11 +28,11 @@ shown first, 3 is a tie, "error" an unusable verdict. See docs/arena.md.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from jleval import jsonl
 from jleval.arena.errors import EmptyJudgmentsError, JudgmentsFileError, UnknownModelError
 from jleval.fsutil import atomic_write_json
 
@@ -134,8 +134,9 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
 
 
 def read_judgments(path: Path | str, *, allow_missing: bool = False) -> list[Judgment]:
-    """Every line of a judgments file, validated. A last line cut off by a crash (no newline, not JSON) is
-    ignored; any other bad line is an error naming the file and line. Blank lines are skipped."""
+    """Every line of a judgments file, validated, by jleval.jsonl's rule: a last line without its newline (a
+    crash mid-write) is ignored; any other bad line is an error naming the file and line. Blank lines are
+    skipped."""
     path = Path(path)
     if not path.is_file():
         if allow_missing:
@@ -143,28 +144,15 @@ def read_judgments(path: Path | str, *, allow_missing: bool = False) -> list[Jud
         raise JudgmentsFileError(f"judgments file {path} does not exist",
                                  "pass the JSONL file written by `jleval arena judge` (or your own)")
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise _fail(path, line, "not valid UTF-8 text") from None
-    lines = text.split("\n")
-    out = []
-    for n, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as e:
-            if n == len(lines) and not text.endswith("\n"):
-                break  # a partial last line from an interrupted write: not a judgment
-            if n == 1 and raw.lstrip().startswith("{") and '"models"' in text[:4000]:
-                raise JudgmentsFileError(f"{path} looks like a ranking (arena.json), not a judgments file",
-                                         "pass the judgments JSONL that `jleval arena judge` wrote (one match "
-                                         "per line)") from None
-            raise _fail(path, n, f"not valid JSON ({e.msg})") from None
-        out.append(parse_line(rec, path, n))
-    return out
+
+    def fail(n: int, reason: str) -> JudgmentsFileError:
+        if n == 1 and reason.startswith("not valid JSON") and data.lstrip().startswith(b"{") \
+                and b'"models"' in data[:4000]:
+            return JudgmentsFileError(f"{path} looks like a ranking (arena.json), not a judgments file",
+                                      "pass the judgments JSONL that `jleval arena judge` wrote (one match per line)")
+        return _fail(path, n, reason)
+
+    return [parse_line(rec, path, n) for n, rec in jsonl.parse(data, fail).records]
 
 
 def read_many(paths: Sequence[Path | str]) -> list[Judgment]:
@@ -176,36 +164,17 @@ def read_many(paths: Sequence[Path | str]) -> list[Judgment]:
 
 class JudgmentWriter:
     """Appends judgments to a JSONL file, one line per verdict, flushed and fsync'd so a crash loses nothing
-    already judged. A partial last line left by an earlier crash is cut off first."""
+    already judged. A partial last line left by an earlier crash is cut off first (jleval.jsonl's rule)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
-        self._f = open(self.path, "a", encoding="utf-8")
-
-    def _repair_tail(self) -> None:
-        if not self.path.is_file():
-            return
-        data = self.path.read_bytes()
-        if not data or data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n") + 1
-        try:
-            json.loads(data[cut:].decode("utf-8"))
-            with open(self.path, "ab") as f:  # a complete record that only lacks its newline: keep it
-                f.write(b"\n")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
+        self._out = jsonl.Appender(self.path, fsync_every=0.0)
 
     def write(self, j: Judgment) -> None:
-        self._f.write(json.dumps(j.to_json(), ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        self._out.write(j.to_json())
 
     def close(self) -> None:
-        self._f.close()
+        self._out.close()
 
     def __enter__(self) -> "JudgmentWriter":
         return self

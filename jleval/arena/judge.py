@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from jleval import __version__
+from jleval import __version__, jsonl
 from jleval.arena.errors import AnswersError, ArenaError, JudgeFailedError, JudgeSettingsError
 from jleval.arena.io import Judgment, JudgmentWriter, read_judgments, read_meta, meta_path, write_meta
 from jleval.arena.schedule import Call, schedule
@@ -128,6 +128,20 @@ class Answers:
     outputs_sha256: str
 
 
+def _output_rows(outputs: Path) -> list[dict]:
+    """The rows of a run's outputs file (jleval.jsonl's rule: a line cut off by a crash of the run is ignored);
+    each must be an object with an `id`."""
+    def fail(n: int, reason: str) -> AnswersError:
+        return AnswersError(f"{outputs}, line {n}: not an output record ({reason})",
+                            "the file is damaged: re-run `jleval run` to rewrite it")
+
+    rows = jsonl.read_objects(outputs, fail).records
+    for n, row in rows:
+        if not isinstance(row.get("id"), (int, str)) or isinstance(row.get("id"), bool):
+            raise fail(n, "no 'id'")
+    return [row for _, row in rows]
+
+
 def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | None = None, task: str = TASK) -> list[Answers]:
     """Answers of each run folder; `names` (one per folder, None = keep) overrides the model names (default:
     the manifest's model id)."""
@@ -151,19 +165,8 @@ def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | N
             raise AnswersError(f"{rd} has no {task} answers ({outputs} is missing)",
                                f"run `jleval run {model_id} --tasks {task} --split test` first")
         latest: dict[int | str, dict] = {}
-        text = outputs.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                qid = row["id"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                if n == len(lines) and not text.endswith("\n"):
-                    continue  # a line cut off by a crash of the run
-                raise AnswersError(f"{outputs}, line {n}: not an output record",
-                                   "the file is damaged: re-run `jleval run` to rewrite it") from None
+        for row in _output_rows(outputs):
+            qid = row["id"]
             if row.get("error") is None or qid not in latest or latest[qid].get("error") is not None:
                 latest[qid] = row  # a good answer is never replaced by a later failed retry
         by_id = {q: (str(r.get("input", "")), str(r.get("generation") or "")) for q, r in latest.items()
