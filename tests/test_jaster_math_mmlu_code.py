@@ -99,15 +99,21 @@ def test_mgsm_exemplars_read_as_literals(tmp_path):
 
 def test_jmmlu_halving_and_train(raw_dir):
     task, raw = build("jmmlu", raw_dir)
-    assert {p.stem for p in raw.dir_files("jmmlu/JMMLU", "*.csv")} == set(mmlu.JMMLU_SUBJECTS)
-    assert len(mmlu.JMMLU_SUBJECTS) == 53 and not {"japanese_civics", "japanese_idiom"} & set(mmlu.JMMLU_SUBJECTS)
+    subjects = mmlu.jmmlu_subjects(task)
+    assert {p.stem for p in raw.dir_files("jmmlu/JMMLU", "*.csv")} == set(subjects)
+    assert len(subjects) == 53 and not {"japanese_civics", "japanese_idiom"} & set(subjects)
+    assert subjects[:2] == ["econometrics", "human_aging"] and subjects[-2:] == ["sociology", "marketing"]
     out = mmlu.jmmlu(task, raw, task.splits)
+    # sizes do not depend on the order: each subject gives len//2 to dev, the rest to test (3,540 / 3,557), 16 each
+    # to train
     assert {k: len(v) for k, v in out.items()} == {"train": 32, "dev": 3524, "test": 3541}
     assert {s.output for split in out.values() for s in split} == set(task.label_list) == {"A", "B", "C", "D"}
+    # the first samples as upstream's own preprocessor orders them (see tests/test_jmmlu_upstream.py, which
+    # re-implements it): the first of the shuffled dev pool (train), and the 17th (dev)
     first = out["train"][0]
-    assert first.input.startswith("質問：ギルによれば、自律の道徳的価値の大部分は、以下のどれか?\n選択肢：A.苦痛から")
-    assert first.output == "C"
-    assert out["dev"][0].input.startswith("質問：2つのブール確率変数AとBが与えられ") and out["dev"][0].output == "D"
+    assert first.input.startswith("質問：欧州連合（EU）は次のどの組織に取って代わったか？\n選択肢：A.北大西洋条約機構")
+    assert first.output == "B"
+    assert out["dev"][0].input.startswith("質問：ダイエット・ピルのブランド、ノー・ウェイト") and out["dev"][0].output == "A"
     inputs = [s.input for split in out.values() for s in split]
     assert len(inputs) == 7097
 
@@ -115,7 +121,7 @@ def test_jmmlu_halving_and_train(raw_dir):
 def test_jmmlu_malformed_row_names_file_and_line(tmp_path):
     root = tmp_path / "jmmlu" / "JMMLU"
     root.mkdir(parents=True)
-    for subject in mmlu.JMMLU_SUBJECTS:
+    for subject in mmlu.jmmlu_subjects(spec("jmmlu")):
         (root / f"{subject}.csv").write_text('"問","a","b","c","d","A"\n', encoding="utf-8")
     (root / "nutrition.csv").write_text('"問1","a","b","c","d","B"\n"問2","a","b","c","A"\n', encoding="utf-8")
     task = spec("jmmlu")

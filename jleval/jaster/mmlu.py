@@ -2,35 +2,16 @@
 from __future__ import annotations
 
 import csv
+import random
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, csv_rows, malformed, shuffled
+from jleval.errors import TaskSpecError
+from jleval.jaster.base import SEED, RawFiles, Sample, Splits, csv_rows, malformed, shuffled
 from jleval.tasks import TaskSpec
 
 JMMLU_DIR = "jmmlu/JMMLU"
 NUM_TRAIN_EXAMPLES = 32
 CHOICE_LETTERS = ("A", "B", "C", "D")
-
-#: The order in which upstream reads the subject files; it decides the order of the dev/test pools before
-#: their shuffle. The first 22 entries and the last two are upstream's (see docs/tasks.md); the middle
-#: could not be read in any public copy, so it is alphabetical here.
-JMMLU_SUBJECTS: tuple[str, ...] = (
-    "econometrics", "human_aging", "high_school_psychology", "professional_medicine", "electrical_engineering",
-    "college_mathematics", "medical_genetics", "formal_logic", "nutrition", "prehistory", "world_religions",
-    "japanese_history", "high_school_geography", "international_law", "logical_fallacies", "human_sexuality",
-    "philosophy", "college_medicine", "professional_accounting", "high_school_mathematics", "global_facts",
-    "business_ethics",
-    # middle: order unverified (alphabetical)
-    "abstract_algebra", "anatomy", "astronomy", "clinical_knowledge", "college_biology", "college_chemistry",
-    "college_computer_science", "college_physics", "computer_security", "conceptual_physics",
-    "elementary_mathematics", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
-    "high_school_european_history", "high_school_macroeconomics", "high_school_microeconomics",
-    "high_school_physics", "high_school_statistics", "jurisprudence", "machine_learning", "management",
-    "miscellaneous", "moral_disputes", "professional_psychology", "public_relations", "security_studies",
-    "virology", "world_history",
-    # upstream's last two
-    "sociology", "marketing",
-)
 
 
 def _mc_rows(path: Path, encoding: str) -> list[tuple[int, list[str]]]:
@@ -52,21 +33,37 @@ def _jmmlu_subject(path: Path) -> list[Sample]:
             for _, r in _mc_rows(path, "utf-8-sig")]
 
 
+def jmmlu_subjects(spec: TaskSpec) -> list[str]:
+    """The subject files in upstream's reading order: the task file's `options.subjects` (data, not code)."""
+    subjects = spec.options.get("subjects")
+    if (not isinstance(subjects, list) or not subjects or not all(isinstance(s, str) and s for s in subjects)
+            or len(set(subjects)) != len(subjects)):
+        raise TaskSpecError(f"{spec.file or spec.name}: options.subjects must list each subject file name once",
+                            "restore the list of subjects (in upstream's reading order) in the task file")
+    return subjects
+
+
 def jmmlu(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
-    """Each subject is shuffled (seed 42) and halved: the first int(n/2) go to the dev pool, the rest to the test
-    pool. Both pools are shuffled (seed 42 each); train = 16 from the front of each pool, the rest is dev/test."""
+    """Upstream's algorithm (llm-jp-eval datasets/jmmlu.py): random.seed(42) once, then for each subject in the
+    task file's order, shuffle it (the random stream continues from subject to subject) and give the first
+    len//2 to the dev pool, the rest to the test pool; then shuffle the dev pool and the test pool (the stream
+    still continuing). Train = the first 16 of each pool; dev/test = the rest."""
+    subjects = jmmlu_subjects(spec)
     root = raw.path(JMMLU_DIR)
     present = {p.stem for p in raw.dir_files(JMMLU_DIR, "*.csv")}
-    if missing := [s for s in JMMLU_SUBJECTS if s not in present]:
+    if missing := [s for s in subjects if s not in present]:
         raise malformed(root, None, f"subject files missing: {', '.join(missing)}")
+    rng = random.Random(SEED)  # the same stream as upstream's random.seed(42) + random.shuffle
     dev_pool: list[Sample] = []
     test_pool: list[Sample] = []
-    for subject in JMMLU_SUBJECTS:
-        samples = shuffled(_jmmlu_subject(root / f"{subject}.csv"))
-        half = int(len(samples) / 2)
+    for subject in subjects:
+        samples = _jmmlu_subject(root / f"{subject}.csv")
+        rng.shuffle(samples)
+        half = len(samples) // 2
         dev_pool += samples[:half]
         test_pool += samples[half:]
-    dev_pool, test_pool = shuffled(dev_pool), shuffled(test_pool)
+    rng.shuffle(dev_pool)
+    rng.shuffle(test_pool)
     k = NUM_TRAIN_EXAMPLES // 2
     out = {"train": dev_pool[:k] + test_pool[:k], "dev": dev_pool[k:], "test": test_pool[k:]}
     return {s: v for s, v in out.items() if s in splits}
