@@ -310,7 +310,7 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise RunError(f"no task can run ({why})", "build the sets with `jleval preprocess` (and --raw-dir DIR)")
 
-    with _run_lock(run_dir):
+    with _run_lock(run_dir), contextlib.ExitStack() as owned:
         manifest_path = run_dir / "manifest.json"
         old = _check_resume(manifest_path, settings)
         outputs_dir = run_dir / "outputs"
@@ -333,6 +333,7 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
         try:
             if misses and backend is None:
                 backend = make_backend(opts, plans, data_dir)
+                owned.callback(_close_quietly, backend)  # closed on every path: success, error, Ctrl-C
             if backend is not None and misses:
                 _check_chat_template(backend, misses)
         except BaseException:
@@ -378,6 +379,13 @@ def _drop_if_empty(run_dir: Path, manifest_path: Path) -> None:
             outputs.rmdir()
         (run_dir / ".lock").unlink(missing_ok=True)
         run_dir.rmdir()
+
+
+def _close_quietly(backend) -> None:
+    """Close a backend this run opened (engine processes, worker pools, HTTP clients); a failure to close
+    must not hide the run's own outcome, whose outputs are already on disk."""
+    with contextlib.suppress(Exception):
+        backend.close()
 
 
 def _check_chat_template(backend, misses) -> None:

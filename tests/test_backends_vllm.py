@@ -194,6 +194,38 @@ def test_data_parallel_runs_one_engine_per_gpu_group(fake_vllm, tiny_model, monk
         make(tiny_model, data_parallel_size=3, tensor_parallel_size=2)
 
 
+@pytest.mark.slow
+def test_run_closes_the_backend_it_opened_on_every_path(fake_vllm, tiny_model, raw_dir, tmp_path,  # noqa: F811
+                                                         monkeypatch):
+    """run() shuts the data-parallel engine processes down after a finished run, a failed one and Ctrl-C."""
+    import multiprocessing
+
+    from jleval.run import RunOptions, run
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("PYTHONPATH", str(FAKE) + ":" + str(Path(__file__).resolve().parents[1]))
+    common = dict(model=str(tiny_model), backend="vllm", tasks="jamp", max_num_samples=4, raw_dir=raw_dir,
+                  data_dir=tmp_path / "data", out=tmp_path / "runs", backend_options={"data_parallel_size": 2})
+    res = run(RunOptions(**common, run_name="ok"))
+    assert res.counts["jamp"]["generated"] == 4 and multiprocessing.active_children() == []
+
+    def interrupt(task, completion, total, cached):
+        if completion is not None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(RunOptions(**common, run_name="ctrl-c"), progress=interrupt)
+    assert multiprocessing.active_children() == []
+
+    def fail(task, completion, total, cached):
+        if completion is not None:
+            raise OSError("disk full")
+
+    with pytest.raises(BackendError, match="disk full"):
+        run(RunOptions(**common, run_name="error"), progress=fail)
+    assert multiprocessing.active_children() == []
+
+
 # ---- the real thing -------------------------------------------------------------------------------------
 
 def _real_vllm_and_gpu() -> bool:
