@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from jleval.records import json_type
+
 #: fail(line_number, reason) -> the exception to raise for a bad line.
 FailFn = Callable[[int, str], Exception]
 
@@ -69,17 +71,11 @@ def read_objects(path: Path | str, fail: FailFn, key: str | None = None) -> Line
     lines = read(path, fail)
     for n, rec in lines.records:
         if not isinstance(rec, dict):
-            raise fail(n, f"expected a JSON object, found {_json_type(rec)}")
+            raise fail(n, f"expected a JSON object, found {json_type(rec)}")
         if key is not None and not isinstance(rec.get(key), str):
-            found = "no such field" if key not in rec else _json_type(rec[key])
+            found = "no such field" if key not in rec else json_type(rec[key])
             raise fail(n, f"{key!r} must be a string ({found})")
     return lines
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 def repair(path: Path | str) -> bool:

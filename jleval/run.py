@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jleval import __version__, jsonl
+from jleval import __version__, jsonl, records
 from jleval.errors import BackendError, JlevalError, OutputError, RunError, UsageError
-from jleval.fsutil import atomic_write_json, check_writable, exclusive, read_json_object, sha256_file, sha256_text
+from jleval.fsutil import atomic_write_json, check_writable, exclusive, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
 from jleval.types import Completion, GenParams, Request
 
@@ -233,10 +233,11 @@ def _run_lock(run_dir: Path):
 def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     if not manifest_path.is_file():
         return None
-    old = read_json_object(manifest_path)
-    if old is None or not isinstance(old.get("settings"), dict):
-        raise RunError(f"{manifest_path} is corrupt, so this run cannot be resumed safely",
-                       "restore it, or pass another --run-name (the outputs there are kept as they are)")
+    def fail(reason: str) -> RunError:
+        return RunError(f"{manifest_path} is corrupt ({reason}), so this run cannot be resumed safely",
+                        "restore it, or pass another --run-name (the outputs there are kept as they are)")
+
+    old = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
     keys = IDENTITY_KEYS
     if "local_digest" in (settings.get("model_identity") or {}):
         keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
@@ -413,6 +414,7 @@ def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any
             **({"few_shots_sha256": p.shots_sha256} if p.shots_sha256 else {}),
         }
     return {
+        "format": records.MANIFEST_FORMAT,
         "jleval_version": __version__,
         "created_at": (old or {}).get("created_at") or _now(),
         "model": {"id": opts.model, "revision": opts.revision},

@@ -22,7 +22,6 @@ computed (missing optional dependency, too few samples) is reported as not compu
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from jleval import jsonl
+from jleval import jsonl, records
 from jleval.errors import JlevalError, ScoreError
 from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json
 from jleval.metrics import SCALES, MetricResult, get_metric, not_computed
@@ -74,14 +73,11 @@ def _read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any]:
     if not path.is_file():
         warnings.append(f"{path} is missing: task settings are read from the task files (tasks/*.toml)")
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ScoreError(f"{path} is not valid JSON: {e}",
-                         "restore it from the run, or delete it to score from the task files alone") from None
-    if not isinstance(data, dict):
-        raise ScoreError(f"{path} must hold a JSON object")
-    return data
+    def fail(reason: str) -> ScoreError:
+        return ScoreError(f"{path} {reason}",
+                          "restore it from the run, or delete it to score from the task files alone")
+
+    return dict(records.read_manifest(path, fail))
 
 
 def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str]) -> TaskInfo | str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from jleval.errors import OutputError, ScoreError, UsageError
 from jleval.fsutil import atomic_write_many, dumps_json, read_json_object
+from jleval.records import read_manifest
 from jleval.tasks import CATEGORIES
 
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
@@ -65,10 +66,11 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path} is not a run folder (no manifest.json)", "pass folders written by `jleval run`")
-    manifest = read_json_object(path / "manifest.json")
-    if manifest is None:
-        raise ScoreError(f"{path / 'manifest.json'} is corrupt (not a JSON object)",
-                         "restore it, or re-run `jleval run` with the run's settings into a new folder")
+    def fail(reason: str) -> ScoreError:
+        return ScoreError(f"{path / 'manifest.json'} is corrupt ({reason})",
+                          "restore it, or re-run `jleval run` with the run's settings into a new folder")
+
+    manifest = dict(read_manifest(path / "manifest.json", fail))
     scores_path = path / "scores.json"
     scores = read_json_object(scores_path) if scores_path.is_file() else None  # a corrupt one is re-scored
     if scores is None or (profile and scores.get("profile") != profile):

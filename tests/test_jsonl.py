@@ -29,7 +29,7 @@ def test_a_last_line_without_its_newline_is_ignored_and_cut_whether_or_not_it_pa
 @pytest.mark.parametrize("line, reason", [
     (b"[1, 2]", "line 2: expected a JSON object, found an array"),
     (b'{"id": 1}', "line 2: 'key' must be a string \\(no such field\\)"),
-    (b'{"key": 7}', "line 2: 'key' must be a string \\(a number\\)"),
+    (b'{"key": 7}', "line 2: 'key' must be a string \\(an integer\\)"),
     (b'{"key": "\xff"}', "line 2: not valid UTF-8 text"),
     (b'{"key": ', "line 2: not valid JSON"),
 ])

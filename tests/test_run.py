@@ -240,7 +240,7 @@ def test_corrupt_manifest_bad_run_name_and_unknown_backend(data_dir, tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (b"[1, 2, 3]", "line 3: expected a JSON object, found an array"),
     (b'{"id": 2, "gold": "x"}', "line 3: 'key' must be a string \\(no such field\\)"),
-    (b'{"id": 2, "key": 17}', "line 3: 'key' must be a string \\(a number\\)"),
+    (b'{"id": 2, "key": 17}', "line 3: 'key' must be a string \\(an integer\\)"),
     (b'{"id": 2, "key": "\xff\xfe"}', "line 3: not valid UTF-8 text"),
 ])
 def test_bad_outputs_rows_on_resume_are_one_line_errors(data_dir, tmp_path, bad, message):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from jleval import __version__, jsonl
+from jleval import __version__, jsonl, records
 from jleval.arena.errors import AnswersError, ArenaError, JudgeFailedError, JudgeSettingsError
 from jleval.arena.io import Judgment, JudgmentWriter, read_judgments, read_meta, meta_path, write_meta
 from jleval.arena.schedule import Call, schedule
@@ -128,6 +128,11 @@ class Answers:
     outputs_sha256: str
 
 
+def _manifest_fail(path: Path):
+    return lambda reason: AnswersError(f"{path} {reason}",
+                                       "the manifest is damaged: re-run `jleval run` into a fresh folder")
+
+
 def _output_rows(outputs: Path) -> list[dict]:
     """The rows of a run's outputs file (jleval.jsonl's rule: a line cut off by a crash of the run is ignored);
     each must be an object with an `id`."""
@@ -154,13 +159,8 @@ def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | N
         if not man_path.is_file():
             raise AnswersError(f"{rd} is not a run folder (no manifest.json)",
                                f"pass folders made by `jleval run MODEL --tasks {task} --split test`")
-        try:
-            manifest = json.loads(man_path.read_text(encoding="utf-8"))
-            model = manifest["model"]
-            model_id, revision = str(model["id"]), model.get("revision")
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            raise AnswersError(f"{man_path}: no model id (\"model\": {{\"id\": ...}})",
-                               "the manifest is damaged: re-run `jleval run` into a fresh folder") from None
+        model = records.read_manifest(man_path, _manifest_fail(man_path), required=("model.id",))["model"]
+        model_id, revision = model["id"], model.get("revision")
         if not outputs.is_file():
             raise AnswersError(f"{rd} has no {task} answers ({outputs} is missing)",
                                f"run `jleval run {model_id} --tasks {task} --split test` first")
