@@ -29,14 +29,10 @@ _NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "
 
 def json_type(value: Any) -> str:
     """How JSON calls a parsed value's type: 'a string', 'an integer', 'null', ..."""
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    names = {str: "a string", list: "an array", dict: "an object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    for name in ("bool", "int", "float", "str", "list", "object", "null"):  # bool before int: True is an int
+        if isinstance(value, _JSON_TYPES[name]):
+            return _NAMES[name]
+    return type(value).__name__
 
 
 def _matches(value: Any, types: str) -> bool:
