@@ -9,7 +9,8 @@ from jleval.fsutil import atomic_write_json
 
 def dump_prompts(out: Path, tasks="all", split="dev", num_few_shots=4, max_num_samples=100, template="v1.4.1",
                  data_dir: Path | None = None, raw_dir: Path | None = None, version="1.4.1",
-                 include_non_commercial=False, skipped: dict[str, str] | None = None) -> list[tuple[Path, int]]:
+                 include_non_commercial=False, skipped: dict[str, str] | None = None,
+                 tasks_dir: Path | None = None) -> list[tuple[Path, int]]:
     """Render every selected task's prompts and write `<out>/<task>.eval-prompt.json` (upstream's dump format).
     Tasks whose split cannot be rendered are left out, with the reason, in `skipped` (when given); when no task
     can be rendered at all, that is an error."""
@@ -21,7 +22,7 @@ def dump_prompts(out: Path, tasks="all", split="dev", num_few_shots=4, max_num_s
     from jleval.tasks import resolve_tasks
 
     check_prompt_options(split, num_few_shots, max_num_samples)
-    specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
+    specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial, tasks_dir=tasks_dir)
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     preprocess(specs, data_dir, raw_dir=raw_dir, version=version)
     tmpl = load_template(template)

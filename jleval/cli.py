@@ -54,15 +54,18 @@ DataDirOpt = Annotated[
     Optional[Path], typer.Option("--out", "-o", help="Output folder for the jaster sets (default: $JLEVAL_HOME/jaster).")
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="Dataset version folder name.")]
+TasksDirOpt = Annotated[
+    Optional[Path], typer.Option("--tasks-dir", help="Folder of your own task files (<name>.toml with [files]; see docs/own-tasks.md), known alongside the built-in tasks.")
+]
 NcOpt = Annotated[
     bool, typer.Option("--include-non-commercial", help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
 ]
 
 
-def _warn_left_out(tasks: str, include_non_commercial: bool) -> None:
+def _warn_left_out(tasks: str, include_non_commercial: bool, tasks_dir: Path | None = None) -> None:
     from jleval.tasks import left_out_non_commercial
 
-    names = left_out_non_commercial(tasks, include_non_commercial)
+    names = left_out_non_commercial(tasks, include_non_commercial, tasks_dir)
     if names:
         err_console.print(f"[yellow]note:[/] left out {', '.join(names)} (non-commercial licence): pass "
                           "--include-non-commercial, or name the task, to include it"
@@ -74,17 +77,18 @@ def _warn_left_out(tasks: str, include_non_commercial: bool) -> None:
 def tasks_cmd(
     tasks: Annotated[Optional[str], typer.Option("--tasks", "-t", help="'all', 'leaderboard' or names (default: every task file, the rakuda arena included).")] = None,
     include_non_commercial: Annotated[bool, typer.Option("--include-non-commercial/--commercial-only", help="List non-commercial tasks too (default), or only those licensed for commercial use.")] = True,
+    tasks_dir: TasksDirOpt = None,
 ) -> None:
     """List tasks: category, metrics, output length, few-shots, licence, commercial use."""
     from rich import box
     from rich.table import Table
 
-    from jleval.tasks import all_tasks, resolve_tasks
+    from jleval.tasks import catalogue, resolve_tasks
 
     if tasks is None:
-        specs = [t for t in all_tasks().values() if t.commercial_use or include_non_commercial]
+        specs = [t for t in catalogue(tasks_dir).values() if t.commercial_use or include_non_commercial]
     else:
-        specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
+        specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial, tasks_dir=tasks_dir)
 
     # one metric per line, so the table fits an 80-column terminal without cutting names; names, numbers and
     # flags never wrap
@@ -112,6 +116,7 @@ def preprocess_cmd(
     version: VersionOpt = "1.4.1",
     include_non_commercial: NcOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild sets that already exist.")] = False,
+    tasks_dir: TasksDirOpt = None,
 ) -> None:
     """Turn raw benchmark files into jaster evaluation sets (llm-jp-eval v1.4.1 splits and layout)."""
     from rich.table import Table
@@ -120,8 +125,8 @@ def preprocess_cmd(
     from jleval.resources import default_data_dir
     from jleval.tasks import resolve_tasks
 
-    specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial)
-    _warn_left_out(tasks, include_non_commercial)
+    specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial, tasks_dir=tasks_dir)
+    _warn_left_out(tasks, include_non_commercial, tasks_dir)
     with _download_progress() as reporter:
         report = preprocess(specs, out or default_data_dir(), raw_dir=raw_dir, version=version, force=force,
                             reporter=reporter)
@@ -139,10 +144,14 @@ def preprocess_cmd(
         for w in r.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
         for m in r.missing:
-            err_console.print(f"[red]{r.task}: missing[/] {m}")
+            err_console.print(f"[red]{r.task}: missing[/] {escape(m)}")
     if not report.ok:
-        hint = "pass --raw-dir DIR holding these files, or run without --raw-dir on a machine with network"
-        err_console.print(f"[yellow]Some raw files are missing: {hint}.[/]")
+        what, hint = "Some raw files are missing", ("pass --raw-dir DIR holding these files, or run without "
+                                                    "--raw-dir on a machine with network")
+        if any(s.files for s in specs if s.name in {r.task for r in report.results if r.missing}):
+            what, hint = "Some files are missing", ("write the files your task files name under [files] (paths are "
+                                                    "relative to the task file)")
+        err_console.print(f"[yellow]{what}: {escape(hint)}.[/]")
         raise typer.Exit(code=3)
 
 
@@ -170,15 +179,17 @@ def prompts_cmd(
     raw_dir: RawDirOpt = None,
     version: VersionOpt = "1.4.1",
     include_non_commercial: NcOpt = False,
+    tasks_dir: TasksDirOpt = None,
 ) -> None:
     """Write the rendered prompts in upstream's <task>.eval-prompt.json dump format, to inspect and diff."""
     from jleval.api import dump_prompts
 
-    _warn_left_out(tasks, include_non_commercial)
+    _warn_left_out(tasks, include_non_commercial, tasks_dir)
     skipped: dict[str, str] = {}
     written = dump_prompts(out, tasks=tasks, split=split, num_few_shots=num_few_shots,
                            max_num_samples=max_num_samples, template=template, data_dir=data_dir, raw_dir=raw_dir,
-                           version=version, include_non_commercial=include_non_commercial, skipped=skipped)
+                           version=version, include_non_commercial=include_non_commercial, skipped=skipped,
+                           tasks_dir=tasks_dir)
     for path, n in written:
         console.print(f"{path}  ({n} prompts)")
     for task, why in skipped.items():
@@ -226,12 +237,13 @@ def run_cmd(
     raw_dir: RawDirOpt = None,
     version: VersionOpt = "1.4.1",
     include_non_commercial: NcOpt = False,
+    tasks_dir: TasksDirOpt = None,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Score the run when it finishes.")] = True,
 ) -> None:
     """Run MODEL over every task in one batched pass; outputs are cached per sample and a re-run resumes."""
     from jleval.run import RunOptions, run
 
-    _warn_left_out(tasks, include_non_commercial)
+    _warn_left_out(tasks, include_non_commercial, tasks_dir)
     backend_options = {
         "dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
         "data_parallel_size": data_parallel_size, "max_model_len": max_model_len,
@@ -245,7 +257,7 @@ def run_cmd(
                       chat_template=chat_template, system_prompt=system_prompt,
                       add_special_tokens=add_special_tokens, stop_rule=stop_rule, revision=revision,
                       data_dir=data_dir, raw_dir=raw_dir, version=version,
-                      include_non_commercial=include_non_commercial, out=out, run_name=run_name,
+                      include_non_commercial=include_non_commercial, out=out, run_name=run_name, tasks_dir=tasks_dir,
                       backend_options={k: v for k, v in backend_options.items() if v is not None})
     try:
         with _RunProgress() as progress:
@@ -263,15 +275,15 @@ def run_cmd(
         err_console.print(f"[yellow]{total['errors']} requests failed (the reasons are in the outputs' `error` field); "
                           "re-run the same command to retry them.[/]")
     if score:
-        _score_and_print([result.run_dir], profile=None)
+        _score_and_print([result.run_dir], profile=None, tasks_dir=tasks_dir)
     if total["errors"]:
         raise typer.Exit(3)
 
 
-def _score_and_print(run_dirs, profile) -> None:
+def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
     from jleval import scoring
 
-    kwargs = {} if profile is None else {"profile": profile}
+    kwargs = ({} if profile is None else {"profile": profile}) | ({"tasks_dir": tasks_dir} if tasks_dir else {})
     for run_dir in run_dirs:
         s = scoring.score_run(run_dir, **kwargs)
         scoring.print_summary(s, run_dir, console=console)
@@ -289,6 +301,7 @@ def score_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated subset of the run's tasks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json instead of the tables.")] = False,
+    tasks_dir: TasksDirOpt = None,
 ) -> None:
     """Score cached outputs (no GPU): writes RUN/scores.json and RUN/scores/<task>.jsonl."""
     from jleval import scoring
@@ -296,7 +309,7 @@ def score_cmd(
 
     for run_dir in run_dirs:
         s = scoring.score_run(run_dir, profile=profile, n_bootstrap=bootstrap, seed=seed,
-                              tasks=[t.strip() for t in tasks.split(",")] if tasks else None)
+                              tasks=[t.strip() for t in tasks.split(",")] if tasks else None, tasks_dir=tasks_dir)
         if as_json:
             print(dumps_json(s))
         else:
@@ -316,6 +329,7 @@ def table_cmd(
     arena: Annotated[Optional[list[Path]], typer.Option("--arena", help="Judgments JSONL from `jleval arena judge`: adds arena ratings.")] = None,
     compare_styles: Annotated[bool, typer.Option("--compare-styles", help="Compare two runs, basic vs chain-of-thought, per task and category.")] = False,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Write the PNG charts.")] = True,
+    tasks_dir: TasksDirOpt = None,
 ) -> None:
     """The combined leaderboard: AVG, categories, ⭐ metrics, CIs, and whether each run beats the next."""
     from jleval import table
@@ -338,7 +352,7 @@ def table_cmd(
     out = out or Path("leaderboard.csv")
     lb = table.build(run_dirs, sort=sort, allow_mixed=allow_mixed,
                      tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
-                     arena_judgments=arena)
+                     arena_judgments=arena, tasks_dir=tasks_dir)
     table.print_rich(lb, console=console)
     for p in table.write(lb, out, fmt=fmt, charts=charts):
         console.print(f"wrote {p}")

@@ -84,6 +84,10 @@ def few_shots_for(data_dir: Path, version: str, spec: TaskSpec, n: int) -> list[
     n = spec.few_shots(n)
     if n == 0:
         return []
+    if "train" not in spec.splits:
+        raise UsageError(f"{spec.name} has no train split to take {n} few-shots from",
+                         "pass --num-few-shots 0, or give the task a train split"
+                         + (' (train = "FILE.jsonl" under [files])' if spec.files else ""))
     train = load_eval_set(data_dir, version, "train", spec.name)["samples"]
     if len(train) < n:
         raise UsageError(f"{spec.name}: the train split has {len(train)} samples, fewer than the {n} few-shots asked",

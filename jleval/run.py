@@ -66,6 +66,7 @@ class RunOptions:
     include_non_commercial: bool = False
     out: Path = Path("runs")
     run_name: str | None = None
+    tasks_dir: Path | None = None  # the user's own task files (--tasks-dir)
     backend_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -292,7 +293,7 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
                          "add --chat-template, or put the text in a --template file")
     if opts.prompt_style not in ("basic", "cot"):
         raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
-    specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial)
+    specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial, tasks_dir=opts.tasks_dir)
     if opts.run_name is not None and (not opts.run_name.strip() or Path(opts.run_name).name != opts.run_name
                                       or opts.run_name in (".", "..")):
         raise UsageError(f"--run-name {opts.run_name!r} is not a plain folder name", "e.g. --run-name my-model-dev")

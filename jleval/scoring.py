@@ -80,14 +80,15 @@ def _read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any]:
     return dict(records.read_manifest(path, fail))
 
 
-def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str]) -> TaskInfo | str:
+def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str],
+               tasks_dir: Path | None = None) -> TaskInfo | str:
     """Task settings from the manifest entry, completed from tasks/<name>.toml; a string = why it can't be."""
     from jleval.tasks import get_task
 
     entry = entry or {}
     spec = None
     try:
-        spec = get_task(name)
+        spec = get_task(name, tasks_dir)
     except JlevalError as e:
         if not entry.get("metrics"):
             return f"not in the manifest and no task file: {e.message}"
@@ -387,7 +388,7 @@ def _expected_by_category() -> dict[str, list[str]]:
 
 
 def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
-              tasks: list[str] | None = None, write: bool = True) -> dict[str, Any]:
+              tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> dict[str, Any]:
     """Score every task of a run folder and (with write=True) write `scores.json` and `scores/<task>.jsonl`
     atomically into it. Returns the scores.json content. Warnings are in its "warnings" list."""
     t0 = time.perf_counter()
@@ -424,7 +425,7 @@ def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstra
             skipped[name] = "listed in the manifest but has no outputs file"
             warnings.append(f"{name}: no outputs/{name}.jsonl; not scored")
             continue
-        info = _task_info(name, mtasks.get(name), warnings)
+        info = _task_info(name, mtasks.get(name), warnings, tasks_dir)
         if isinstance(info, str):
             skipped[name] = info
             warnings.append(f"{name}: skipped: {info}")

@@ -62,7 +62,8 @@ class Leaderboard:
     arena: dict[str, Any] | None = None
 
 
-def load_run(path: Path, score_if_needed: bool = True, profile: str | None = None) -> ScoredRun:
+def load_run(path: Path, score_if_needed: bool = True, profile: str | None = None,
+             tasks_dir: Path | None = None) -> ScoredRun:
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path} is not a run folder (no manifest.json)", "pass folders written by `jleval run`")
@@ -79,7 +80,7 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
                              f"run `jleval score {path}` first")
         from jleval.scoring import score_run
 
-        scores = score_run(path, **({"profile": profile} if profile else {}))
+        scores = score_run(path, tasks_dir=tasks_dir, **({"profile": profile} if profile else {}))
     run = ScoredRun(path.name, path, manifest, scores)
     for task in scores.get("tasks", {}):
         f = path / "scores" / f"{task}.jsonl"
@@ -112,10 +113,10 @@ def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:
     return differ
 
 
-def _task_columns(runs: list[ScoredRun]) -> tuple[list[str], list[str]]:
-    from jleval.tasks import all_tasks
+def _task_columns(runs: list[ScoredRun], tasks_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    from jleval.tasks import catalogue
 
-    order = list(all_tasks())
+    order = list(catalogue(tasks_dir))
     tasks = sorted({t for r in runs for t in r.scores.get("tasks", {})},
                    key=lambda t: (order.index(t) if t in order else len(order), t))
     star, other = [], []
@@ -227,10 +228,10 @@ def paired_groups(a: ScoredRun, b: ScoredRun, groups: dict[str, list[tuple[str, 
 
 def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,
           profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          arena_judgments: list[Path] | None = None) -> Leaderboard:
+          arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None) -> Leaderboard:
     if not run_dirs:
         raise UsageError("no run folder given", "pass one or more folders written by `jleval run`")
-    runs = [load_run(Path(p), profile=profile) for p in run_dirs]
+    runs = [load_run(Path(p), profile=profile, tasks_dir=tasks_dir) for p in run_dirs]
     if tasks is not None:
         tasks = [t for t in tasks if t]
         if not tasks:
@@ -245,14 +246,14 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
 
         for r in runs:
             r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or "llm-jp-eval-1.4.1",
-                                 n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False)
+                                 n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False, tasks_dir=tasks_dir)
     empty = [r.name for r in runs if not any(m.get("value") is not None for t in r.scores.get("tasks", {}).values()
                                              for m in (t.get("metrics") or {}).values())]
     if empty and not arena_judgments:
         raise UsageError(f"no task of run(s) {', '.join(empty)} has scores (no outputs scored, or only arena answers)",
                          "`jleval score RUN` says why; for runs of the rakuda task alone, pass --arena JUDGMENTS")
     mixed = check_comparable(runs, allow_mixed)
-    star, other = _task_columns(runs)
+    star, other = _task_columns(runs, tasks_dir)
     if tasks:
         keep = tuple(f"{t}_" for t in tasks)
         star = [c for c in star if c.startswith(keep)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jleval.errors import TaskSpecError, UnknownTaskError
+from jleval.errors import TaskSpecError, UnknownTaskError, UsageError
 from jleval.resources import tasks_dir
 
 #: The leaderboard's categories, in the column order of the Open Japanese LLM Leaderboard.
@@ -62,6 +62,8 @@ class TaskSpec:
     in_all: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     file: Path | None = None
+    #: a user's own task (`--tasks-dir`): split -> local JSON Lines file of {"input", "output"} (instead of sources)
+    files: tuple[tuple[str, Path], ...] = ()
 
     @property
     def on_leaderboard(self) -> bool:
@@ -80,6 +82,10 @@ _OPTIONAL = {
     "label_list": list, "num_few_shots": int, "splits": list, "star_metric": str, "language": str,
     "in_all": bool, "options": dict,
 }
+#: a user's own task: `[files]` (split -> JSON Lines file) replaces `converter` and `[[sources]]`
+_OWN_REQUIRED = {k: v for k, v in _REQUIRED.items() if k not in ("converter", "sources", "description")} | {"files": dict}
+_OWN_OPTIONAL = {**_OPTIONAL, "description": str}
+OWN_CONVERTER = "own:jsonl"
 _SOURCE_REQUIRED = {"path": str, "url": str}
 _SOURCE_OPTIONAL = {"sha256": str, "kind": str, "glob": str, "archive_root": str, "needed_for": list, "note": str}
 
@@ -103,16 +109,44 @@ def parse_task(path: Path) -> TaskSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise TaskSpecError(f"{path}: not valid TOML: {e}") from None
-    _check_keys(str(path), data, _REQUIRED, _OPTIONAL)
+    except UnicodeDecodeError:
+        raise TaskSpecError(f"{path}: not UTF-8 text", "save the task file as UTF-8") from None
+    own = "files" in data
+    _check_keys(str(path), data, *((_OWN_REQUIRED, _OWN_OPTIONAL) if own else (_REQUIRED, _OPTIONAL)))
     if data["name"] != path.stem:
-        raise TaskSpecError(f"{path}: name {data['name']!r} differs from the file name {path.stem!r}")
+        raise TaskSpecError(f"{path}: name {data['name']!r} differs from the file name {path.stem!r}",
+                            f"rename the file to {data['name']}.toml, or set name = {path.stem!r}")
     if data["category"] not in CATEGORIES + EXTRA_CATEGORIES:
         raise TaskSpecError(f"{path}: unknown category {data['category']!r}",
                             f"use one of {', '.join(CATEGORIES + EXTRA_CATEGORIES)}")
     if data["output_length"] <= 0:
         raise TaskSpecError(f"{path}: output_length must be positive")
+    files = _own_files(path, data["files"]) if own else ()
+    sources = () if own else _sources(path, data["sources"])
+    splits = tuple(data.get("splits", [s for s in SPLITS if s in dict(files)] if own else SPLITS))
+    if bad := set(splits) - set(SPLITS):
+        raise TaskSpecError(f"{path}: unknown splits {sorted(bad)}")
+    if own and (lacking := [s for s in splits if s not in dict(files)]):
+        raise TaskSpecError(f"{path}: splits {lacking} have no file in [files]",
+                            f"add {lacking[0]} = \"FILE.jsonl\" under [files], or drop it from splits")
+    star = data.get("star_metric")
+    if star is not None and star not in data["metrics"]:
+        raise TaskSpecError(f"{path}: star_metric {star!r} is not one of its metrics")
+    return TaskSpec(
+        name=data["name"], category=data["category"], description=data.get("description", ""),
+        instruction=data["instruction"], output_length=data["output_length"], metrics=tuple(data["metrics"]),
+        license=data["license"], commercial_use=data["commercial_use"],
+        converter=OWN_CONVERTER if own else data["converter"],
+        sources=sources, label_list=tuple(data.get("label_list", ())),
+        num_few_shots=data.get("num_few_shots"), splits=splits, star_metric=star,
+        language=data.get("language", "ja"), in_all=data.get("in_all", True), options=data.get("options", {}),
+        file=path, files=files,
+    )
+
+
+def _sources(path: Path, raw: list) -> tuple[Source, ...]:
     sources = []
-    for i, src in enumerate(data["sources"]):
+    for i, src in enumerate(raw):
         where = f"{path}: sources[{i}]"
         if not isinstance(src, dict):
             raise TaskSpecError(f"{where} must be a table")
@@ -122,21 +156,21 @@ def parse_task(path: Path) -> TaskSpec:
         if bad := set(src.get("needed_for", [])) - set(SPLITS):
             raise TaskSpecError(f"{where}: needed_for names unknown splits {sorted(bad)}")
         sources.append(Source(**{**src, "needed_for": tuple(src.get("needed_for", SPLITS))}))
-    splits = tuple(data.get("splits", SPLITS))
-    if bad := set(splits) - set(SPLITS):
-        raise TaskSpecError(f"{path}: unknown splits {sorted(bad)}")
-    star = data.get("star_metric")
-    if star is not None and star not in data["metrics"]:
-        raise TaskSpecError(f"{path}: star_metric {star!r} is not one of its metrics")
-    return TaskSpec(
-        name=data["name"], category=data["category"], description=data["description"],
-        instruction=data["instruction"], output_length=data["output_length"], metrics=tuple(data["metrics"]),
-        license=data["license"], commercial_use=data["commercial_use"], converter=data["converter"],
-        sources=tuple(sources), label_list=tuple(data.get("label_list", ())),
-        num_few_shots=data.get("num_few_shots"), splits=splits, star_metric=star,
-        language=data.get("language", "ja"), in_all=data.get("in_all", True), options=data.get("options", {}),
-        file=path,
-    )
+    return tuple(sources)
+
+
+def _own_files(path: Path, raw: dict) -> tuple[tuple[str, Path], ...]:
+    """`[files]` of a user's task: split -> JSON Lines file, relative to the task file's folder."""
+    if not raw:
+        raise TaskSpecError(f"{path}: [files] is empty", 'name at least test = "test.jsonl" (and train = … for few-shots)')
+    out = []
+    for split, name in raw.items():
+        if split not in SPLITS:
+            raise TaskSpecError(f"{path}: [files] names an unknown split {split!r}", "use train, dev and test")
+        if not isinstance(name, str) or not name.strip():
+            raise TaskSpecError(f"{path}: [files] {split} must be a file name (a string)", f'e.g. {split} = "{split}.jsonl"')
+        out.append((split, (path.parent / name).resolve()))
+    return tuple(sorted(out, key=lambda kv: SPLITS.index(kv[0])))
 
 
 @functools.cache
@@ -149,20 +183,53 @@ def all_tasks(directory: Path | None = None) -> dict[str, TaskSpec]:
     return {s.name: s for s in specs}
 
 
-def get_task(name: str) -> TaskSpec:
+def own_tasks(directory: Path) -> dict[str, TaskSpec]:
+    """The user's own task files in `directory` (`--tasks-dir DIR`), by name. Read afresh on every call (the
+    user may edit them). A name that is also a built-in task is an error: the two would share data and outputs."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"--tasks-dir {directory} is not a folder", "pass the folder that holds your <task>.toml files")
+    paths = sorted(directory.glob("*.toml"))
+    if not paths:
+        raise UsageError(f"--tasks-dir {directory} holds no task file (*.toml)",
+                         "write one <name>.toml per task there; see docs/own-tasks.md")
+    builtin = all_tasks()
+    out = {}
+    for path in paths:
+        spec = parse_task(path)
+        if spec.name in builtin:
+            raise TaskSpecError(f"{path}: task name {spec.name!r} is already a built-in task",
+                                f"rename your task (the file and its name = …), e.g. my_{spec.name}")
+        out[spec.name] = spec
+    return out
+
+
+def catalogue(tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
+    """The built-in tasks, plus the user's own from `tasks_dir` when given, in leaderboard order."""
     tasks = all_tasks()
+    if tasks_dir is None:
+        return tasks
+    order = {c: i for i, c in enumerate(CATEGORIES + EXTRA_CATEGORIES)}
+    merged = sorted([*tasks.values(), *own_tasks(tasks_dir).values()], key=lambda s: (order[s.category], s.name))
+    return {s.name: s for s in merged}
+
+
+def get_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:
+    tasks = catalogue(tasks_dir)
     if name not in tasks:
         import difflib
 
         lower = {t.lower(): t for t in tasks}
         close = ([lower[name.lower()]] if name.lower() in lower else
                  [lower[c] for c in difflib.get_close_matches(name.lower(), lower, n=3)])
-        hint = f"did you mean {', '.join(close)}?" if close else "run `jleval tasks` to list them"
+        hint = (f"did you mean {', '.join(close)}?" if close else
+                "run `jleval tasks` to list them" + ("" if tasks_dir else " (your own tasks: add --tasks-dir DIR)"))
         raise UnknownTaskError(f"unknown task {name!r}", hint)
     return tasks[name]
 
 
-def resolve_tasks(selection: str | list[str] | None, include_non_commercial: bool = False) -> list[TaskSpec]:
+def resolve_tasks(selection: str | list[str] | None, include_non_commercial: bool = False,
+                  tasks_dir: Path | None = None) -> list[TaskSpec]:
     """Turn a --tasks value into task specs.
 
     - "all": every task in the default suite whose licence allows commercial use (plus the non-commercial
@@ -172,13 +239,14 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
       selection left out, for a warning);
     - a comma-separated list (or list) of names: those tasks, non-commercial ones included (naming one is
       consent, as upstream).
+    With `tasks_dir`, the user's own tasks there are known too ("all" includes those with in_all, the default).
     """
     if selection is None:
         selection = "all"
     names = selection if isinstance(selection, list) else [s.strip() for s in selection.split(",") if s.strip()]
     if not names:
         raise UnknownTaskError("no task selected", "pass --tasks all, --tasks leaderboard or a list of names")
-    tasks = all_tasks()
+    tasks = catalogue(tasks_dir)
     out: list[TaskSpec] = []
     for name in names:
         if name == "all":
@@ -186,20 +254,21 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
         elif name == "leaderboard":
             out += [t for t in tasks.values() if t.on_leaderboard and (t.commercial_use or include_non_commercial)]
         else:
-            out.append(get_task(name))
+            out.append(get_task(name, tasks_dir))
     seen: dict[str, TaskSpec] = {}
     for t in out:
         seen.setdefault(t.name, t)
     return list(seen.values())
 
 
-def left_out_non_commercial(selection: str | list[str] | None, include_non_commercial: bool = False) -> list[str]:
+def left_out_non_commercial(selection: str | list[str] | None, include_non_commercial: bool = False,
+                            tasks_dir: Path | None = None) -> list[str]:
     """The non-commercial tasks that the presets in `selection` ("all", "leaderboard") left out."""
     if include_non_commercial:
         return []
     names = selection if isinstance(selection, list) else [s.strip() for s in (selection or "all").split(",")]
     out = []
-    for t in all_tasks().values():
+    for t in catalogue(tasks_dir).values():
         if t.commercial_use or t.name in names:
             continue
         if ("all" in names and t.in_all) or ("leaderboard" in names and t.on_leaderboard):

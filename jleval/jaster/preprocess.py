@@ -17,9 +17,10 @@ from pathlib import Path
 from jleval import __version__
 from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json,
-                           read_json_object, sha256_text)
+                           read_json_object, sha256_file, sha256_text)
 from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
-from jleval.jaster.sources import Reporter, locate
+from jleval.jaster.own import locate_own
+from jleval.jaster.sources import Located, Reporter, locate
 from jleval.tasks import TaskSpec
 
 DEFAULT_VERSION = "1.4.1"
@@ -120,6 +121,26 @@ def _read_manifest(path: Path) -> tuple[dict, str | None]:
     return data, None
 
 
+def _up_to_date(out_dir: Path, version: str, spec: TaskSpec, entry, located: Located | None) -> bool:
+    """Every split of the task is built, completely; for an own task, from the same files and task file."""
+    done = all(eval_path(out_dir, version, s, spec.name).is_file() for s in spec.splits)
+    complete = (isinstance(entry, dict) and isinstance(entry.get("sizes"), dict)
+                and set(entry["sizes"]) == set(spec.splits) and not entry.get("missing_sources"))
+    if not (done and complete):
+        return False
+    if located is None:
+        return True
+    return (not located.missing and entry.get("sources") == located.hashes
+            and entry.get("task_file_sha256") == (sha256_file(spec.file) if spec.file else None))
+
+
+def _missing_line(spec: TaskSpec, src, why: str) -> str:
+    """One line per missing file: what, why, where from (when it has a URL), which splits it blocks."""
+    return (f"{src.path} ({why})" + (f"; source: {src.url}" if src.url else "")
+            + (f"; {src.note}" if src.note else "")
+            + (f"; needed for {', '.join(src.needed_for)}" if src.needed_for != spec.splits else ""))
+
+
 def preprocess(
     tasks: list[TaskSpec],
     out_dir: Path,
@@ -150,21 +171,17 @@ def preprocess(
         if not spec.commercial_use:
             res.warnings.append(f"{spec.name} is licensed {spec.license} (non-commercial): do not use it, or "
                                 "models evaluated on it, commercially")
-        done = all(eval_path(out_dir, version, s, spec.name).is_file() for s in spec.splits)
         entry = manifest.get(spec.name)
-        complete = (isinstance(entry, dict) and isinstance(entry.get("sizes"), dict)
-                    and set(entry["sizes"]) == set(spec.splits) and not entry.get("missing_sources"))
-        if done and complete and not force:
+        located = locate_own(spec) if spec.files else None  # own files: cheap to hash, and edits must show
+        if not force and _up_to_date(out_dir, version, spec, entry, located):
             res.status, res.sizes = "cached", entry["sizes"]
             results.append(res)
             continue
-        located = locate(spec, raw_dir, allow_download, reporter, checksums)
+        located = located or locate(spec, raw_dir, allow_download, reporter, checksums)
         res.warnings += located.warnings
         blocked = {sp for src, _ in located.missing for sp in src.needed_for}
         buildable = tuple(s for s in spec.splits if s not in blocked)
-        for src, why in located.missing:
-            res.missing.append(f"{src.path} ({why}); source: {src.url}" + (f"; {src.note}" if src.note else "")
-                               + (f"; needed for {', '.join(src.needed_for)}" if src.needed_for != spec.splits else ""))
+        res.missing += [_missing_line(spec, src, why) for src, why in located.missing]
         if buildable:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -180,6 +197,7 @@ def preprocess(
                 "sources": {k: located.hashes[k] for k in sorted(located.hashes)},
                 "missing_sources": sorted(src.path for src, _ in located.missing),
                 "sizes": res.sizes, "outputs": hashes,
+                **({"task_file_sha256": sha256_file(spec.file)} if spec.files and spec.file else {}),
             }
         results.append(res)
     if any(r.status in ("built", "partial") for r in results):
