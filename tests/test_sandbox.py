@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -21,6 +22,10 @@ LIMITS = Limits(timeout_s=2.0, memory_mb=256, output_bytes=64 * 1024)
 SECRET = "sk-jleval-test-0123456789abcdef"
 SLEEP_MARK = "987.6543"  # argument of the background `sleep`, to find it in /proc afterwards
 SHM_KEY = 0x6A6C6576  # "jlev": the SysV shared memory key of the shm attack, to find it afterwards
+KEY_SECRET = "jleval-keyring-secret-42"  # the payload of a key in this test process's session keyring
+KEY_DESC = f"jleval-test-key-{os.getpid()}"
+#: add_key, keyctl per architecture (the test calls the kernel itself, so CI needs no keyutils)
+KEY_SYSCALLS = {"x86_64": (248, 250), "aarch64": (217, 219)}
 
 GOOD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
@@ -35,6 +40,62 @@ def _cmdlines() -> list[str]:
             except OSError:
                 pass
     return out
+
+
+def _key_syscalls() -> tuple[int, int] | None:
+    import platform
+
+    return KEY_SYSCALLS.get(platform.machine())
+
+
+def _keyctl(*args: object) -> int:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(_key_syscalls()[1], *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+
+
+def _read_key(key_id: int) -> bytes:
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)
+    n = _keyctl(11, key_id, buf, 256)  # KEYCTL_READ
+    return buf.raw[:n] if n >= 0 else b""
+
+
+def _put_secret_in_session_keyring() -> int | None:
+    """Join a session keyring of this test's own (the login session's keyring stays untouched) and add a key to
+    it, as a login shell's keyring holds tokens. Returns the key id, or None where the kernel has no keyrings."""
+    import ctypes
+
+    if _key_syscalls() is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if _keyctl(1, f"jleval-test-{os.getpid()}".encode()) < 0:  # KEYCTL_JOIN_SESSION_KEYRING
+        return None
+    key = libc.syscall(_key_syscalls()[0], b"user", KEY_DESC.encode(), KEY_SECRET.encode(),
+                       ctypes.c_size_t(len(KEY_SECRET)), ctypes.c_long(-3))  # KEY_SPEC_SESSION_KEYRING
+    return key if key > 0 else None
+
+
+#: A program that goes after the keyrings it can reach: read the caller's key, overwrite it, plant a new one in
+#: the session keyring, and list what /proc/keys shows it. It prints what it got; the tests look at that.
+KEYRING_ATTACK = """\
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+ADD, KEYCTL = {syscalls}[platform.machine()]
+def keyctl(*args):
+    return libc.syscall(KEYCTL, *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+found = keyctl(10, -3, b"user", {desc!r}.encode(), 0)  # KEYCTL_SEARCH in the session keyring
+print("search", found, ctypes.get_errno())
+buf = ctypes.create_string_buffer(256)
+n = keyctl(11, found, buf, 256)  # KEYCTL_READ
+print("read", buf.raw[:max(n, 0)].decode(errors="replace"))
+print("update", keyctl(2, found, b"pwned", 5), ctypes.get_errno())  # KEYCTL_UPDATE
+planted = libc.syscall(ADD, b"user", b"jleval-planted", b"x", ctypes.c_size_t(1), ctypes.c_long(-3))
+print("add", planted, ctypes.get_errno())
+print("proc-keys", [line for line in open("/proc/keys") if "jleval-test" in line])
+"""
 
 
 class Env:
@@ -75,6 +136,7 @@ class Env:
         self.link_target = root / "link-target"  # a symlink to it inside a read-only dir must not re-mode it
         self.link_target.mkdir()
         self.link_target.chmod(0o755)
+        self.key_id = _put_secret_in_session_keyring()  # before the sandboxes start: their servers inherit it
 
     def programs(self) -> dict[str, Program]:
         fail = ["assert add(1, 2) == 3"]  # the hostile programs define no add(): only a fake pass could pass
@@ -146,6 +208,7 @@ class Env:
             "fill_disk": Program(
                 "block = b'x' * (1 << 20)\nfor i in range(12):\n    with open(f'f{i}', 'wb') as f:\n"
                 "        for _ in range(15):\n            f.write(block)\n" + GOOD, ADD_TESTS),
+            "keyring": Program(KEYRING_ATTACK.format(syscalls=KEY_SYSCALLS, desc=KEY_DESC), fail),
             "background_process": Program(
                 f"import os, subprocess\nsubprocess.Popen(['sleep', '{SLEEP_MARK}'], start_new_session=True)\n"
                 "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        import time\n"
@@ -215,7 +278,7 @@ def test_normal_programs_fail(suite, name, status):
 HOSTILE = ["infinite_loop", "fork_bomb", "memory_bomb", "write_home", "write_run_dir", "delete_outside",
            "read_api_key", "connect_localhost", "kill_parent", "kill_everything", "print_1gb", "sys_exit_0",
            "os_exit_0", "swallowed_exit", "redefine_assertion_error", "background_process", "unix_socket",
-           "sysv_shared_memory", "symlink_in_readonly_dir", "unremovable_dirs", "deep_tree", "unix_datagram"]
+           "sysv_shared_memory", "symlink_in_readonly_dir", "unremovable_dirs", "deep_tree", "unix_datagram", "keyring"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -291,6 +354,26 @@ def test_no_secret_reaches_the_program(suite):
     r = suite["results"]["read_api_key"]
     assert SECRET not in r.output
     assert r.status != "passed"
+
+
+def test_the_callers_keyring_is_out_of_reach(suite, env):
+    """A login shell's session keyring holds real tokens, and every process started from it shares that keyring.
+    A program gets a fresh, empty session keyring of its own, and keyctl/add_key/request_key are refused: it can
+    neither read, change nor add to the caller's keys (nor carry one out through its output)."""
+    if env.key_id is None:
+        pytest.skip("no kernel keyrings here")
+    r = suite["results"]["keyring"]
+    assert KEY_SECRET not in r.output, r
+    assert r.status != "passed"
+    assert _read_key(env.key_id) == KEY_SECRET.encode()  # not overwritten
+    planted = _keyctl(10, -3, b"user", b"jleval-planted", 0)
+    assert planted < 0, "the program added a key to the caller's session keyring"
+    if suite["box"].isolation.get("uid"):  # as another uid, the caller's keys are not even listed
+        assert "jleval-test" not in r.output.split("proc-keys", 1)[-1], r.output
+    if suite["isolation"] == "auto":  # the fallback refuses ctypes before a syscall is made
+        for op in ("search", "update", "add"):
+            line = next(x for x in r.output.splitlines() if x.startswith(op + " "))
+            assert line.split()[1:] == ["-1", "1"], r.output  # EPERM: refused by the filter
 
 
 def test_no_connection_reached_the_listener(suite, env):
@@ -376,6 +459,36 @@ def test_parallel_servers_all_get_the_same_isolation():
         assert labels == {box.isolation_label}
 
 
+def _behind_filter(kind: str, body: Callable[[], dict]) -> tuple[dict, str]:
+    """Run `body` in a forked child behind the seccomp filter of `kind`; (what it returned, its repr). Skips the
+    test where the kernel refuses seccomp filters."""
+    from jleval.sandbox import _server
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            _server._install_seccomp(kind)
+            os.write(w, repr(body()).encode())
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(w, repr(exc).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 4096):
+        data += chunk
+    os.waitpid(pid, 0)
+    got = data.decode()
+    if "PR_SET_SECCOMP" in got:
+        pytest.skip(f"the kernel refuses seccomp filters here: {got}")
+    if not got.startswith("{"):
+        pytest.fail(f"the child behind the {kind} filter failed: {got}")
+    import ast
+
+    return ast.literal_eval(got), got
+
+
 def test_fallback_seccomp_filter_refuses_the_syscalls_themselves():
     """A reviewer got around the fallback's audit hook (gc, _imp, a libc function pointer the server had loaded);
     the fallback's seccomp filter refuses the syscalls themselves, whatever Python path reaches them: no fork or
@@ -387,34 +500,19 @@ def test_fallback_seccomp_filter_refuses_the_syscalls_themselves():
 
     if _server._seccomp_program(__import__("platform").machine()) is None:
         pytest.skip("no seccomp filter for this architecture")
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            _server._install_seccomp()
-            libc = ctypes.CDLL(None, use_errno=True)
-            out = {"fork": libc.fork(), "system": libc.system(b"true"), "socket": libc.socket(2, 1, 0)}
-            seen = []
-            import threading
+    def body() -> dict:
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {"fork": libc.fork(), "system": libc.system(b"true"), "socket": libc.socket(2, 1, 0)}
+        seen: list = []
+        import threading
 
-            t = threading.Thread(target=seen.append, args=(1,))
-            t.start()
-            t.join()
-            out["thread"] = seen
-            os.write(w, repr(out).encode())
-        except BaseException as exc:  # noqa: BLE001
-            os.write(w, repr(exc).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 4096):
-        data += chunk
-    os.waitpid(pid, 0)
-    got = data.decode()
-    if "PR_SET_SECCOMP" in got:
-        pytest.skip(f"the kernel refuses seccomp filters here: {got}")
-    out = eval(got)  # noqa: S307 - our own repr
+        t = threading.Thread(target=seen.append, args=(1,))
+        t.start()
+        t.join()
+        out["thread"] = seen
+        return out
+
+    out, got = _behind_filter("fallback", body)
     # glibc's system() reports a shell it could not start as status 127 (32512); nothing ran either way
     assert out["fork"] == -1 and out["socket"] == -1 and out["system"] in (32512, -1) and out["thread"] == [1], got
     with Sandbox(LIMITS, workers=2, isolation="none") as box:
@@ -438,3 +536,30 @@ def test_fallback_as_root_says_whether_its_uid_can_read_python():
     expected = others_can_list(Path(os.__file__).resolve().parent) and others_can_list(Path(os.__file__).parent)
     with Sandbox(LIMITS, workers=1, isolation="none") as box:
         assert box.isolation["python_readable"] is expected
+
+
+@pytest.mark.parametrize("kind", ["namespaces", "fallback"])
+def test_both_seccomp_filters_refuse_the_keyring_calls(kind):
+    """keyctl, add_key and request_key are refused by the filter of either mode (with a private uid, a fresh
+    session keyring is not enough: the user keyring is found by uid). Checked on the filter itself, in a forked
+    child, so the fallback's refusal of ctypes does not hide it."""
+    import ctypes
+    import platform
+
+    from jleval.sandbox import _server
+
+    if _server._seccomp_program(platform.machine(), kind) is None or _key_syscalls() is None:
+        pytest.skip("no seccomp filter for this architecture")
+    add_key, keyctl = _key_syscalls()
+    def body() -> dict:
+        libc = ctypes.CDLL(None, use_errno=True)
+        calls = {"keyctl": (keyctl, 0, -3, 0), "add_key": (add_key, b"user", b"k", b"v", 1, -3),
+                 "request_key": (add_key + 1, b"user", b"k", None, 0)}
+        out = {}
+        for name, (nr, *args) in calls.items():
+            ret = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+            out[name] = (ret, ctypes.get_errno())
+        return out
+
+    out, got = _behind_filter(kind, body)
+    assert out == {"keyctl": (-1, 1), "add_key": (-1, 1), "request_key": (-1, 1)}, got

@@ -206,6 +206,11 @@ _DENIED = {  # syscall numbers per architecture, refused in the fallback
                 "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
                 "pidfd_open": 434, "pidfd_getfd": 438, "pidfd_send_signal": 424},
 }
+#: add_key, request_key, keyctl: refused in both modes. A session keyring (a login shell's holds real tokens) is
+#: inherited through fork, uid changes and every namespace; the user keyring is reachable by uid.
+_KEY_SYSCALLS = {"x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250},
+                 "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219}}
+KEYCTL_JOIN_SESSION_KEYRING = 1
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _SOCKET = {"x86_64": 41, "aarch64": 198}
 _SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
@@ -220,7 +225,8 @@ _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K, _AND_K = 0x20, 0x15, 0x35, 0x45, 0x0
 def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, int, int, int]] | None:
     """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know.
 
-    Both kinds refuse foreign-ABI syscalls and Unix datagram/seqpacket socket pairs (whose sendto() takes any
+    Both kinds refuse foreign-ABI syscalls, the kernel keyring calls (add_key, request_key, keyctl) and Unix
+    datagram/seqpacket socket pairs (whose sendto() takes any
     address: /dev/log, an abstract socket). "namespaces" (a private network already) also refuses socket(AF_UNIX),
     the one way left to a file-system socket; "fallback" refuses every socket(), connect(), process creation
     (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so libc falls back to clone), exec,
@@ -241,6 +247,8 @@ def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, in
     ins.append((_LD_W_ABS, 0, 0, 0))                       # syscall number
     if machine == "x86_64":
         jump(_JGE_K, 0x40000000, "DENY", None)            # the x32 ABI
+    for nr in _KEY_SYSCALLS[machine].values():
+        jump(_JEQ_K, nr, "DENY", None)
     if kind == "fallback":
         for nr in _DENIED[machine].values():
             jump(_JEQ_K, nr, "DENY", None)
@@ -298,6 +306,20 @@ def _install_seccomp(kind: str = "fallback") -> None:
            "prctl(PR_SET_SECCOMP)")
 
 
+def _fresh_session_keyring() -> bool:
+    """Join a new, empty, anonymous session keyring: the caller's session keyring (and the keys in it) is no longer
+    possessed by this process or anything it starts. True when done (or when the kernel has no keyrings: nothing
+    to share); False on an architecture whose syscall number we do not know. Raises OSError when refused."""
+    nr = _KEY_SYSCALLS.get(platform.machine(), {}).get("keyctl")
+    if nr is None:
+        return False
+    if _LIBC.syscall(ctypes.c_long(nr), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
+        err = ctypes.get_errno()
+        if err != 38:  # ENOSYS: a kernel without keyrings
+            raise OSError(err, f"keyctl(JOIN_SESSION_KEYRING): {os.strerror(err)}")
+    return True
+
+
 def _in_child(body) -> tuple[bool, bytes]:  # noqa: ANN001 - a zero-argument callable returning bytes
     """Run `body` in a throwaway forked child (namespaces, filters and uid changes stay there) and return
     (True, the bytes it returned) or (False, the repr of what it raised)."""
@@ -321,7 +343,8 @@ def _in_child(body) -> tuple[bool, bytes]:  # noqa: ANN001 - a zero-argument cal
 
 
 def _probe_seccomp(kind: str = "fallback") -> str | None:
-    """None when the filter installs and stops what it must here (a fork; a Unix datagram pair); else why not."""
+    """None when the filter installs and stops what it must here (a fork; a Unix datagram pair; keyctl); else why
+    not."""
     import socket
 
     def body() -> bytes:
@@ -332,6 +355,9 @@ def _probe_seccomp(kind: str = "fallback") -> str | None:
             pass
         else:
             return b"the filter did not stop a datagram socket pair"
+        keyctl = _KEY_SYSCALLS[platform.machine()]["keyctl"]
+        if _LIBC.syscall(ctypes.c_long(keyctl), ctypes.c_long(0), ctypes.c_long(-3), ctypes.c_long(0)) >= 0:
+            return b"the filter did not stop keyctl()"
         if kind == "fallback":
             try:
                 child = os.fork()
@@ -480,6 +506,7 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
         elif iso.get("userns"):
             _drop_capabilities()
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _fresh_session_keyring()  # after the uid drop, so the keyring is the program's own
         os.chdir(workdir)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -882,8 +909,9 @@ def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # no same-uid process (a program in the fallback) may ptrace or read/write our memory
+    keyring = _fresh_session_keyring()  # the server holds none of the caller's keys either
     cfg["expose"] = _python_paths()
-    iso = _probe(cfg["isolation"], cfg)
+    iso = {**_probe(cfg["isolation"], cfg), "keyring": keyring}
     cfg["nproc_base"] = 0 if (iso["uid"] or iso["userns"]) else _user_process_count()
     for module in cfg.get("preload", ()):
         __import__(module)
