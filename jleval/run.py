@@ -345,6 +345,9 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
             manifest["backend"] = backend.describe()
         elif old and "backend" in old:  # everything came from the cache: the engine that made it stays on record
             manifest["backend"] = old["backend"]
+        from jleval.modelinfo import for_run  # the model columns, read from its files (no weights loaded)
+
+        manifest["model_info"] = for_run(opts.model, opts.revision, backend_name, manifest.get("backend"))
         atomic_write_json(manifest_path, manifest)
         if progress:
             for p in plans:

@@ -93,6 +93,7 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self.served_models: list[str] | None = None
+        self.served_model: dict[str, Any] | None = None  # the server's /models entry for self.model
         if probe:
             self._probe()
 
@@ -101,6 +102,7 @@ class OpenAIBackend:
         return {
             "engine": "openai-compatible", "base_url": self.base_url, "model": self.model,
             "revision": self.revision, "endpoint": self.endpoint, "served_models": self.served_models,
+            "served_model": self.served_model,
             "vllm_extensions": self.vllm_extensions, "api_key_env": self.api_key_env,
             "api_key_set": bool(os.environ.get(self.api_key_env)), "tokenizer": self._tokenizer_name,
         }
@@ -283,7 +285,9 @@ class OpenAIBackend:
                                f"{self.base_url}/models)", f"set ${self.api_key_env} to a valid key")
         if resp.status_code == 200:
             try:
-                self.served_models = [m["id"] for m in resp.json().get("data", [])]
+                entries = resp.json().get("data", [])
+                self.served_models = [m["id"] for m in entries]
+                self.served_model = next((m for m in entries if m["id"] == self.model), None)
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.served_models = None
             if self.served_models and self.model not in self.served_models:

@@ -1,0 +1,252 @@
+"""What a model is, read from its files without loading its weights: the leaderboard's model columns.
+
+    from jleval.modelinfo import model_info
+    info = model_info("path/to/model")            # or a Hub id (files already in the Hugging Face cache only)
+
+Fields (every one may be None when the files do not say):
+    architecture   config.json `architectures` (joined with "," when several), e.g. LlamaForCausalLM
+    model_type     config.json `model_type`, e.g. llama
+    params         the exact number of parameters: the sum over the safetensors headers (one file, or the shards
+                   the index json lists) of each stored tensor's element count, each tensor counted once; with
+                   tied embeddings the output layer is not stored (or, when a checkpoint stores it anyway, is
+                   counted once with the input embedding)
+    precision      the run's resolved dtype (what the backend computed in), not read from the files
+    license        the model card's (README.md YAML front matter) `license` (`license_name` when it is "other")
+    base_model     the model card's `base_model` (joined with "," when several)
+    chat_template  whether the tokenizer has a chat template (tokenizer_config.json or chat_template.jinja/json)
+    revision       the run's --revision; for a Hub id the commit of the cached snapshot
+    notes          why a field is empty (no config.json, no safetensors, nothing cached, …)
+
+Nothing here raises on a strange folder: what cannot be read is left empty with a note. Nothing downloads: a Hub
+id is looked up with huggingface_hub's cache lookup only (no network).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Callable
+
+FIELDS = ("architecture", "model_type", "params", "precision", "license", "base_model", "chat_template", "revision")
+#: Names of the input embedding in common architectures (to count a stored, tied output layer once).
+_EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "embed_in.weight")
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors refuses headers above 100 MB too
+
+Lookup = Callable[[str], "Path | None"]
+
+
+def empty_info(note: str | None = None) -> dict[str, Any]:
+    return {**dict.fromkeys(FIELDS), "notes": [note] if note else []}
+
+
+def model_info(model: str, revision: str | None = None, precision: str | None = None,
+               cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """The model columns of a local model folder or a cached Hub id (see the module docstring); `cache_dir` is
+    the Hugging Face cache to look in (default: huggingface_hub's, i.e. $HF_HUB_CACHE / $HF_HOME/hub)."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        info = _from_files(lambda name: (folder / name) if (folder / name).is_file() else None)
+        info["revision"] = revision
+    else:
+        lookup, commit = _hub_lookup(model, revision, cache_dir)
+        if commit is None:
+            info = empty_info(f"{model!r} is not a local folder and has no files in the Hugging Face cache: "
+                              "the model columns are empty")
+        else:
+            info = _from_files(lookup)
+        info["revision"] = commit or revision
+    info["precision"] = precision
+    return info
+
+
+def served_model_info(entry: dict[str, Any] | None, precision: str | None = None) -> dict[str, Any]:
+    """An OpenAI-compatible server's /v1/models entry for the served model: only what it reports (vLLM reports
+    `root`, the model it loaded, and `parent`, the base of a LoRA adapter). The rest stays empty."""
+    if not entry:
+        return empty_info("served by an OpenAI-compatible server that reported nothing about the model")
+    info = empty_info("served by an OpenAI-compatible server: only what its /v1/models reports")
+    info["base_model"] = entry.get("parent") or None
+    info["precision"] = precision
+    info["server"] = {k: entry[k] for k in ("id", "root", "parent", "owned_by", "max_model_len", "created")
+                      if entry.get(k) is not None}
+    return info
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _hub_lookup(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> tuple[Lookup, str | None]:
+    """A file lookup in the Hugging Face cache (no network) and the cached snapshot's commit, or (…, None)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return (lambda name: None), None
+
+    def lookup(name: str) -> Path | None:
+        try:
+            found = try_to_load_from_cache(repo_id, name, revision=revision, cache_dir=cache_dir)
+        except Exception:  # an id the cache layout cannot hold (bad characters) is simply not cached
+            return None
+        return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+
+    config = lookup("config.json")
+    if config is None:
+        return lookup, None
+    parts = config.parts
+    commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+    return lookup, commit
+
+
+def _from_files(lookup: Lookup) -> dict[str, Any]:
+    info = empty_info()
+    notes: list[str] = info["notes"]
+    config = _read_json(lookup("config.json"), notes)
+    if config is None:
+        notes.append("no config.json: architecture, model type and tied embeddings unknown")
+        config = {}
+    archs = config.get("architectures")
+    info["architecture"] = ",".join(map(str, archs)) if isinstance(archs, list) and archs else None
+    info["model_type"] = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    info["params"] = _param_count(lookup, bool(config.get("tie_word_embeddings", False)), notes)
+    if config.get("quantization_config"):
+        notes.append("quantized checkpoint: params counts the stored (packed) tensors' elements")
+    card = _front_matter(lookup("README.md"), notes)
+    info["license"] = _card_license(card)
+    info["base_model"] = _joined(card.get("base_model"))
+    info["chat_template"] = _has_chat_template(lookup, notes)
+    return info
+
+
+def _read_json(path: Path | None, notes: list[str]) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        notes.append(f"{path.name} is not readable JSON ({type(e).__name__})")
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (8-byte little-endian length, then the JSON); ValueError if it is
+    not one."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("shorter than a safetensors header")
+        (n,) = struct.unpack("<Q", head)
+        if n > _MAX_HEADER:
+            raise ValueError(f"header length {n} is implausible")
+        raw = f.read(n)
+    if len(raw) != n:
+        raise ValueError("truncated header")
+    header = json.loads(raw.decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header
+
+
+def _weight_files(lookup: Lookup, notes: list[str]) -> list[Path] | None:
+    index = lookup("model.safetensors.index.json")
+    if index is not None:
+        data = _read_json(index, notes) or {}
+        names = sorted(set((data.get("weight_map") or {}).values()))
+        files = [lookup(n) for n in names]
+        if not names or any(f is None for f in files):
+            missing = [n for n, f in zip(names, files) if f is None]
+            notes.append(f"model.safetensors.index.json lists shards that are not here ({', '.join(missing[:3])})"
+                         if missing else "model.safetensors.index.json has no weight_map")
+            return None
+        return [f for f in files if f is not None]
+    single = lookup("model.safetensors")
+    return [single] if single is not None else None
+
+
+def _param_count(lookup: Lookup, tied: bool, notes: list[str]) -> int | None:
+    files = _weight_files(lookup, notes)
+    if files is None:
+        if not any("index.json" in n for n in notes):
+            notes.append("no safetensors weights (model.safetensors or its index): params not read")
+        return None
+    shapes: dict[str, list[int]] = {}
+    for path in files:
+        try:
+            header = safetensors_header(path)
+        except (OSError, ValueError) as e:
+            notes.append(f"{path.name}: not a readable safetensors file ({e}): params not read")
+            return None
+        for name, meta in header.items():
+            if name != "__metadata__" and isinstance(meta, dict):
+                shapes.setdefault(name, [int(d) for d in meta.get("shape", [])])
+    if tied and "lm_head.weight" in shapes:
+        embed = next((n for n in shapes if n.endswith(_EMBED_SUFFIXES)), None)
+        if embed is not None and shapes[embed] == shapes["lm_head.weight"]:
+            del shapes["lm_head.weight"]  # tied: one parameter stored twice
+    total = 0
+    for shape in shapes.values():
+        count = 1
+        for d in shape:
+            count *= d
+        total += count
+    return total
+
+
+def _front_matter(path: Path | None, notes: list[str]) -> dict[str, Any]:
+    """The YAML block between the first two `---` lines of a model card, or {}."""
+    if path is None:
+        return {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        notes.append("README.md is not readable UTF-8 text: license and base model unknown")
+        return {}
+    if not lines or lines[0].strip() != "---":
+        return {}
+    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---"), None)
+    if end is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        notes.append("README.md's front matter is not valid YAML: license and base model unknown")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _joined(value: Any) -> str | None:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or None
+    return str(value) if value not in (None, "") else None
+
+
+def _card_license(card: dict[str, Any]) -> str | None:
+    lic = _joined(card.get("license"))
+    if lic == "other" and card.get("license_name"):
+        return f"other ({card['license_name']})"
+    return lic
+
+
+def _has_chat_template(lookup: Lookup, notes: list[str]) -> bool | None:
+    if lookup("chat_template.jinja") is not None or lookup("chat_template.json") is not None:
+        return True
+    tok = _read_json(lookup("tokenizer_config.json"), notes)
+    if tok is None:
+        return None
+    return bool(tok.get("chat_template"))
+
+
+def for_run(model: str, revision: str | None, backend: str, described: dict[str, Any] | None) -> dict[str, Any]:
+    """The model columns a run records in its manifest (`model_info`): read from the files for the local
+    backends, from the server's /v1/models entry for the openai backend; `described` is the backend's own
+    description (its resolved dtype is the precision)."""
+    described = described if isinstance(described, dict) else {}
+    precision = described.get("dtype_resolved") or described.get("dtype")
+    precision = None if precision in (None, "", "auto") else str(precision)
+    if backend == "openai":
+        return served_model_info(described.get("served_model"))
+    if backend in ("oracle", "majority"):
+        return empty_info(f"the {backend} baseline answers without a model")
+    return model_info(model, revision, precision)
