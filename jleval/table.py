@@ -8,7 +8,8 @@ Column order (stable; documented in docs/leaderboard.md):
     then the other metrics (`<task>_<metric>`, `<task>_out_of_label`); then `better_than_next`,
     `diff_to_next`, `diff_ci_low`, `diff_ci_high`; then the arena columns when judgments are given; then the
     settings: num_few_shots, split, max_num_samples, profile, prompt_style, backend, engine_version,
-    jleval_version, date, avg_upstream, complete, mixed.
+    jleval_version, date, avg_upstream, complete, mixed; last the model columns the run recorded (jleval.modelinfo):
+    architecture, params, precision, license, base_model, chat_template.
 Missing cells are empty (NaN for pandas), never 0.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ from jleval.records import read_manifest
 from jleval.tasks import CATEGORIES
 
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
+#: The model's own columns, from the manifest's `model_info` (read from the model's files at run time).
+MODEL_COLUMNS = ("architecture", "params", "precision", "license", "base_model", "chat_template")
 SETTINGS_COLUMNS = ("num_few_shots", "split", "max_num_samples", "profile", "prompt_style", "backend",
                     "engine_version", "jleval_version", "date", "avg_upstream", "complete", "mixed")
 
@@ -93,6 +96,11 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
                 raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
     return run
 
+
+
+def _model_info(run: ScoredRun) -> dict[str, Any]:
+    info = run.manifest.get("model_info")
+    return info if isinstance(info, dict) else {}
 
 
 def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:
@@ -262,7 +270,7 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
     cats = [x for c in CATEGORIES for x in (c, f"{c}_ci_low", f"{c}_ci_high")]
     sig = ["better_than_next", "diff_to_next", "diff_ci_low", "diff_ci_high"]
     columns = head + cats + star + other + sig
-    if sort not in columns or sort in ("rank", "run", "model", "revision") + tuple(sig):
+    if sort not in columns or sort in ("rank", "run", "model", "revision", *MODEL_COLUMNS) + tuple(sig):
         metric_cols = star + other
         raise UsageError(f"cannot sort by {sort!r}",
                          f"use AVG, a category ({', '.join(CATEGORIES)}) or a metric column of these runs"
@@ -273,7 +281,8 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
         row = {c: _cell(r, c) for c in head[4:] + cats + star + other}
         backend = r.manifest.get("backend", {})
         row.update(run=r.name, model=r.manifest.get("model", {}).get("id"),
-                   revision=r.manifest.get("model", {}).get("revision"),
+                   revision=r.manifest.get("model", {}).get("revision") or _model_info(r).get("revision"),
+                   **{c: _model_info(r).get(c) for c in MODEL_COLUMNS},
                    num_few_shots=r.setting("num_few_shots"), split=r.setting("split"),
                    max_num_samples=r.setting("max_num_samples"), profile=r.setting("profile"),
                    prompt_style=r.setting("prompt_style"), backend=backend.get("backend", r.setting("backend")),
@@ -297,9 +306,13 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
         if res is not None:
             d, lo, hi = res
             rows[i].update(better_than_next="yes" if lo > 0 else "no", diff_to_next=d, diff_ci_low=lo, diff_ci_high=hi)
-    lb = Leaderboard(columns + list(SETTINGS_COLUMNS), rows, runs, sort, mixed)
+    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS), rows, runs, sort, mixed)
     if mixed:
         lb.notes.append(f"MIXED TABLE: the runs differ in {', '.join(mixed)}; rankings are not comparable")
+    for r in runs:
+        info = _model_info(r)
+        if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
+            lb.notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
     if any(r["complete"] is False for r in rows):
         lb.notes.append("some runs miss categories: their AVG is over the categories present (avg_upstream counts "
                         "missing ones as 0, as llm-jp-eval v1.4.1 does)")
@@ -430,7 +443,7 @@ def _best(lb: Leaderboard, cols: list[str]) -> dict[str, Any]:
     best = {}
     for c in cols:
         vals = [r.get(c) for r in lb.rows if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
-        if vals and c not in ("rank", "num_few_shots", "max_num_samples", "diff_to_next", "avg_upstream"):
+        if vals and c not in ("rank", "num_few_shots", "max_num_samples", "diff_to_next", "avg_upstream", "params"):
             best[c] = min(vals) if lower_is_better(c) else max(vals)
     return best
 
