@@ -282,11 +282,12 @@ def run_cmd(
 
 def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
     from jleval import scoring
+    from jleval.render.console import print_scores
 
     kwargs = ({} if profile is None else {"profile": profile}) | ({"tasks_dir": tasks_dir} if tasks_dir else {})
     for run_dir in run_dirs:
         s = scoring.score_run(run_dir, **kwargs)
-        scoring.print_summary(s, run_dir, console=console)
+        print_scores(s, run_dir, console=console)
         console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
 
 
@@ -306,6 +307,7 @@ def score_cmd(
     """Score cached outputs (no GPU): writes RUN/scores.json and RUN/scores/<task>.jsonl."""
     from jleval import scoring
     from jleval.fsutil import dumps_json
+    from jleval.render.console import print_scores
 
     for run_dir in run_dirs:
         s = scoring.score_run(run_dir, profile=profile, n_bootstrap=bootstrap, seed=seed,
@@ -313,7 +315,7 @@ def score_cmd(
         if as_json:
             print(dumps_json(s))
         else:
-            scoring.print_summary(s, run_dir, console=console)
+            print_scores(s, run_dir, console=console)
             console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
 
 
@@ -333,6 +335,8 @@ def table_cmd(
 ) -> None:
     """The combined leaderboard: AVG, categories, ⭐ metrics, CIs, and whether each run beats the next."""
     from jleval import table
+    from jleval.render import console as show
+    from jleval.render import files
 
     if compare_styles:
         from jleval import compare
@@ -345,16 +349,16 @@ def table_cmd(
             raise UsageError(f"{', '.join(ignored)} do(es) not apply to --compare-styles",
                              "compare the two runs as they are (every shared task), with --out and --format")
         result = compare.compare_styles(run_dirs[0], run_dirs[1], profile=profile)
-        compare.print_comparison(result, console=console)
-        for p in compare.write(result, out or Path("style-comparison.csv"), fmt=fmt):
+        show.print_comparison(result, console=console)
+        for p in files.write_comparison(result, out or Path("style-comparison.csv"), fmt=fmt):
             console.print(f"wrote {p}")
         return
     out = out or Path("leaderboard.csv")
     lb = table.build(run_dirs, sort=sort, allow_mixed=allow_mixed,
                      tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
                      arena_judgments=arena, tasks_dir=tasks_dir)
-    table.print_rich(lb, console=console)
-    for p in table.write(lb, out, fmt=fmt, charts=charts):
+    show.print_leaderboard(lb, console=console)
+    for p in files.write_leaderboard(lb, out, fmt=fmt, charts=charts):
         console.print(f"wrote {p}")
 
 
@@ -365,10 +369,10 @@ def demo_cmd(
 ) -> None:
     """The whole pipeline offline: bundled sample -> tiny model + oracle + majority -> scores -> leaderboard."""
     from jleval.demo import run_demo
-    from jleval.table import print_rich
+    from jleval.render.console import print_leaderboard
 
     result = run_demo(out, max_num_samples=max_num_samples, say=lambda s: err_console.print(f"[cyan]{s}[/]"))
-    print_rich(result.leaderboard, console=console)
+    print_leaderboard(result.leaderboard, console=console)
     checks = ", ".join(f"{t} {v:.1f}" for t, v in sorted(result.oracle_exact_match.items()))
     console.print(f"[green]sanity check passed:[/] the oracle scores 1.0 on every exact-match task ({checks})")
     console.print("\n[bold]Files written[/]")
@@ -487,29 +491,15 @@ def arena_rank_cmd(
     title: Annotated[Optional[str], typer.Option("--title", help="Chart title.")] = None,
 ) -> None:
     """Rank models from judgments with Bradley–Terry (ratings: mean 1000, 400/ln 10 per unit of strength)."""
-    from rich.table import Table
-
     from jleval.arena import rank_files, write_ranking
+    from jleval.render.console import print_arena
 
     if bootstrap < 0 or draws < 1 or chains < 1 or prior_sd <= 0:
         raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
     ranking = rank_files(judgments, runs=runs or None, n_bootstrap=bootstrap, seed=seed,
                          method="posterior" if posterior else "bootstrap", prior_sd=prior_sd, chains=chains,
                          draws=draws)
-    table = Table(title=f"arena ({ranking.stats['outcomes']} matches, {ranking.method})")
-    for col in ("#", "model", "rating", "± (68%)", "95% interval", "P(> next)", "W-L-T"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in ranking.rows:
-        table.add_row(str(r.rank), r.model, f"{r.rating:.0f}",
-                      "" if r.plus_minus_68 is None else f"{r.plus_minus_68:.0f}",
-                      "" if r.ci95 is None else f"{r.ci95[0]:.0f}–{r.ci95[1]:.0f}",
-                      "" if r.p_stronger_than_next is None else f"{r.p_stronger_than_next:.2f}",
-                      f"{r.wins:g}-{r.losses:g}-{r.ties:g}")
-    console.print(table)
-    if ranking.position:
-        console.print(f"first-position advantage: {ranking.position['rating_points']:+.0f} rating points")
-    for w in ranking.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}")
+    print_arena(ranking, console=console, err_console=err_console)
     for p in write_ranking(ranking, out, title=title).values():
         console.print(f"wrote {p}")
 

@@ -1,13 +1,16 @@
 """`jleval table --compare-styles RUN_BASIC RUN_COT`: the same model with basic and chain-of-thought prompts,
 per task and per category: both scores, the paired difference (CoT − basic) with a 95% bootstrap CI over the
-samples both runs share, and the share of CoT outputs whose final answer could not be extracted."""
+samples both runs share, and the share of CoT outputs whose final answer could not be extracted.
+
+This module computes; jleval.render draws the result (render.console.print_comparison, render.files.write_comparison)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from jleval.errors import UsageError
-from jleval.table import PairedResult, load_run, paired_groups
+from jleval.stats import PairedResult
+from jleval.table import load_run, paired_groups
 from jleval.tasks import CATEGORIES
 
 SAME = ("split", "num_few_shots", "max_num_samples", "profile")
@@ -72,66 +75,3 @@ def _diff(res: PairedResult | None) -> dict[str, Any]:
                 "significant": None}
     return {"basic": res.mean_b, "cot": res.mean_a, "diff": res.diff, "diff_ci_low": res.ci_low,
             "diff_ci_high": res.ci_high, "significant": res.ci_low > 0 or res.ci_high < 0}
-
-
-COLUMNS = ("level", "name", "category", "metric", "basic", "cot", "diff", "diff_ci_low", "diff_ci_high",
-           "significant", "extraction_failure_rate", "n_shared", "tasks")
-
-
-def to_csv(result: dict[str, Any]) -> str:
-    import csv
-    import io
-
-    from jleval.table import _fmt
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in result["rows"]:
-        w.writerow([_fmt(r.get(c)) for c in COLUMNS])
-    return buf.getvalue()
-
-
-def to_markdown(result: dict[str, Any]) -> str:
-    from jleval.table import _fmt
-
-    lines = [f"> {result['note']}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in result["rows"]:
-        lines.append("| " + " | ".join((_fmt(r.get(c)) or "—").replace("|", "\\|") for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write(result: dict[str, Any], out: Path, fmt: str | None = None) -> list[Path]:
-    """Write the comparison as CSV, Markdown or JSON (from `fmt`, else from the extension of `out`), atomically."""
-    from jleval.fsutil import atomic_write_many, dumps_json
-    from jleval.table import format_for
-
-    out = Path(out)
-    fmt = format_for(out, fmt)
-    if fmt == "html":
-        raise UsageError("--compare-styles writes csv, md or json", "pass --out style-comparison.csv (or .md, .json)")
-    text = {"csv": to_csv, "md": to_markdown, "json": lambda r: dumps_json(r) + "\n"}[fmt](result)
-    atomic_write_many({out: text.encode("utf-8")})
-    return [out]
-
-
-def print_comparison(result: dict[str, Any], console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from jleval.table import _fmt
-
-    console = console or Console(emoji=False)
-    t = Table(title=f"basic vs chain-of-thought: {result['model'].get('id') if result['model'] else ''}")
-    for c in ("", "metric", "basic", "CoT", "CoT − basic [95% CI]", "no answer"):
-        t.add_column(c, justify="left" if c in ("", "metric") else "right")
-    for r in result["rows"]:
-        diff = "—" if r["diff"] is None else f"{r['diff']:+.3f} [{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}]"
-        if r["significant"]:
-            diff = f"[bold]{diff}[/]"
-        rate = r["extraction_failure_rate"]
-        name = r["name"] if r["level"] == "task" else f"[bold]{r['name']}[/]"
-        t.add_row(name, r["metric"], _fmt(r["basic"], 3) or "—", _fmt(r["cot"], 3) or "—", diff,
-                  "—" if rate is None else f"{rate:.1%}")
-    console.print(t)
-    console.print(result["note"])

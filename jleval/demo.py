@@ -29,6 +29,7 @@ class DemoResult:
 def run_demo(out_dir: Path, max_num_samples: int = 20, say: Callable[[str], None] = lambda s: None) -> DemoResult:
     from jleval import table
     from jleval.jaster.preprocess import preprocess
+    from jleval.render.files import write_leaderboard
     from jleval.run import RunOptions, run
     from jleval.scoring import score_run
     from jleval.tasks import resolve_tasks
@@ -61,5 +62,5 @@ def run_demo(out_dir: Path, max_num_samples: int = 20, say: Callable[[str], None
         raise JlevalError(f"sanity check failed: the oracle scored {wrong} on exact-match tasks (must be 1.0)",
                           "this is a bug in jleval's prompt/cache/score path: please report it")
     lb = table.build(list(runs.values()))
-    files = table.write(lb, out_dir / "leaderboard.csv")
+    files = write_leaderboard(lb, out_dir / "leaderboard.csv")
     return DemoResult(out_dir, runs, lb, files, oracle, time.perf_counter() - t0)

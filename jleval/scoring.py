@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,12 @@ from jleval.errors import JlevalError, ScoreError
 from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json
 from jleval.metrics import SCALES, MetricResult, get_metric, not_computed
 from jleval.metrics import postprocess as pp
+from jleval.stats import CI_LEVEL, bootstrap_indices
+from jleval.stats import percentile_ci as _ci
 
 log = logging.getLogger("jleval.scoring")
 
 SCORES_FORMAT = "jleval.scores/1"
-CI_LEVEL = 0.95
 
 
 @dataclass
@@ -168,18 +168,6 @@ def _sample(path: Path, n: int, rec: Any) -> Sample:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _task_rng(seed: int, task: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
-
-
-def _ci(reps: np.ndarray | None) -> list[float] | None:
-    if reps is None or len(reps) == 0:
-        return None
-    alpha = (1 - CI_LEVEL) / 2 * 100
-    lo, hi = np.percentile(reps, [alpha, 100 - alpha])
-    return [float(lo), float(hi)]
-
-
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -239,7 +227,7 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
     golds = [pp.normalize_gold(s.gold, profile) for s in good]
     inputs = [s.input for s in good]
     n = len(good)
-    idx = _task_rng(seed, info.name).integers(0, n, size=(n_bootstrap, n)) if n and n_bootstrap else None
+    idx = bootstrap_indices(seed, info.name, n, n_bootstrap)
 
     entry: dict[str, Any] = {
         "category": info.category, "star_metric": info.star_metric, "n": n, "n_errors": len(errors),
@@ -467,63 +455,3 @@ def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstra
     for w in warnings:
         log.debug("warning: %s", w)
     return result
-
-
-# ----------------------------------------------------------------------------------------------- display
-
-
-def _fmt(v: float | None, ci: list[float] | None = None, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    s = f"{v:.{digits}f}"
-    if ci:
-        s += f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-    return s
-
-
-def print_summary(scores: dict[str, Any], run_dir: str | Path | None = None, console=None) -> None:
-    """A rich summary of scores.json content: AVG and categories with CIs, then one row per task."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = console or Console(emoji=False)
-    if not scores.get("tasks") and scores.get("skipped_tasks"):  # e.g. a run of the rakuda task alone
-        for name, why in scores["skipped_tasks"].items():
-            console.print(f"{escape(name)}: {escape(why)}")
-        return
-    title = f"{run_dir}  (profile {scores['profile']})" if run_dir else f"profile {scores['profile']}"
-    cat = Table(title=title, show_lines=False)
-    cat.add_column("category")
-    cat.add_column("score [95% CI]", justify="right")
-    cat.add_column("tasks")
-    avg = scores.get("avg")
-    if avg:
-        cat.add_row("[bold]AVG[/bold]", f"[bold]{_fmt(avg['value'], avg['ci95'])}[/bold]",
-                    f"{avg['n_categories']} categories")
-    up = scores.get("avg_upstream")
-    if up and scores.get("missing_categories"):
-        cat.add_row("AVG (upstream, missing=0)", _fmt(up["value"], up["ci95"]), "")
-    for name, c in {**scores["categories"], **scores.get("categories_extra", {})}.items():
-        cat.add_row(name, _fmt(c["value"], c["ci95"]), ", ".join(c["tasks"]))
-    for name, why in scores.get("missing_categories", {}).items():
-        cat.add_row(f"[yellow]{name}[/yellow]", "[yellow]missing[/yellow]", escape(why))
-    console.print(cat)
-
-    tt = Table(show_lines=False)
-    for col, just in (("task", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right"),
-                      ("errors", "right"), ("out-of-label", "right")):
-        tt.add_column(col, justify=just)  # type: ignore[arg-type]
-    for name, t in scores["tasks"].items():
-        first = True
-        for metric, m in t["metrics"].items():
-            star = "⭐" if metric == t.get("star_metric") else ""
-            value = _fmt(m["value"], m["ci95"]) if m["value"] is not None else "[yellow]not computed[/yellow]"
-            ool = t.get("out_of_label")
-            tt.add_row(name if first else "", f"{metric}{star}", value, str(m["n"]) if first else "",
-                       str(t["n_errors"]) if first and t["n_errors"] else "",
-                       f"{ool['rate']:.1%}" if first and ool and ool["rate"] is not None else "")
-            first = False
-    console.print(tt)
-    for w in scores.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {escape(w)}")

@@ -1,5 +1,5 @@
-"""`jleval table`: the combined leaderboard of scored runs — CSV, Markdown, HTML, JSON, a rich terminal table,
-PNG charts — with confidence intervals and, for each adjacent pair in the ranking, whether the higher run is
+"""`jleval table`: the combined leaderboard of scored runs (a `Leaderboard`: columns and rows of values) with
+confidence intervals and, for each adjacent pair in the ranking, whether the higher run is
 better beyond noise (a paired bootstrap over the samples both runs share).
 
 Column order (stable; documented in docs/leaderboard.md):
@@ -11,22 +11,23 @@ Column order (stable; documented in docs/leaderboard.md):
     jleval_version, date, avg_upstream, complete, mixed; last the model columns the run recorded (jleval.modelinfo):
     architecture, params, precision, license, base_model, chat_template.
 Missing cells are empty (NaN for pandas), never 0.
+
+This module computes; jleval.render draws the result (rich table, CSV/Markdown/JSON, the HTML page, PNG charts).
 """
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from jleval.errors import OutputError, ScoreError, UsageError
-from jleval.fsutil import atomic_write_many, dumps_json, read_json_object
+from jleval.errors import ScoreError, UsageError
+from jleval.fsutil import read_json_object
 from jleval.records import read_manifest
+from jleval.stats import PairedResult
 from jleval.tasks import CATEGORIES
 
+LEADERBOARD_FORMAT = "jleval.leaderboard/1"
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
 #: The model's own columns, from the manifest's `model_info` (read from the model's files at run time).
 MODEL_COLUMNS = ("architecture", "params", "precision", "license", "base_model", "chat_template")
@@ -63,6 +64,11 @@ class Leaderboard:
     mixed: list[str]  # the settings that differ when --allow-mixed was used
     notes: list[str] = field(default_factory=list)
     arena: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The leaderboard JSON document (`jleval table --format json`)."""
+        return {"format": LEADERBOARD_FORMAT, "sort": self.sort, "mixed": self.mixed, "notes": self.notes,
+                "columns": self.columns, "rows": self.rows, "arena": self.arena}
 
 
 def load_run(path: Path, score_if_needed: bool = True, profile: str | None = None,
@@ -184,54 +190,34 @@ def paired_difference(a: ScoredRun, b: ScoredRun, col: str, n_bootstrap: int = 1
     return None if res is None else (res.diff, res.ci_low, res.ci_high)
 
 
-@dataclass
-class PairedResult:
-    diff: float                 # mean(a) - mean(b), aggregated task -> category -> overall
-    ci_low: float
-    ci_high: float
-    mean_a: float               # a's value on the shared samples, aggregated the same way
-    mean_b: float
-    tasks: list[str]            # the tasks that had shared samples
-    n_shared: int
-
-
 def paired_groups(a: ScoredRun, b: ScoredRun, groups: dict[str, list[tuple[str, str | None]]],
                   n_bootstrap: int = 1000, seed: int = 0) -> PairedResult | None:
     """The paired bootstrap behind every "is it better" in jleval: `groups` maps a category to its
     (task, per-sample metric) pairs; each task's samples shared by both runs are resampled (the same ids for
     both runs, a stream seeded by the task's name, so a task gets the same interval wherever it appears),
     task means are averaged within a category, and categories are averaged."""
+    from jleval.stats import PairedTask, paired_bootstrap
+
     per_task = []
     for cat, members in groups.items():
         for t, metric in members:
-            if metric is None:
-                continue
-            sa, sb = a.per_sample.get(t, {}), b.per_sample.get(t, {})
-            ids = sorted(i for i in set(sa) & set(sb) if metric in sa[i] and metric in sb[i])
-            if not ids:
-                continue
-            va = np.array([sa[i][metric] for i in ids], float)
-            vb = np.array([sb[i][metric] for i in ids], float)
-            per_task.append((cat, t, va, vb))
-    if not per_task:
+            shared = _shared_values(a, b, t, metric)
+            if shared is not None:
+                per_task.append(PairedTask(cat, t, *shared))
+    return paired_bootstrap(per_task, n_bootstrap, seed)
+
+
+def _shared_values(a: ScoredRun, b: ScoredRun, task: str, metric: str | None):
+    """Both runs' per-sample values of `metric` on the samples of `task` both have (id order); None if none."""
+    import numpy as np
+
+    if metric is None:
         return None
-    cats = sorted({c for c, *_ in per_task})
-    reps = np.zeros((n_bootstrap, len(cats)))
-    point = np.zeros((3, len(cats)))
-    for ci, cat in enumerate(cats):
-        task_reps, task_point = [], []
-        for _, t, va, vb in (x for x in per_task if x[0] == cat):
-            d = va - vb
-            rng = np.random.default_rng([seed, zlib.crc32(t.encode())])
-            idx = rng.integers(0, len(d), size=(n_bootstrap, len(d)))
-            task_reps.append(d[idx].mean(axis=1))
-            task_point.append((d.mean(), va.mean(), vb.mean()))
-        reps[:, ci] = np.mean(task_reps, axis=0)
-        point[:, ci] = np.mean(task_point, axis=0)
-    lo, hi = np.percentile(reps.mean(axis=1), [2.5, 97.5])
-    diff, mean_a, mean_b = point.mean(axis=1)
-    return PairedResult(float(diff), float(lo), float(hi), float(mean_a), float(mean_b),
-                        [t for _, t, _, _ in per_task], sum(len(va) for *_, va, _ in per_task))
+    sa, sb = a.per_sample.get(task, {}), b.per_sample.get(task, {})
+    ids = sorted(i for i in set(sa) & set(sb) if metric in sa[i] and metric in sb[i])
+    if not ids:
+        return None
+    return np.array([sa[i][metric] for i in ids], float), np.array([sb[i][metric] for i in ids], float)
 
 
 def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,
@@ -344,238 +330,6 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
     lb.columns[i:i] = extra
 
 
-# ------------------------------------------------------------------------------------------------ writers
-
-
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def to_csv(lb: Leaderboard) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(lb.columns)
-    for row in lb.rows:
-        w.writerow([_fmt(row.get(c)) for c in lb.columns])
-    return buf.getvalue()
-
-
-def _display_columns(lb: Leaderboard) -> list[str]:
-    return [c for c in lb.columns if not c.endswith(("_ci_low", "_ci_high")) and c not in
-            ("diff_ci_low", "diff_ci_high", "engine_version", "jleval_version", "mixed", "complete")]
-
-
-def _with_ci(row: dict, col: str) -> str:
-    v = _fmt(row.get(col))
-    lo, hi = row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
-    return f"{v} [{_fmt(lo)}, {_fmt(hi)}]" if v and lo is not None else (v or "—")
-
-
-def to_markdown(lb: Leaderboard) -> str:
-    cols = _display_columns(lb)
-    out = [f"> {n}\n" for n in lb.notes] + ["\n" if lb.notes else ""]
-    out.append("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
-    for row in lb.rows:
-        cells = (_with_ci(row, c) if c in ("AVG", *CATEGORIES) else (_fmt(row.get(c)) or "—") for c in cols)
-        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
-    out.append(f"\nSorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
-               "row (over the samples both runs share) excludes 0.\n")
-    return "".join(out)
-
-
-def to_json(lb: Leaderboard) -> dict[str, Any]:
-    return {"format": "jleval.leaderboard/1", "sort": lb.sort, "mixed": lb.mixed, "notes": lb.notes,
-            "columns": lb.columns, "rows": lb.rows, "arena": lb.arena}
-
-
-def to_html(lb: Leaderboard) -> str:
-    import html
-
-    cols = _display_columns(lb)
-    best = _best(lb, cols)
-    head = "".join(f"<th onclick=\"sortBy({i})\">{html.escape(c)}</th>" for i, c in enumerate(cols))
-    body = []
-    for row in lb.rows:
-        cells = []
-        for c in cols:
-            v = row.get(c)
-            text = _with_ci(row, c) if c in ("AVG", *CATEGORIES) else (_fmt(v) or "—")
-            cls = ' class="best"' if best.get(c) is not None and v == best[c] else ""
-            key = "" if v is None else (f"{v}" if isinstance(v, (int, float)) else html.escape(str(v)))
-            cells.append(f"<td{cls} data-v=\"{key}\">{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    notes = "".join(f"<p class=note>{html.escape(n)}</p>" for n in lb.notes)
-    return f"""<!doctype html>
-<html lang="ja"><head><meta charset="utf-8"><title>jleval leaderboard</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5em}} table{{border-collapse:collapse;font-size:13px}}
-th,td{{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}} th{{cursor:pointer;background:#f3f3f3}}
-td:nth-child(2),td:nth-child(3){{text-align:left}} .best{{background:#d9f2d9;font-weight:bold}} .note{{color:#a00}}
-</style></head><body>
-<h1>jleval leaderboard</h1>{notes}
-<p>Sorted by {html.escape(lb.sort)}; click a header to sort. Values with [95% CI]. Missing cells: —.</p>
-<table id="lb"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
-<script>
-function sortBy(i){{const t=document.getElementById('lb').tBodies[0];const rows=[...t.rows];
-const asc=t.dataset.col==String(i)&&t.dataset.dir!='asc';t.dataset.col=i;t.dataset.dir=asc?'asc':'desc';
-rows.sort((a,b)=>{{const x=a.cells[i].dataset.v,y=b.cells[i].dataset.v;const nx=parseFloat(x),ny=parseFloat(y);
-if(x===''&&y!=='')return 1;if(y===''&&x!=='')return -1;
-const c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);return asc?c:-c}});rows.forEach(r=>t.appendChild(r))}}
-</script></body></html>
-"""
-
-
 def lower_is_better(col: str) -> bool:
     """Columns where less is better (out-of-label rates); every score column is higher-is-better."""
     return col.endswith("_out_of_label")
-
-
-def _best(lb: Leaderboard, cols: list[str]) -> dict[str, Any]:
-    best = {}
-    for c in cols:
-        vals = [r.get(c) for r in lb.rows if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
-        if vals and c not in ("rank", "num_few_shots", "max_num_samples", "diff_to_next", "avg_upstream", "params"):
-            best[c] = min(vals) if lower_is_better(c) else max(vals)
-    return best
-
-
-def print_rich(lb: Leaderboard, console=None, max_metric_columns: int = 12) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console(emoji=False)
-    present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
-    cols = ["rank", "run", "AVG", *present, "better_than_next"]
-    if lb.sort not in cols:  # sorted by a metric column: show it
-        cols.insert(2, lb.sort)
-    best = _best(lb, cols)
-    from rich import box
-
-    t = Table(title=f"jleval leaderboard (sorted by {lb.sort}; ≫ = better than the next row beyond noise)",
-              box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    short = {"rank": "#", "better_than_next": "≫"}
-    for c in cols:
-        t.add_column(short.get(c, c), justify="left" if c == "run" else "right", no_wrap=c != "run",
-                     overflow="fold" if c == "run" else "ellipsis", min_width=8 if c == "run" else None)
-    for row in lb.rows:
-        cells = []
-        for c in cols:
-            v = row.get(c)
-            s = _fmt(v, 3).replace("0.", ".", 1) if isinstance(v, float) else (_fmt(v) if v is not None else "[dim]—[/dim]")
-            if best.get(c) is not None and v == best[c] and len(lb.rows) > 1:
-                s = f"[bold green]{s}[/]"
-            cells.append(s)
-        t.add_row(*cells)
-    console.print(t)
-    if missing := [c for c in CATEGORIES if c not in present]:
-        console.print(f"[dim]no run has a score in: {', '.join(missing)}[/]")
-    for n in lb.notes:
-        console.print(f"[yellow]{n}[/]")
-
-
-def plot(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> list[Path]:
-    """Write the PNG charts into out_dir (`<stem>.radar.png`, `<stem>.avg_ci.png`); returns their paths."""
-    charts = render_charts(lb, Path(out_dir), stem)
-    atomic_write_many(charts)
-    return list(charts)
-
-
-def render_charts(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
-    """PNG charts: a category radar per run (one panel each; a category a run lacks is left out of its polygon,
-    not drawn as 0) and AVG with 95% CI bars. Returns {path: PNG bytes}; nothing is written here."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    charts: dict[Path, bytes] = {}
-    cats = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
-    if len(cats) >= 3:
-        n = len(lb.rows)
-        ncol = min(n, 3)
-        nrow = (n + ncol - 1) // ncol
-        fig = plt.figure(figsize=(4.2 * ncol, 4.2 * nrow))
-        angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
-        for i, row in enumerate(lb.rows):
-            ax = fig.add_subplot(nrow, ncol, i + 1, projection="polar")
-            have = [(a, row[c]) for a, c in zip(angles, cats) if row.get(c) is not None]
-            if have:
-                a, v = [x for x, _ in have], [y for _, y in have]
-                ax.plot(a + a[:1], v + v[:1], color="C0", marker="o", markersize=3)
-                ax.fill(a + a[:1], v + v[:1], alpha=0.25, color="C0")
-            ax.set_xticks(angles)
-            ax.set_xticklabels([c if row.get(c) is not None else f"{c}\n(none)" for c in cats], fontsize=8)
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{row['run']}\nAVG {_fmt(row.get('AVG'), 3) or '—'}", fontsize=9)
-        fig.tight_layout()
-        charts[out_dir / f"{stem}.radar.png"] = _png(fig)
-        plt.close(fig)
-    rows = [r for r in lb.rows if r.get("AVG") is not None]
-    if rows:
-        fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(rows) + 2), 3.6))
-        x = np.arange(len(rows))
-        avg = np.array([r["AVG"] for r in rows])
-        lo = np.array([r.get("AVG_ci_low") if r.get("AVG_ci_low") is not None else r["AVG"] for r in rows])
-        hi = np.array([r.get("AVG_ci_high") if r.get("AVG_ci_high") is not None else r["AVG"] for r in rows])
-        ax.bar(x, avg, yerr=[avg - lo, hi - avg], capsize=4, color="C0")
-        ax.set_xticks(x)
-        ax.set_xticklabels([r["run"] for r in rows], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("AVG (95% CI)")
-        ax.set_ylim(0, 1)
-        fig.tight_layout()
-        charts[out_dir / f"{stem}.avg_ci.png"] = _png(fig)
-        plt.close(fig)
-    return charts
-
-
-def _png(fig) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
-
-
-FORMATS = ("csv", "md", "html", "json")
-
-
-def format_for(out: Path, fmt: str | None) -> str:
-    """--format, or when it is not given, the one --out's extension names (csv when it names none)."""
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise UsageError(f"unknown format {fmt!r}", "use csv, md, html or json")
-        return fmt
-    suffix = Path(out).suffix.lower().lstrip(".")
-    return {"markdown": "md", "htm": "html"}.get(suffix, suffix) if suffix in (*FORMATS, "markdown", "htm") else "csv"
-
-
-def write(lb: Leaderboard, out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
-    """Write the table in `fmt` (from --out's extension when None); a CSV also gets its Markdown and HTML pages
-    beside it; charts go beside `out` as `<stem>.radar.png` / `<stem>.avg_ci.png`. Everything is rendered first
-    and written all or nothing: a path that cannot be written leaves no new file behind. Returns the paths."""
-    out = Path(out)
-    fmt = format_for(out, fmt)
-    render = {"csv": to_csv, "md": to_markdown, "html": to_html,
-              "json": lambda lb: dumps_json(to_json(lb)) + "\n"}
-    files: dict[Path, bytes] = {out: render[fmt](lb).encode("utf-8")}
-    if fmt == "csv":
-        for suffix, other in ((".html", "html"), (".md", "md")):
-            files.setdefault(out.with_suffix(suffix), render[other](lb).encode("utf-8"))
-    if charts:
-        files.update(render_charts(lb, out.parent, out.stem))
-    try:
-        atomic_write_many(files)
-    except OSError as e:
-        raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}",
-                          "pass --out with a writable path") from None
-    return list(files)

@@ -289,11 +289,11 @@ def test_duplicate_ids_keep_the_last_line(tmp_path):
 def test_print_summary_renders(small_run):
     from rich.console import Console
 
-    from jleval.scoring import print_summary
+    from jleval.render.console import print_scores
 
     console = Console(record=True, width=120)
     s = score_run(small_run, n_bootstrap=20, write=False)
-    print_summary(s, small_run, console=console)
+    print_scores(s, small_run, console=console)
     text = console.export_text()
     assert "AVG" in text and "NLI" in text and "missing" in text and "qa_a" in text
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jleval.errors import UsageError
+from jleval.render.files import write_leaderboard
 from jleval.tasks import get_task
 
 TASKS = {"jamp": ["entailment", "contradiction", "neutral"], "jcommonsenseqa": ["0", "1", "2", "3", "4"],
@@ -54,7 +55,7 @@ def test_leaderboard_columns_values_and_significance(tmp_path):
     weak = make_run(tmp_path, "weak", 0.5)
     twin = make_run(tmp_path, "strong-twin", 0.9)
     lb = table.build([weak, twin, strong])
-    paths = table.write(lb, tmp_path / "out" / "leaderboard.csv")
+    paths = write_leaderboard(lb, tmp_path / "out" / "leaderboard.csv")
     df = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
     assert list(df.columns[:7]) == ["rank", "run", "model", "revision", "AVG", "AVG_ci_low", "AVG_ci_high"]
     assert list(df.columns[7:10]) == ["NLI", "NLI_ci_low", "NLI_ci_high"]
@@ -265,9 +266,9 @@ def test_outputs_are_all_or_nothing_and_follow_the_extension(tmp_path):
     out = tmp_path / "o"
     (out / "lb.html").mkdir(parents=True)
     with pytest.raises(OutputError, match="lb.html: a folder of that name is in the way"):
-        table.write(lb, out / "lb.csv")
+        write_leaderboard(lb, out / "lb.csv")
     assert sorted(p.name for p in out.iterdir()) == ["lb.html"]  # no CSV, no chart, no temp file left
-    paths = table.write(lb, tmp_path / "p" / "lb.md")
+    paths = write_leaderboard(lb, tmp_path / "p" / "lb.md")
     assert "| rank | run |" in (tmp_path / "p" / "lb.md").read_text(encoding="utf-8")
     assert not (tmp_path / "p" / "lb.csv").exists() and tmp_path / "p" / "lb.radar.png" in paths
 

@@ -74,12 +74,7 @@ def rank_judgments(paths: Sequence[Path | str], *, seed: int = 0, **kwargs: Any)
 
 
 def write_ranking(ranking, out_dir: Path | str, title: str | None = None, stem: str = "arena") -> dict[str, Path]:
-    """Write <out_dir>/<stem>.csv, .json and .png (atomically). Returns the paths."""
-    from jleval.arena.bt import plot, write_csv, write_json
+    """Write <out_dir>/<stem>.csv, .json and .png (all or nothing; jleval.render.files). Returns the paths."""
+    from jleval.render.files import write_arena
 
-    out = Path(out_dir)
-    paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
-    write_csv(ranking, paths["csv"])
-    write_json(ranking, paths["json"])
-    plot(ranking, paths["png"], title=title)
-    return paths
+    return write_arena(ranking, out_dir, title=title, stem=stem)
