@@ -87,7 +87,8 @@ class SandboxError(JlevalError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-program limits. cpu_s defaults to timeout_s; memory is the address-space limit; disk_mb bounds what a
+    """Per-program limits. cpu_s defaults to timeout_s; memory_mb bounds the program's address space in all (a
+    program that may fork gets at most 4 processes, each with a share: docs/security.md); disk_mb bounds what a
     program can write in all (its temp dir is a tmpfs of that size; the fallback has only fsize_mb per file)."""
 
     timeout_s: float = 10.0
@@ -161,9 +162,10 @@ def default_workers(limits: Limits = Limits()) -> int:
 def isolation_label(iso: dict) -> str:
     """`netns+pidns+ro-fs+uid` or `fallback(rlimits+session+seccomp+audit-hook+uid)`: the part of a signature
     saying what was active."""
+    split = "+mem-split" if iso.get("memory") == "split" else ""  # the memory limit shared out among processes
     if not iso.get("netns"):
         return ("fallback(rlimits+session" + ("+seccomp" if iso.get("seccomp") else "") + "+audit-hook"
-                + ("+uid" if iso.get("uid") else "") + ")")
+                + ("+uid" if iso.get("uid") else "") + split + ")")
     parts = ["netns", "pidns"]
     if iso.get("userns"):
         parts.append("userns")
@@ -172,7 +174,7 @@ def isolation_label(iso: dict) -> str:
         parts.append("seccomp")
     if iso.get("uid"):
         parts.append("uid")
-    return "+".join(parts)
+    return "+".join(parts) + split
 
 
 class _Server:

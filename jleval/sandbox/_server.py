@@ -177,15 +177,33 @@ def _readonly_everything_but(workdir: str, hidden: list[str] = (), expose: list[
 # inside G: limits, then the harness
 # ---------------------------------------------------------------------------------------------------------------
 
-def _set_limits(lim: dict, nproc_base: int) -> None:
+#: Without a memory cgroup, RLIMIT_AS bounds one process, so a program that may fork shares its memory limit out:
+#: at most this many processes (threads count too), each with memory_mb divided by their number, and at least
+#: MIN_PROCESS_MB each (an interpreter forked from the server already maps ~30 MiB).
+SPLIT_PROCESSES = 4
+MIN_PROCESS_MB = 64
+
+
+def memory_split(lim: dict, forks: bool) -> tuple[int, int]:
+    """(processes, address space per process in MiB) for a program: the sum stays within memory_mb. When the
+    program cannot fork (the fallback's seccomp filter), its one process gets all of it and threads up to nproc."""
+    mem_mb, nproc = int(lim["memory_mb"]), int(lim["nproc"])
+    if not forks:
+        return nproc, mem_mb
+    procs = max(1, min(nproc, SPLIT_PROCESSES, mem_mb // MIN_PROCESS_MB))
+    return procs, mem_mb // procs
+
+
+def _set_limits(lim: dict, nproc_base: int, forks: bool) -> None:
     cpu = max(1, math.ceil(float(lim["cpu_s"])))
-    mem = int(lim["memory_mb"]) * 1024 * 1024
+    procs, mem_mb = memory_split(lim, forks)
+    mem = mem_mb * 1024 * 1024
     for res, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
                        (resource.RLIMIT_AS, (mem, mem)),
                        (resource.RLIMIT_DATA, (mem, mem)),
                        (resource.RLIMIT_FSIZE, (lim["fsize_mb"] * 1024 * 1024,) * 2),
                        (resource.RLIMIT_NOFILE, (lim["nofile"],) * 2),
-                       (resource.RLIMIT_NPROC, (nproc_base + lim["nproc"],) * 2),
+                       (resource.RLIMIT_NPROC, (nproc_base + procs,) * 2),
                        (resource.RLIMIT_CORE, (0, 0))):
         resource.setrlimit(res, value)
 
@@ -211,6 +229,10 @@ _DENIED = {  # syscall numbers per architecture, refused in the fallback
 _KEY_SYSCALLS = {"x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250},
                  "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219}}
 KEYCTL_JOIN_SESSION_KEYRING = 1
+#: memfd_create, shmget: memory that no process maps (a memfd filled with write(), a detached SysV segment) is outside
+#: RLIMIT_AS, so both are refused in both modes: the memory limit then bounds what a program holds
+_UNMAPPED_MEMORY_SYSCALLS = {"x86_64": {"memfd_create": 319, "shmget": 29},
+                             "aarch64": {"memfd_create": 279, "shmget": 194}}
 _CLONE = {"x86_64": 56, "aarch64": 220}
 _SOCKET = {"x86_64": 41, "aarch64": 198}
 _SOCKETPAIR = {"x86_64": 53, "aarch64": 199}
@@ -225,8 +247,8 @@ _LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K, _AND_K = 0x20, 0x15, 0x35, 0x45, 0x0
 def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, int, int, int]] | None:
     """The filter as (code, jt, jf, k) instructions, or None on an architecture it does not know.
 
-    Both kinds refuse foreign-ABI syscalls, the kernel keyring calls (add_key, request_key, keyctl) and Unix
-    datagram/seqpacket socket pairs (whose sendto() takes any
+    Both kinds refuse foreign-ABI syscalls, the kernel keyring calls (add_key, request_key, keyctl), memory outside
+    the address space limit (memfd_create, shmget) and Unix datagram/seqpacket socket pairs (whose sendto() takes any
     address: /dev/log, an abstract socket). "namespaces" (a private network already) also refuses socket(AF_UNIX),
     the one way left to a file-system socket; "fallback" refuses every socket(), connect(), process creation
     (fork, vfork, clone without CLONE_THREAD; clone3 answers ENOSYS so libc falls back to clone), exec,
@@ -247,7 +269,7 @@ def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, in
     ins.append((_LD_W_ABS, 0, 0, 0))                       # syscall number
     if machine == "x86_64":
         jump(_JGE_K, 0x40000000, "DENY", None)            # the x32 ABI
-    for nr in _KEY_SYSCALLS[machine].values():
+    for nr in [*_KEY_SYSCALLS[machine].values(), *_UNMAPPED_MEMORY_SYSCALLS[machine].values()]:
         jump(_JEQ_K, nr, "DENY", None)
     if kind == "fallback":
         for nr in _DENIED[machine].values():
@@ -522,7 +544,7 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = [req.get("filename", "main.py")]
-        _set_limits(req["limits"], cfg["nproc_base"])
+        _set_limits(req["limits"], cfg["nproc_base"], _forks(iso))
         if iso.get("seccomp"):
             global _SECCOMP_ON
             _install_seccomp("namespaces" if iso.get("netns") else "fallback")
@@ -630,6 +652,11 @@ def _readable_as(uid: int, paths: list[str]) -> bool:
         return b""
 
     return _in_child(body)[0]
+
+
+def _forks(iso: dict) -> bool:
+    """Whether a program may start processes: yes, except behind the fallback's seccomp filter."""
+    return bool(iso["netns"] or not iso["seccomp"])
 
 
 def _drops_uid(cfg: dict) -> bool:
@@ -791,6 +818,7 @@ def _supervise(req: dict, cfg: dict, iso: dict, me: int, workdir: str) -> dict:
     for fd in (out_r, res_r) + ((pidfd,) if pidfd is not None else ()):
         os.close(fd)
     _sweep(me)
+    req["memory_split"] = memory_split(lim, _forks(iso))
     return _verdict(req, verdict, c_status, bytes(result), bytes(output), elapsed, out_total)
 
 
@@ -829,7 +857,10 @@ def _verdict(req: dict, verdict: str | None, c_status: int | None, result: bytes
             if kind == "failed":
                 return {**base, "status": "failed", "reason": f"assertion failed in {stage}: {detail}".rstrip(": ")}
             if kind == "memory":
-                return {**base, "status": "memory", "reason": f"memory limit of {lim['memory_mb']} MiB hit in {stage}"}
+                procs, per = req["memory_split"]
+                split = f" ({per} MiB for each of up to {procs} processes)" if per < int(lim["memory_mb"]) else ""
+                return {**base, "status": "memory",
+                        "reason": f"memory limit of {lim['memory_mb']} MiB{split} hit in {stage}"}
             if kind == "exit":
                 return {**base, "status": "error", "reason": f"{stage} called exit ({detail}) before the tests finished"}
             return {**base, "status": "error", "reason": f"{stage}: {detail}"}
@@ -911,7 +942,9 @@ def main() -> None:
     _prctl(PR_SET_DUMPABLE, 0)  # no same-uid process (a program in the fallback) may ptrace or read/write our memory
     keyring = _fresh_session_keyring()  # the server holds none of the caller's keys either
     cfg["expose"] = _python_paths()
-    iso = {**_probe(cfg["isolation"], cfg), "keyring": keyring}
+    iso = _probe(cfg["isolation"], cfg)
+    # the memory limit covers the whole program: one process, or shared out among a few (memory_split)
+    iso.update(keyring=keyring, memory="split" if _forks(iso) else "one-process")
     cfg["nproc_base"] = 0 if (iso["uid"] or iso["userns"]) else _user_process_count()
     for module in cfg.get("preload", ()):
         __import__(module)
