@@ -34,7 +34,7 @@ import numpy as np
 from jleval import jsonl, records
 from jleval.errors import JlevalError, ScoreError
 from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json
-from jleval.metrics import SCALES, MetricResult, get_metric, not_computed
+from jleval.metrics import MetricResult, get_metric, metric_info, not_computed
 from jleval.metrics import postprocess as pp
 from jleval.stats import CI_LEVEL, bootstrap_indices
 from jleval.stats import percentile_ci as _ci
@@ -168,6 +168,11 @@ def _sample(path: Path, n: int, rec: Any) -> Sample:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
+def _scale(metric: str) -> str | None:
+    info = metric_info(metric)
+    return info.scale if info else None
+
+
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -254,7 +259,7 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
             elif res.resample is not None:
                 reps = np.asarray(res.resample(idx), dtype=float)
         m: dict[str, Any] = {"value": _finite(res.score), "n": n, "ci95": _ci(reps),
-                             "scale": SCALES.get(metric), "signature": _post_signature(res.signature, info,
+                             "scale": _scale(metric), "signature": _post_signature(res.signature, info,
                                                                                       profile, prompt_style)}
         if res.score is None:
             m["reason"] = res.reason

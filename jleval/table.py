@@ -331,5 +331,10 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
 
 
 def lower_is_better(col: str) -> bool:
-    """Columns where less is better (out-of-label rates); every score column is higher-is-better."""
-    return col.endswith("_out_of_label")
+    """Columns where less is better: out-of-label rates, and `<task>_<metric>` of a metric declared
+    higher_is_better=False (jleval.metrics.METRICS)."""
+    from jleval.metrics import METRICS
+
+    if col.endswith("_out_of_label"):
+        return True
+    return any(not info.higher_is_better and col.endswith(f"_{name}") for name, info in METRICS.items())

@@ -103,6 +103,18 @@ def _check_keys(where: str, data: dict, required: dict, optional: dict) -> None:
             raise TaskSpecError(f"{where}: {key!r} must be a {typ.__name__}, got {type(data[key]).__name__}")
 
 
+def _check_metrics(path: Path, metrics: list) -> None:
+    """Every metric a task lists is one jleval knows (jleval.metrics.METRICS), named by file if not."""
+    from jleval.metrics import METRICS, check_metric_names
+
+    if not metrics:
+        raise TaskSpecError(f"{path}: 'metrics' lists no metric", f"name at least one of: {', '.join(METRICS)}")
+    if not_str := [m for m in metrics if not isinstance(m, str)]:
+        raise TaskSpecError(f"{path}: 'metrics' must list metric names (strings), got {not_str[0]!r}")
+    if unknown := check_metric_names(metrics):
+        raise TaskSpecError(f"{path}: unknown metric {unknown[0]!r}", f"use one of: {', '.join(METRICS)}")
+
+
 def parse_task(path: Path) -> TaskSpec:
     path = Path(path)
     try:
@@ -129,6 +141,7 @@ def parse_task(path: Path) -> TaskSpec:
     if own and (lacking := [s for s in splits if s not in dict(files)]):
         raise TaskSpecError(f"{path}: splits {lacking} have no file in [files]",
                             f"add {lacking[0]} = \"FILE.jsonl\" under [files], or drop it from splits")
+    _check_metrics(path, data["metrics"])
     star = data.get("star_metric")
     if star is not None and star not in data["metrics"]:
         raise TaskSpecError(f"{path}: star_metric {star!r} is not one of its metrics")

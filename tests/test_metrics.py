@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -344,3 +345,45 @@ def test_every_signature_names_profile_and_versions():
             sig = compute_result(metric, ["1", "2"], ["1", "2"], profile=profile).signature
             assert f"metric:{metric}" in sig and f"profile:{profile}" in sig and sig.endswith(
                 f"jleval:{__import__('jleval').__version__}")
+
+
+# ----- metadata declared once; task files validated against it -----------------------------------------------
+
+def test_every_declared_metric_registers_and_carries_its_metadata():
+    import importlib
+
+    from jleval import metrics as M
+
+    for name, info in M.METRICS.items():
+        assert info.scale in ("0-1", "0-100", "-1-1", "rating"), name
+        if info.module:
+            importlib.import_module(f"jleval.metrics.{info.module}")
+            assert name in M._REGISTRY, f"{name} is declared in module {info.module} but not registered there"
+    assert set(M._REGISTRY) <= set(M.METRICS)
+    assert M.metric_info("bleu_ja").scale == "0-100" and M.metric_info("pearson").scale == "-1-1"
+    assert "inputs" in M.metric_info("comet_wmt22").needs and M.metric_info("nope") is None
+    with pytest.raises(ValueError, match="not declared"):
+        M.register("made_up_metric")
+
+
+def test_a_task_file_with_an_unknown_metric_is_named(tmp_path):
+    from jleval.errors import TaskSpecError
+    from jleval.tasks import parse_task
+
+    src = (Path(__file__).parents[1] / "tasks" / "jamp.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "jamp.toml"
+    bad.write_text(src.replace('metrics = ["exact_match"]', 'metrics = ["exact_macth"]'), encoding="utf-8")
+    assert bad.read_text(encoding="utf-8") != src
+    with pytest.raises(TaskSpecError, match=r"jamp\.toml: unknown metric 'exact_macth'") as e:
+        parse_task(bad)
+    assert "exact_match" in e.value.hint
+    assert parse_task(Path(__file__).parents[1] / "tasks" / "jamp.toml").metrics == ("exact_match",)
+
+
+def test_profiles_are_data():
+    from jleval.metrics.postprocess import PROFILES
+    from jleval.metrics.tokenize import for_profile
+
+    up, fixed = PROFILES["llm-jp-eval-1.4.1"], PROFILES["jleval"]
+    assert up.fuzzywuzzy_char_f1 and not fixed.fuzzywuzzy_char_f1
+    assert for_profile("llm-jp-eval-1.4.1") == up.tokenizer == "ipadic" and for_profile("jleval") == "unidic-lite"

@@ -5,12 +5,13 @@ need the source) and returns a MetricResult: the task-level score aggregated the
 per-sample values where the score is a mean of them (used for bootstrap CIs and paired comparisons), and a
 sacrebleu-style signature naming every setting that changes the number.
 
-Register a metric with:
+Add a metric with one METRICS entry and:
 
     @register("exact_match")
     def exact_match(preds, golds, *, inputs=None, profile) -> MetricResult: ...
 
-Metric modules are imported lazily by `get_metric(name)` (see _MODULES) so that importing jleval.metrics is
+Every metric is declared once in METRICS (its module, scale, direction and needs), so metadata is known without
+importing anything; metric modules are imported lazily by `get_metric(name)` so that importing jleval.metrics is
 cheap and optional dependencies (COMET, BERTScore) are only touched when asked for.
 
 The front door for callers holding raw model text is `compute(metric, generations, golds, profile=...)`: it
@@ -48,37 +49,61 @@ class MetricFn(Protocol):
 
 _REGISTRY: dict[str, MetricFn] = {}
 
-#: metric name -> module (under jleval.metrics) that registers it; extended by each metric module's author.
-_MODULES: dict[str, str] = {
-    "code_exec": "code",
-    "pylint_check": "code",
-    "exact_match": "text",
-    "char_f1": "text",
-    "set_f1": "text",
-    "pearson": "corr",
-    "spearman": "corr",
-    "bleu_ja": "bleu",
-    "bleu_en": "bleu",
-    "rouge1": "rouge",
-    "rouge2": "rouge",
-    "rougeLsum": "rouge",
-    "rouge2_scaling": "rouge",
-    "mathematical_equivalence": "mathequiv",
-    "comet_wmt22": "neural",
-    "bert_score_ja_f1": "neural",
-    "bert_score_en_f1": "neural",
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric is, known without importing its module: where it lives, the scale of its task-level score
+    (upstream's), its direction, and what it needs beyond predictions and golds."""
+
+    module: str  # the module under jleval.metrics that registers it
+    scale: str  # "0-1", "0-100" or "-1-1"
+    higher_is_better: bool = True
+    #: "inputs" (the source texts), "sandbox" (runs model-written code), "model" (downloads a neural model),
+    #: "extra:<name>" (an optional dependency: pip install "jleval[<name>]")
+    needs: tuple[str, ...] = ()
+
+
+def _m(module: str, scale: str, *needs: str) -> MetricInfo:
+    return MetricInfo(module, scale, True, needs)
+
+
+#: Every metric jleval knows, declared once: the registry's single source of metadata (a metric module's
+#: `@register(name)` must name an entry here). Scales are upstream's.
+METRICS: dict[str, MetricInfo] = {
+    "exact_match": _m("text", "0-1"),
+    "char_f1": _m("text", "0-1"),
+    "set_f1": _m("text", "0-1"),
+    "pearson": _m("corr", "-1-1"),
+    "spearman": _m("corr", "-1-1"),
+    "bleu_ja": _m("bleu", "0-100"),
+    "bleu_en": _m("bleu", "0-100"),
+    "rouge1": _m("rouge", "0-100"),
+    "rouge2": _m("rouge", "0-100"),
+    "rougeLsum": _m("rouge", "0-100"),
+    "rouge2_scaling": _m("rouge", "0-1"),
+    "mathematical_equivalence": _m("mathequiv", "0-1", "extra:math"),
+    "code_exec": _m("code", "0-1", "sandbox"),
+    "pylint_check": _m("code", "0-1", "sandbox"),
+    "comet_wmt22": _m("neural", "0-1", "inputs", "model", "extra:comet"),
+    "bert_score_ja_f1": _m("neural", "0-1", "model", "extra:bertscore"),
+    "bert_score_en_f1": _m("neural", "0-1", "model", "extra:bertscore"),
+    # open-ended answers judged pairwise (`jleval arena judge` / `rank`): a rating, not a per-task function
+    "arena": _m("", "rating", "judge"),
 }
 
-#: The scale each metric's task-level score is reported on (upstream's scales).
-SCALES: dict[str, str] = {
-    "exact_match": "0-1", "char_f1": "0-1", "set_f1": "0-1", "code_exec": "0-1", "pylint_check": "0-1",
-    "pearson": "-1-1", "spearman": "-1-1", "bleu_ja": "0-100", "bleu_en": "0-100", "rouge1": "0-100",
-    "rouge2": "0-100", "rougeLsum": "0-100", "rouge2_scaling": "0-1", "mathematical_equivalence": "0-1",
-    "comet_wmt22": "0-1", "bert_score_ja_f1": "0-1", "bert_score_en_f1": "0-1",
-}
+
+_NONE = MetricInfo("", "")
+
+
+def metric_info(name: str) -> MetricInfo | None:
+    """The declared metadata of a metric; None for a name jleval does not know."""
+    return METRICS.get(name)
 
 
 def register(name: str) -> Callable[[MetricFn], MetricFn]:
+    if name not in METRICS:
+        raise ValueError(f"metric {name!r} is registered but not declared in jleval.metrics.METRICS")
+
     def deco(fn: MetricFn) -> MetricFn:
         _REGISTRY[name] = fn
         return fn
@@ -86,13 +111,21 @@ def register(name: str) -> Callable[[MetricFn], MetricFn]:
     return deco
 
 
+def check_metric_names(names: Sequence[str]) -> list[str]:
+    """The names among `names` that are no known metric."""
+    return [n for n in names if n not in METRICS]
+
+
 def get_metric(name: str) -> MetricFn:
-    if name not in _REGISTRY and name in _MODULES:
-        importlib.import_module(f"jleval.metrics.{_MODULES[name]}")
+    if name not in _REGISTRY and METRICS.get(name, _NONE).module:
+        importlib.import_module(f"jleval.metrics.{METRICS[name].module}")
     if name not in _REGISTRY:
         from jleval.errors import UsageError
 
-        raise UsageError(f"unknown metric {name!r}", f"known metrics: {', '.join(sorted(_MODULES))}")
+        if name in METRICS:
+            raise UsageError(f"metric {name!r} is not computed per sample",
+                             "rank those answers with `jleval arena judge` and `jleval arena rank`")
+        raise UsageError(f"unknown metric {name!r}", f"known metrics: {', '.join(sorted(METRICS))}")
     return _REGISTRY[name]
 
 

@@ -33,7 +33,7 @@ def _bleu(lang: str, pretokenized: bool):
 
 def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFILE) -> float:
     p, g = pred.strip(), gold.strip()
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).upstream_bleu:
         if not p or not g:
             return float(p == g)
         return _bleu(lang, False).corpus_score(p, [g]).score
@@ -46,11 +46,10 @@ def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFI
 
 
 def _signature(lang: str, profile: str) -> str:
-    if profile == "llm-jp-eval-1.4.1":
-        tok = tk.signature("ipadic") if lang == "ja" else "13a"
+    tok = tk.signature(tk.for_profile(profile)) if lang == "ja" else "13a"
+    if pp.get_profile(profile).upstream_bleu:
         how = "call:corpus_score(str,[str])-per-char-bug|empty:float(pred==gold)"
     else:
-        tok = tk.signature("unidic-lite") if lang == "ja" else "13a"
         how = "call:sentence|empty:both=100,one=0"
     return (f"metric:bleu_{lang}|nrefs:1|case:mixed|eff:yes|tok:{tok}|smooth:exp|{how}|strip:yes|"
             f"{pp.signature(profile)}|agg:mean-of-samples|" + versions_signature("sacrebleu"))

@@ -26,7 +26,7 @@ _FIRST_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 def parse_float(text: str, profile: str = pp.DEFAULT_PROFILE) -> float:
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).keep_digits_parse:
         try:
             return float(_NOT_NUMBER.sub("", str(text)))
         except ValueError:
@@ -75,7 +75,7 @@ def _corr(kind: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _make(kind: str):
     def metric(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
                profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-        parse = "keep-digits-and-dot,unparsable=-2" if profile == "llm-jp-eval-1.4.1" else \
+        parse = "keep-digits-and-dot,unparsable=-2" if pp.get_profile(profile).keep_digits_parse else \
             "first-signed-number,unparsable=-2"
         sig = (f"metric:{kind}|parse:{parse}|nan:0|{pp.signature(profile)}|agg:corpus|"
                + versions_signature("numpy"))

@@ -21,20 +21,40 @@ DEFAULT_PROFILE = "llm-jp-eval-1.4.1"
 
 @dataclass(frozen=True)
 class Profile:
+    """A scoring profile: every behaviour that differs between profiles is a field here, so metrics read the
+    field, never the profile's name."""
+
     name: str
     strip: bool  # strip whitespace around prediction and gold
     extract: bool  # apply the task's answer-extraction pattern (v2 style)
     description: str
+    #: char_f1: fuzzywuzzy's token_sort_ratio (non-ASCII 128-255 dropped, rounded to an int) as upstream; else
+    #: rapidfuzz's Indel similarity on token-sorted text, unrounded
+    fuzzywuzzy_char_f1: bool
+    #: set_f1: upstream's recall (the precision's numerator over gold lines, gold duplicates kept); else true recall
+    upstream_set_f1: bool
+    #: BLEU: upstream's corpus_score(str, [str]) call (a per-character bug) and float(pred == gold) on empties
+    upstream_bleu: bool
+    #: the Japanese tokenizer of BLEU and ROUGE: "ipadic" (MeCab, as upstream) or "unidic-lite" (fugashi)
+    tokenizer: str
+    #: ROUGE's task score: rouge-score's BootstrapAggregator mid (upstream) instead of the plain mean
+    rouge_bootstrap_mid: bool
+    #: pearson/spearman: parse a prediction by keeping digits and dots (upstream) instead of the first number
+    keep_digits_parse: bool
 
 
 PROFILES: dict[str, Profile] = {
     "llm-jp-eval-1.4.1": Profile(
         "llm-jp-eval-1.4.1", strip=False, extract=False,
-        description="reproduces llm-jp-eval v1.4.1 (Open Japanese LLM Leaderboard), quirks included"),
+        description="reproduces llm-jp-eval v1.4.1 (Open Japanese LLM Leaderboard), quirks included",
+        fuzzywuzzy_char_f1=True, upstream_set_f1=True, upstream_bleu=True, tokenizer="ipadic",
+        rouge_bootstrap_mid=True, keep_digits_parse=True),
     "jleval": Profile(
         "jleval", strip=True, extract=True,
         description="upstream's known bugs fixed: strip, answer extraction, proper sentence BLEU, "
-                    "unrounded char_f1, set_f1 with a true recall, fugashi+unidic-lite tokenization"),
+                    "unrounded char_f1, set_f1 with a true recall, fugashi+unidic-lite tokenization",
+        fuzzywuzzy_char_f1=False, upstream_set_f1=False, upstream_bleu=False, tokenizer="unidic-lite",
+        rouge_bootstrap_mid=False, keep_digits_parse=False),
 }
 
 #: v2 answer patterns by id (`answer_pattern_id` in a task's options). Each is searched with re.DOTALL; the

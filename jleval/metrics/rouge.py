@@ -132,7 +132,7 @@ def _make(name: str):
     def metric(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
                profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
         tok = tk.for_profile(profile)
-        upstream = profile == "llm-jp-eval-1.4.1"
+        upstream = pp.get_profile(profile).rouge_bootstrap_mid
         agg = f"bootstrap-mid(n={AGG_SAMPLES},seed={AGG_SEED})" if upstream else "mean"
         sig = (f"metric:{name}|impl:rouge-score-0.1.2-equivalent|tok:{tk.signature(tok)}|"
                f"sent-split:newline-after-。！？|score:fmeasure*{scale:g}|{pp.signature(profile)}|agg:{agg}|"

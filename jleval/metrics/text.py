@@ -45,7 +45,7 @@ def token_sort_ratio(a: str, b: str) -> int:
 
 
 def char_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> float:
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).fuzzywuzzy_char_f1:
         return token_sort_ratio(pred, gold) / 100.0
     a, b = fuzz_process(pred, force_ascii=False), fuzz_process(gold, force_ascii=False)
     if a == b:
@@ -56,7 +56,7 @@ def char_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> f
 
 
 def set_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> float:
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).upstream_set_f1:
         # Upstream: gold lines kept as a list (duplicates count), prediction lines deduplicated; the recall's
         # numerator is the precision's (matched unique prediction lines), over the number of gold lines.
         gold_lines = [x.strip() for x in gold.split("\n")]
@@ -90,7 +90,7 @@ def exact_match(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
 @register("char_f1")
 def char_f1(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
             profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).fuzzywuzzy_char_f1:
         extra = "proc:fuzzywuzzy-token-sort|ascii:drop-128-255|sim:indel|round:int-half-even"
     else:
         extra = "proc:token-sort|ascii:keep|sim:indel|round:none"
@@ -101,7 +101,7 @@ def char_f1(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
 @register("set_f1")
 def set_f1(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
            profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-    if profile == "llm-jp-eval-1.4.1":
+    if pp.get_profile(profile).upstream_set_f1:
         extra = "split:newline|strip:lines|dedup:pred-only|recall:precision-numerator"
     else:
         extra = "split:newline|strip:lines|dedup:both|drop:empty-lines|recall:true"

@@ -76,4 +76,6 @@ def signature(tokenizer: str) -> str:
 
 def for_profile(profile: str) -> str:
     """The tokenizer a profile uses for Japanese BLEU and ROUGE."""
-    return "ipadic" if profile == "llm-jp-eval-1.4.1" else "unidic-lite"
+    from jleval.metrics.postprocess import get_profile
+
+    return get_profile(profile).tokenizer
