@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "jleval.cli", "demo", "--out", str(out)], capture_output=True,

@@ -239,11 +239,12 @@ def test_wheel_carries_tasks_and_prompts(tmp_path):
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     r = subprocess.run([str(env_dir / "bin" / "jleval"), "tasks"], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "COLUMNS": "200"})
+                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     assert "jamp" in r.stdout
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a checkout on the path would win
     where = subprocess.run([str(py), "-c", "import jleval; print(jleval.__file__)"], capture_output=True,
-                           text=True, cwd=tmp_path, check=True).stdout
+                           text=True, cwd=tmp_path, check=True, env=clean_env).stdout
     assert str(env_dir) in where
 
 
