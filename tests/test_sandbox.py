@@ -622,3 +622,17 @@ def test_both_seccomp_filters_refuse_keyrings_and_unmapped_memory(kind):
 
     out, got = _behind_filter(kind, body)
     assert out == dict.fromkeys(["keyctl", "add_key", "request_key", "memfd_create", "shmget"], (-1, 1)), got
+
+
+def test_pylint_rule_is_llm_jp_evals():
+    """The rule runs on the parent side, on pylint's text: the first line (the module banner) and the trailing
+    empty string are dropped; any line whose second token contains "E" fails; a one-token line fails too (it
+    raised inside upstream's try)."""
+    from jleval.sandbox.verdict import pylint_rule
+
+    banner = "************* Module solution\n"
+    assert pylint_rule(banner + "solution.py:1:0: C0114: Missing module docstring\n") == (True, ["C0114"])
+    assert pylint_rule(banner + "solution.py:2:4: E0602: Undefined variable 'x'\n") == (False, ["E0602"])
+    assert pylint_rule(banner + "solution.py:2:4: E0602: Undefined variable 'x'") == (True, [])  # last line dropped
+    assert pylint_rule(banner + "oops\n")[0] is False
+    assert pylint_rule("") == (True, [])

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from jleval.errors import JlevalError
+from jleval.sandbox.verdict import decide
 
 _SERVER = Path(__file__).with_name("_server.py")
 STATUSES = ("passed", "failed", "error", "timeout", "memory", "killed")
@@ -346,6 +347,8 @@ class Sandbox:
                 self._idle.put((slot, None))
                 return Result("killed", "the sandbox server was lost while running this program")
             self._idle.put((slot, server))
+            if "status" not in reply:  # the facts of a run (else: the server's own error)
+                reply = decide(req, reply)
             details = {k: v for k, v in reply.items() if k not in ("status", "reason", "elapsed_s", "output")}
             return Result(reply["status"], reply["reason"], reply.get("elapsed_s", 0.0), reply.get("output", ""),
                           details)

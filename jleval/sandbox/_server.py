@@ -14,9 +14,12 @@ The server enforces the wall-clock deadline and the output cap, kills C's proces
 kills any process left among its own children (it is a child subreaper, so escaped descendants land there).
 When G, the namespace's init, exits, the kernel kills every process left in its pid namespace.
 
+The server keeps to isolation and supervision: for each request it replies with the facts (the harness's record,
+the exit code, whether it stopped the program, the output), and `jleval.sandbox.verdict` decides on the parent side.
 A program passes only when the harness in G writes `PASS <nonce> <n>` on a pipe after every test snippet ran;
 the nonce is drawn per request, so sys.exit(0), os._exit(0), a swallowed SystemExit or a redefined
-AssertionError cannot produce a pass. Where namespaces are unavailable the server falls back to rlimits, a
+AssertionError cannot produce a pass. Every program gets a fresh, empty session keyring, and its memory limit
+covers all of its processes (`memory_split`). Where namespaces are unavailable the server falls back to rlimits, a
 session, the subreaper sweep, a seccomp filter (no new process, exec or socket) and a Python audit hook that
 refuses the same with readable errors; the active isolation is reported in the hello message and ends up in
 the metric's signature.
@@ -485,7 +488,7 @@ def _harness_python(code: str, tests: list[str], nonce: str, res_fd: int) -> Non
 
 
 def _harness_pylint(filename: str, rcfile: str, nonce: str, res_fd: int) -> None:
-    """Lint one file with the pre-imported pylint; report every message id and upstream's verdict."""
+    """Lint one file with the pre-imported pylint; report its text output (the verdict is the parent's)."""
     import io
 
     from pylint.lint import Run
@@ -497,16 +500,7 @@ def _harness_pylint(filename: str, rcfile: str, nonce: str, res_fd: int) -> None
     except BaseException as exc:  # noqa: BLE001 - pylint crashed on this input
         os.write(res_fd, (json.dumps({"kind": "error", "stage": "pylint", "detail": repr(exc)[:500]}) + "\n").encode())
         os._exit(1)
-    text = out.getvalue()
-    # llm-jp-eval's rule: drop the "***** Module" line and the trailing empty string, then fail if the second
-    # whitespace token of any non-blank line contains "E"; a line with a single token raises there -> 0.
-    lines = text.split("\n")[1:-1]
-    try:
-        valid = not any("E" in line.split()[1] for line in lines if line and line.split())
-    except IndexError:
-        valid = False
-    msg_ids = [line.split()[1].rstrip(":") for line in lines if len(line.split()) > 1 and ": " in line]
-    payload = json.dumps({"valid": valid, "messages": msg_ids, "output": text[:4000]})
+    payload = json.dumps({"output": out.getvalue()})  # llm-jp-eval's rule: jleval.sandbox.verdict.pylint_rule
     os.write(res_fd, f"PYLINT {nonce} {payload}\n".encode())
     os._exit(0)
 
@@ -724,76 +718,105 @@ def remove_tree(path: str) -> None:
             pass
 
 
+#: the most a harness's record may take (pylint's whole text output travels in it)
+RECORD_CAP = 16 << 20
+
+
+class _Capture:
+    """What the program wrote: its output (kept up to the cap, counted beyond) and the harness's record."""
+
+    def __init__(self, out_fd: int, cap: int) -> None:
+        self.out_fd, self.cap = out_fd, cap
+        self.output, self.record, self.total = bytearray(), bytearray(), 0
+
+    def feed(self, fd: int, chunk: bytes, count: bool = True) -> None:
+        if fd == self.out_fd:
+            self.total += len(chunk) if count else 0
+            self.output += chunk[: max(0, self.cap - len(self.output))]
+        else:
+            self.record += chunk[: max(0, RECORD_CAP - len(self.record))]
+
+    def drain(self, fds: set[int]) -> None:
+        """Whatever is left in the pipes once the program ended (the harness writes its record last); not counted
+        against the output cap, which was checked while it ran."""
+        for fd in fds:
+            os.set_blocking(fd, False)
+            try:
+                while chunk := os.read(fd, 65536):
+                    self.feed(fd, chunk, count=False)
+            except BlockingIOError:
+                pass
+
+
+def _run_child_c(req: dict, cfg: dict, iso: dict, workdir: str, pipes: tuple[int, int, int, int]) -> None:
+    """Body of C (session leader; with namespaces: their creator and G's parent). Never returns."""
+    out_r, out_w, res_r, res_w = pipes
+    try:
+        os.close(out_r)
+        os.close(res_r)
+        os.setsid()
+        if iso["netns"]:
+            _enter_namespaces(iso["userns"])
+            _readonly_everything_but(workdir, cfg["hide"], cfg["expose"], req["limits"].get("disk_mb", 64))
+            _write_request_files(req, workdir)
+        else:
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        g = os.fork()
+        if g == 0:
+            _run_child_g(req, cfg, workdir, out_w, res_w, iso)
+        os.close(out_w)
+        os.close(res_w)
+        _, status = os.waitpid(g, 0)
+        if not iso["netns"]:
+            _sweep(os.getpid())
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+    except BaseException:  # noqa: BLE001
+        os._exit(_HARNESS_ERROR + 1)
+
+
+def _watch(c: int, capture: _Capture, fds: set[int], deadline: float) -> tuple[str | None, int | None]:
+    """Relay C's pipes until it exits, the deadline passes ("timeout") or the output passes its cap ("output").
+    Returns (why the server stopped it, or None; C's wait status when it exited)."""
+    try:
+        pidfd = os.pidfd_open(c)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while (now := time.monotonic()) < deadline:
+            ready, _, _ = select.select(list(fds) + ([pidfd] if pidfd is not None else []), [], [],
+                                        min(deadline - now, 0.05 if pidfd is None else 1.0))
+            for fd in set(ready) & fds:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    capture.feed(fd, chunk)
+                else:
+                    fds.discard(fd)
+            if capture.total > capture.cap:
+                return "output", None
+            pid, status = os.waitpid(c, os.WNOHANG)
+            if pid == c:
+                return None, status
+        return "timeout", None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def _supervise(req: dict, cfg: dict, iso: dict, me: int, workdir: str) -> dict:
+    """Run one program in C/G, watch it, end everything it started; return the facts for the verdict
+    (jleval.sandbox.verdict decides on the parent side)."""
     lim = req["limits"]
     out_r, out_w = os.pipe()
     res_r, res_w = os.pipe()
     started = time.monotonic()
     c = os.fork()
     if c == 0:  # ---- C
-        try:
-            os.close(out_r)
-            os.close(res_r)
-            os.setsid()
-            if iso["netns"]:
-                _enter_namespaces(iso["userns"])
-                _readonly_everything_but(workdir, cfg["hide"], cfg["expose"], lim.get("disk_mb", 64))
-                _write_request_files(req, workdir)
-            else:
-                _prctl(PR_SET_CHILD_SUBREAPER, 1)
-            g = os.fork()
-            if g == 0:
-                _run_child_g(req, cfg, workdir, out_w, res_w, iso)
-            os.close(out_w)
-            os.close(res_w)
-            _, status = os.waitpid(g, 0)
-            if not iso["netns"]:
-                _sweep(os.getpid())
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
-        except BaseException:  # noqa: BLE001
-            os._exit(_HARNESS_ERROR + 1)
-    # ---- server
+        _run_child_c(req, cfg, iso, workdir, (out_r, out_w, res_r, res_w))
     os.close(out_w)
     os.close(res_w)
-    deadline = started + float(lim["timeout_s"])
-    out_cap = int(lim["output_bytes"])
-    output = bytearray()
-    out_total = 0
-    result = bytearray()
-    try:
-        pidfd = os.pidfd_open(c)
-    except (AttributeError, OSError):
-        pidfd = None
-    open_fds = {out_r, res_r}
-    verdict = None
-    c_status = None
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            verdict = "timeout"
-            break
-        watch = list(open_fds) + ([pidfd] if pidfd is not None else [])
-        ready, _, _ = select.select(watch, [], [], min(deadline - now, 0.05 if pidfd is None else 1.0))
-        for fd in ready:
-            if fd == pidfd:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                open_fds.discard(fd)
-            elif fd == out_r:
-                out_total += len(chunk)
-                if len(output) < out_cap:
-                    output += chunk[: out_cap - len(output)]
-            else:
-                result += chunk[: 65536 - len(result)]
-        if out_total > out_cap:
-            verdict = "output"
-            break
-        pid, status = os.waitpid(c, os.WNOHANG)
-        if pid == c:
-            c_status = status
-            break
+    capture, fds = _Capture(out_r, int(lim["output_bytes"])), {out_r, res_r}
+    stopped, c_status = _watch(c, capture, fds, started + float(lim["timeout_s"]))
     elapsed = time.monotonic() - started
     try:
         os.killpg(c, signal.SIGKILL)
@@ -804,86 +827,14 @@ def _supervise(req: dict, cfg: dict, iso: dict, me: int, workdir: str) -> dict:
             _, c_status = os.waitpid(c, 0)
         except ChildProcessError:
             c_status = None
-    # whatever the program wrote before it ended (the harness writes its record last)
-    for fd in list(open_fds):
-        os.set_blocking(fd, False)
-        try:
-            while chunk := os.read(fd, 65536):
-                if fd == res_r:
-                    result += chunk[: 65536 - len(result)]
-                elif len(output) < out_cap:
-                    output += chunk[: out_cap - len(output)]
-        except BlockingIOError:
-            pass
-    for fd in (out_r, res_r) + ((pidfd,) if pidfd is not None else ()):
-        os.close(fd)
+    capture.drain(fds)
+    os.close(out_r)
+    os.close(res_r)
     _sweep(me)
-    req["memory_split"] = memory_split(lim, _forks(iso))
-    return _verdict(req, verdict, c_status, bytes(result), bytes(output), elapsed, out_total)
-
-
-def _verdict(req: dict, verdict: str | None, c_status: int | None, result: bytes, output: bytes,
-             elapsed: float, out_total: int) -> dict:
-    lim = req["limits"]
-    base = {"elapsed_s": round(elapsed, 4), "output": output.decode("utf-8", "replace"), "output_bytes": out_total}
-    if verdict == "timeout":
-        return {**base, "status": "timeout", "reason": f"wall-clock limit of {lim['timeout_s']} s exceeded"}
-    if verdict == "output":
-        return {**base, "status": "killed", "reason": f"output exceeded {lim['output_bytes']} bytes"}
-    code = os.waitstatus_to_exitcode(c_status) if c_status is not None else None
-    text = result.decode("utf-8", "replace")
-    first = text.split("\n", 1)[0]
-    nonce = req["nonce"]
-    if first.startswith(f"PASS {nonce} ") and code == 0:
-        ran = int(first.split()[2])
-        if ran == len(req.get("tests", ())):
-            return {**base, "status": "passed", "reason": f"all {ran} tests passed"}
-        return {**base, "status": "error", "reason": f"only {ran} of {len(req['tests'])} tests ran"}
-    if first.startswith(f"PYLINT {nonce} ") and code == 0:
-        info = json.loads(first.split(" ", 2)[2])
-        return {**base, "status": "passed" if info["valid"] else "failed",
-                "reason": "no error-level message" if info["valid"] else "pylint reported: "
-                + ", ".join(m for m in info["messages"] if "E" in m)[:300], "pylint": info}
-    if first.startswith("{"):
-        try:
-            rec = json.loads(first)
-        except ValueError:
-            rec = None
-        if isinstance(rec, dict) and code == _HARNESS_ERROR and rec.get("stage") == "sandbox setup":
-            return {**base, "status": "killed", "reason": f"the sandbox could not set the program up: "
-                    f"{rec.get('detail', '?')}"}
-        if isinstance(rec, dict) and code == 1:
-            kind, stage, detail = (str(rec.get(k, "?")) for k in ("kind", "stage", "detail"))
-            if kind == "failed":
-                return {**base, "status": "failed", "reason": f"assertion failed in {stage}: {detail}".rstrip(": ")}
-            if kind == "memory":
-                procs, per = req["memory_split"]
-                split = f" ({per} MiB for each of up to {procs} processes)" if per < int(lim["memory_mb"]) else ""
-                return {**base, "status": "memory",
-                        "reason": f"memory limit of {lim['memory_mb']} MiB{split} hit in {stage}"}
-            if kind == "exit":
-                return {**base, "status": "error", "reason": f"{stage} called exit ({detail}) before the tests finished"}
-            return {**base, "status": "error", "reason": f"{stage}: {detail}"}
-    if code is None:
-        return {**base, "status": "killed", "reason": "the sandbox lost track of the program"}
-    if code == _HARNESS_ERROR + 1 and not result:
-        return {**base, "status": "killed", "reason": "the sandbox could not set up the program's isolation "
-                "(namespaces, mounts or the temp dir); the program did not run"}
-    if code > 128:
-        sig = code - 128
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        if sig in (signal.SIGXCPU,):
-            return {**base, "status": "timeout", "reason": f"CPU-time limit of {lim['cpu_s']} s exceeded"}
-        if sig == signal.SIGKILL and elapsed >= float(lim["cpu_s"]):
-            return {**base, "status": "timeout", "reason": f"CPU-time limit of {lim['cpu_s']} s exceeded"}
-        if sig == signal.SIGXFSZ:
-            return {**base, "status": "killed", "reason": f"file-size limit of {lim['fsize_mb']} MiB exceeded"}
-        return {**base, "status": "killed", "reason": f"killed by {name}"}
-    if code < 0:
-        return {**base, "status": "killed", "reason": f"killed by signal {-code}"}
-    if code == 0:
-        return {**base, "status": "error", "reason": "the program exited before the tests finished"}
-    return {**base, "status": "error", "reason": f"the program exited with status {code} before the tests finished"}
+    return {"stopped": stopped, "exit": os.waitstatus_to_exitcode(c_status) if c_status is not None else None,
+            "record": bytes(capture.record).decode("utf-8", "replace"), "elapsed_s": elapsed,
+            "output": bytes(capture.output).decode("utf-8", "replace"), "output_bytes": capture.total,
+            "memory_split": memory_split(lim, _forks(iso))}
 
 
 _WARMUP_SOURCE = """\
