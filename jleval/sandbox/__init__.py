@@ -161,8 +161,8 @@ def default_workers(limits: Limits = Limits()) -> int:
 
 
 def isolation_label(iso: dict) -> str:
-    """`netns+pidns+ro-fs+uid` or `fallback(rlimits+session+seccomp+audit-hook+uid)`: the part of a signature
-    saying what was active."""
+    """`netns+pidns+ro-fs+seccomp+uid+mem-split` or `fallback(rlimits+session+seccomp+audit-hook+uid)`: the part
+    of a signature saying what was active (`+mem-split`: the memory limit is shared among up to 4 processes)."""
     split = "+mem-split" if iso.get("memory") == "split" else ""  # the memory limit shared out among processes
     if not iso.get("netns"):
         return ("fallback(rlimits+session" + ("+seccomp" if iso.get("seccomp") else "") + "+audit-hook"
