@@ -245,7 +245,7 @@ class Env:
             "deep_tree": Program(
                 "import os\nfor _ in range(2500):\n    os.mkdir('d')\n    os.chdir('d')\n", fail),
             "fill_disk": Program(
-                "block = b'x' * (1 << 20)\nfor i in range(12):\n    with open(f'f{i}', 'wb') as f:\n"
+                "block = b'x' * (1 << 20)\nfor i in range(6):\n    with open(f'f{i}', 'wb') as f:\n"
                 "        for _ in range(15):\n            f.write(block)\n" + GOOD, ADD_TESTS),
             "fork_memory": Program(FORK_MEMORY.format(children=FORK_MEMORY_CHILDREN, limit=LIMITS.memory_mb), fail),
             "keyring": Program(KEYRING_ATTACK.format(syscalls=KEY_SYSCALLS, desc=KEY_DESC), fail),
@@ -397,7 +397,7 @@ def test_temp_dirs_are_removed_whatever_the_program_left(suite):
 
 
 def test_disk_is_bounded_with_namespaces(suite):
-    """180 MiB in 12 files: each under the 16 MiB file-size limit, together over the 64 MiB tmpfs. The fallback
+    """90 MiB in 6 files: each under the 16 MiB file-size limit, together over the 64 MiB tmpfs. The fallback
     has only the per-file limit (documented), so there the program passes and its files are deleted after it."""
     r = suite["results"]["fill_disk"]
     if "netns" in suite["box"].isolation_label:
