@@ -687,14 +687,10 @@ def _write_request_files(req: dict, workdir: str) -> None:
             f.write(req["rc"])
 
 
-def _run_request(req: dict, cfg: dict, iso: dict, me: int) -> dict:
-    workdir = tempfile.mkdtemp(prefix="run-", dir=cfg["base_dir"])
-    try:
-        if not iso["netns"]:  # with namespaces the temp dir is a fresh tmpfs, filled inside C
-            _write_request_files(req, workdir)
-        return _supervise(req, cfg, iso, me, workdir)
-    finally:
-        remove_tree(workdir)
+def _run_request(req: dict, cfg: dict, iso: dict, me: int, workdir: str) -> dict:
+    if not iso["netns"]:  # with namespaces the temp dir is a fresh tmpfs, filled inside C
+        _write_request_files(req, workdir)
+    return _supervise(req, cfg, iso, me, workdir)
 
 
 def remove_tree(path: str) -> None:
@@ -910,12 +906,14 @@ def main() -> None:
         if body is None:
             break
         req = json.loads(body)
+        workdir = tempfile.mkdtemp(prefix="run-", dir=cfg["base_dir"])
         try:
-            reply = _run_request(req, cfg, iso, me)
+            reply = _run_request(req, cfg, iso, me, workdir)
         except Exception as exc:  # noqa: BLE001 - never die on one request
             reply = {"status": "killed", "reason": f"sandbox server error: {exc!r}", "elapsed_s": 0.0,
                      "output": "", "output_bytes": 0}
         _send(reply)
+        remove_tree(workdir)  # after the reply: a deep tree left on disk (the fallback) does not hold up the batch
     _sweep(me)
 
 
