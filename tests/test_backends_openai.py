@@ -4,13 +4,19 @@ The server's "model" answers `echo:<end of the prompt>` followed by a blank line
 per token, honouring max_tokens and stop strings like vLLM's server. Markers in a prompt script failures:
 [429:N] N times 429 with Retry-After, [503:N] N times 503 without it, [500] always 500, [400] a bad request,
 [sleep] an answer slower than the client's timeout, [slow] a short delay, [bad-json] a broken body,
-[nostop] a server that ignores stop strings.
+[nostop] a server that ignores stop strings. Hostile servers: [drip] sends its whole answer one byte at a time,
+[hang] never answers, [huge:N] / [huge-cl:N] send N bytes (without / with Content-Length), [wait-forever] a 429
+with Retry-After: 100000, and odd 200 answers ([num-text], [usage-str], [surrogate], [no-choices], [not-json],
+[not-object], [deep]). A server can also be made to answer everything slowly (`delay`), fail everything with 500
+(`broken`), or die after its Nth answer (`die_after`: in-flight requests then get their connection closed).
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -26,9 +32,12 @@ from jleval.types import GenParams, Request
 class FakeOpenAI(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, model="tiny", key=None):
+    def __init__(self, model="tiny", key=None, delay=0.0, broken=False, die_after=None):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.model, self.key = model, key
+        self.delay, self.broken, self.die_after, self.dead = delay, broken, die_after, False
+        self.prefix = ""  # put before every echo answer
+        self.answered: list[str] = []  # prompts answered with a completion, in order
         self.log: list[tuple[str, dict, dict]] = []
         self.hits: dict[str, int] = {}
         self.inflight = self.max_inflight = 0
@@ -47,6 +56,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.stop()
 
     def stop(self):
+        self.dead = True
         self.shutdown()
         self.server_close()
 
@@ -58,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status, obj=None, headers=(), raw=None):
-        body = raw if raw is not None else json.dumps(obj, ensure_ascii=False).encode()
+        body = raw if raw is not None else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -99,6 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         if not self._authorised():
             return
+        time.sleep(srv.delay)
+        if srv.dead:  # died while this request was in flight: the connection just closes
+            self.close_connection = True
+            return
+        if srv.broken:
+            self._send(500, {"error": {"message": "engine exploded"}})
+            return
         chat = self.path == "/v1/chat/completions"
         if self.path not in ("/v1/completions", "/v1/chat/completions") or body.get("model") != srv.model:
             self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
@@ -124,7 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "[bad-json]" in prompt:
             self._send(200, raw=b"{not json")
             return
-        full = f"echo:{prompt[-6:]}\n\nmore text"
+        if self._hostile(prompt, chat):
+            return
+        full = f"{srv.prefix}echo:{prompt[-6:]}\n\nmore text"
         text, finish, stop_reason = full[:body["max_tokens"]], "length", None
         if len(full) <= body["max_tokens"]:
             finish = "stop"
@@ -139,6 +158,66 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"id": "x", "object": "text_completion", "model": srv.model, "choices": [choice],
                          "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(text),
                                    "total_tokens": len(prompt) + len(text)}})
+        with srv.lock:
+            srv.answered.append(prompt)
+            if srv.die_after is not None and len(srv.answered) >= srv.die_after and not srv.dead:
+                srv.dead = True
+                threading.Thread(target=srv.stop, daemon=True).start()
+
+    def _hostile(self, prompt, chat):
+        """The answers of a faulty or hostile server; True when one was sent."""
+        odd = {"[num-text]": {"choices": [{"text": 42, "message": {"content": 42}}]},
+               "[usage-str]": {"choices": [{"text": "fine", "message": {"content": "fine"}, "finish_reason": 7}],
+                               "usage": "lots"},
+               "[no-choices]": {"choices": []}, "[not-object]": [1, 2, 3]}
+        for marker, obj in odd.items():
+            if marker in prompt:
+                self._send(200, obj)
+                return True
+        if "[surrogate]" in prompt:
+            key = "message" if chat else "text"
+            body = {"choices": [{key: {"content": "a\ud800b"} if chat else "a\ud800b", "finish_reason": "stop"}]}
+            self._send(200, body)  # json.dumps writes the lone surrogate as the escape \ud800
+            return True
+        if "[not-json]" in prompt:
+            self._send(200, raw=b"<html>gateway</html>")
+            return True
+        if "[deep]" in prompt:
+            self._send(200, raw=b"[" * 100_000 + b"]" * 100_000)
+            return True
+        if "[wait-forever]" in prompt:
+            self._send(429, {"error": {"message": "quota"}}, [("Retry-After", "100000")])
+            return True
+        if "[hang]" in prompt:
+            time.sleep(30)
+            self.close_connection = True
+            return True
+        return self._stream_odd(prompt)
+
+    def _stream_odd(self, prompt):
+        if m := re.search(r"\[huge(-cl)?:(\d+)\]", prompt):
+            size = int(m.group(2))
+            self.send_response(200)
+            if m.group(1):
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b"x" * 65536
+            with contextlib.suppress(OSError):
+                for _ in range(size // len(block)):
+                    self.wfile.write(block)
+            self.close_connection = True
+            return True
+        if "[drip]" in prompt:
+            text = json.dumps({"choices": [{"text": "slow", "message": {"content": "slow"}}]}).encode()
+            raw = (b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(text)).encode() + b"\r\n\r\n" + text)
+            with contextlib.suppress(OSError):
+                for i in range(len(raw)):
+                    self.wfile.write(raw[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            self.close_connection = True
+            return True
+        return False
 
 
 def req(prompt, i=0, max_tokens=64, stop=("\n\n",), messages=None, bos=False):
@@ -318,6 +397,201 @@ def test_tokenizer_option_counts_tokens(server, tiny_model):  # noqa: F811
     b = backend(server.url, tokenizer=str(tiny_model))
     assert b.count_tokens("こんにちは", add_special_tokens=True) == b.count_tokens("こんにちは") + 1
     assert b.apply_chat_template([("user", "hi")]) == "<|user|>\nhi</s>\n<|assistant|>\n"
+
+
+# ---- hostile and faulty servers (issue 16) ----------------------------------------------------------------------
+def test_the_request_timeout_is_a_deadline_for_the_whole_answer(server):
+    """A server that trickles its answer (headers included) one byte per 50 ms never trips a per-read timeout;
+    the deadline still ends each attempt at --request-timeout."""
+    b = backend(server.url, timeout=0.5, max_retries=1)
+    t0 = time.monotonic()
+    got = collect(b, [req("[drip]"), req("fine", i=1)])
+    assert time.monotonic() - t0 < 2.5, "the whole answer takes ~6 s per attempt: the deadline must cut it"
+    assert got[0].error and "no complete answer within 0.5 s" in got[0].error and "2 attempt" in got[0].error
+    assert got[1].error is None
+    assert server.hits["[drip]"] == 2
+
+
+def test_ctrl_c_returns_at_once_and_keeps_every_completed_reply(server):
+    """Ctrl-C while requests hang: KeyboardInterrupt within 2 s (not after the hanging requests), with every
+    reply that had arrived handed over before it, and no worker thread left behind."""
+    b = backend(server.url, concurrency=4)
+    requests = [req("[hang] a", i=0), req("[hang] b", i=1)] + [req(f"fast {i}", i=i) for i in range(2, 6)]
+    got = {}
+    timer = threading.Timer(0.8, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        for i, c in b.generate(requests):
+            got[i] = c
+    assert time.monotonic() - t0 < 0.8 + 2.0
+    assert sorted(got) == [2, 3, 4, 5] and all(c.error is None for c in got.values())
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("jleval-openai")]
+
+
+@pytest.mark.parametrize("marker", ["[num-text]", "[no-choices]", "[not-json]", "[not-object]", "[deep]"])
+def test_a_malformed_200_answer_is_an_error_row_not_an_abort(server, marker):
+    got = collect(backend(server.url), [req(f"odd {marker}"), req("fine", i=1)])
+    assert got[0].error and "malformed response" in got[0].error and got[0].text == ""
+    assert got[0].finish_reason == "error" and server.hits[f"odd {marker}"] == 1
+    assert got[1].error is None and got[1].text == "echo:fine"
+
+
+def test_odd_usage_and_lone_surrogates_keep_the_answer_and_stay_writable(server):
+    msgs = (("user", "[surrogate]"),)
+    got = collect(backend(server.url), [req("[usage-str]"), req("[surrogate]", i=1), req("x", i=2, messages=msgs)])
+    assert got[0].error is None and got[0].text == "fine"
+    assert got[0].prompt_tokens is None and got[0].finish_reason is None
+    for k in (1, 2):
+        assert got[k].error is None and got[k].text == "a\ufffdb"
+        json.dumps({"generation": got[k].text}, ensure_ascii=False).encode("utf-8")  # what run.py writes
+
+
+@pytest.mark.parametrize("marker", ["[huge:2097152]", "[huge-cl:2097152]"])
+def test_a_response_larger_than_the_cap_is_an_error_row(server, marker):
+    got = collect(backend(server.url, max_response_bytes=1 << 20), [req(marker), req("fine", i=1)])
+    assert got[0].error and "too large" in got[0].error and "1048576" in got[0].error
+    assert got[1].error is None and server.hits[marker] == 1
+
+
+def test_the_default_cap_is_16_mib(server):
+    got = collect(backend(server.url), [req("[huge:20971520]")])
+    assert got[0].error and "too large" in got[0].error and str(16 << 20) in got[0].error
+
+
+def test_a_retry_after_past_the_cap_fails_the_request_at_once(server):
+    t0 = time.monotonic()
+    got = collect(backend(server.url), [req("[wait-forever]")])
+    assert time.monotonic() - t0 < 2.0
+    assert got[0].error and "HTTP 429" in got[0].error and "Retry-After 100000 s" in got[0].error
+    assert server.hits["[wait-forever]"] == 1
+    assert _retry_after("inf") is None and _retry_after("nan") is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"base_url": "notaurl"}, "--base-url 'notaurl' is not an http"),
+    ({"base_url": "ftp://127.0.0.1/v1"}, "--base-url 'ftp://127.0.0.1/v1' is not an http"),
+    ({"base_url": "http://"}, "is not an http"),
+    ({"base_url": "http://127.0.0.1:port/v1"}, "is not an http"),
+    ({"base_url": "http://a:1/v1,"}, "--base-url '' is not an http"),
+    ({"base_url": "http://a:1/v1,http://a:1/v1/"}, "names a server twice"),
+    ({"timeout": float("nan")}, "--request-timeout must be a finite number > 0, not nan"),
+    ({"timeout": float("inf")}, "--request-timeout must be a finite number > 0, not inf"),
+    ({"timeout": -1.0}, "--request-timeout must be"),
+    ({"timeout": 0}, "--request-timeout must be"),
+    ({"max_retries": -1}, "--max-retries must be a whole number >= 0, not -1"),
+    ({"concurrency": 0}, "--concurrency must be a whole number >= 1"),
+    ({"max_response_bytes": 0}, "max_response_bytes must be"),
+    ({"retry_after_max": float("nan")}, "retry_after_max must be"),
+])
+def test_bad_options_are_one_line_usage_errors_before_anything_is_sent(options, message):
+    from jleval.backends import load_backend
+    from jleval.errors import UsageError
+
+    options = {"base_url": "http://127.0.0.1:9/v1", **options}
+    with pytest.raises(UsageError) as err:
+        load_backend("openai", "tiny", **options)
+    assert message in err.value.message and "\n" not in err.value.message
+
+
+# ---- several servers (issue 18) --------------------------------------------------------------------------------
+def test_several_servers_one_dying_mid_run_every_request_answered_once():
+    """Three servers, one of which dies after its 5th answer with requests in flight: every request comes back
+    exactly once without an error, the same as from one server; the dead one is drained; the counts add up."""
+    requests = [req(f"question {i:02d}", i=i) for i in range(60)]
+    with FakeOpenAI(delay=0.01) as one:
+        alone = collect(backend(one.url), requests)
+    with FakeOpenAI(delay=0.01) as a, FakeOpenAI(delay=0.01, die_after=5) as dying, FakeOpenAI(delay=0.01) as c:
+        b = backend(f"{a.url},{dying.url},{c.url}", concurrency=2)
+        got = collect(b, requests)
+        servers = {s["url"]: s for s in b.describe()["servers"]}
+    assert sorted(got) == list(range(60)) and all(c.error is None for c in got.values())
+    assert {i: c.text for i, c in got.items()} == {i: c.text for i, c in alone.items()}
+    answered = a.answered + dying.answered + c.answered
+    assert sorted(answered) == sorted(r.prompt for r in requests), "each request answered exactly once"
+    dead = servers[dying.url]
+    assert dead["drained_at"] and "refused connections" in dead["drain_reason"]
+    assert dead["completed"] == len(dying.answered) == 5 and dead["failed"] >= 1
+    assert dead["requests"] == dead["completed"] + dead["failed"]
+    for srv in (a, c):
+        s = servers[srv.url]
+        assert s["drained_at"] is None and s["failed"] == 0
+        assert s["completed"] == s["requests"] == len(srv.answered) > 5
+    assert sum(s["completed"] for s in servers.values()) == 60
+
+
+def test_least_outstanding_requests_sends_more_to_the_faster_server():
+    with FakeOpenAI(delay=0.25) as slow, FakeOpenAI(delay=0.01) as fast:
+        b = backend(f"{slow.url},{fast.url}", concurrency=2)
+        got = collect(b, [req(f"q{i}", i=i) for i in range(40)])
+        counts = {s["url"]: s["completed"] for s in b.describe()["servers"]}
+    assert len(got) == 40 and all(c.error is None for c in got.values())
+    assert counts[fast.url] >= 3 * counts[slow.url] and counts[slow.url] >= 1
+    assert 1 <= slow.max_inflight <= 2 and 1 <= fast.max_inflight <= 2
+
+
+def test_a_server_failing_what_another_answers_is_drained_but_a_bad_request_drains_none():
+    with FakeOpenAI() as good, FakeOpenAI(broken=True) as bad:
+        b = backend(f"{bad.url},{good.url}", max_retries=1)
+        got = collect(b, [req(f"q{i}", i=i) for i in range(12)])
+        servers = {s["url"]: s for s in b.describe()["servers"]}
+        assert all(c.error is None for c in got.values()) and len(got) == 12
+        assert servers[bad.url]["drained_at"] and "another server answered" in servers[bad.url]["drain_reason"]
+        assert servers[bad.url]["completed"] == 0 and servers[bad.url]["failed"] >= 1
+        assert servers[good.url]["completed"] == 12 and servers[good.url]["drained_at"] is None
+    with FakeOpenAI() as a, FakeOpenAI() as c:  # a request every server fails is the request's fault
+        b = backend(f"{a.url},{c.url}", max_retries=1)
+        got = collect(b, [req("boom [500]"), req("fine", i=1)])
+        assert "HTTP 500" in got[0].error and got[1].error is None
+        assert a.hits["boom [500]"] + c.hits["boom [500]"] == 4
+        assert all(s["drained_at"] is None for s in b.describe()["servers"])
+
+
+def test_every_server_down_stops_the_run_after_what_was_received():
+    a, c = FakeOpenAI().__enter__(), FakeOpenAI().__enter__()
+    b = backend(f"{a.url},{c.url}", concurrency=1, max_retries=1)
+    stream = b.generate([req(f"q{i}", i=i) for i in range(8)])
+    got = [next(stream)]
+    a.stop()
+    c.stop()
+    with pytest.raises(BackendError, match="refuses connections: every server is down"):
+        for item in stream:
+            got.append(item)
+    assert all(c.error is None for _, c in got) and 1 <= len(got) < 8
+    assert all(s["drained_at"] for s in b.describe()["servers"])
+
+
+@pytest.mark.slow  # preprocessing and two runs: ~10 s here
+def test_a_run_over_several_servers_writes_what_one_server_gives_and_records_the_counts(raw_dir, tmp_path):
+    """`jleval run` end to end: answers with a lone surrogate are written as valid UTF-8 JSON lines, two servers
+    give the same outputs as one, and the manifest records each server's final counts."""
+    from jleval.jaster.preprocess import preprocess
+    from jleval.run import RunOptions, read_outputs, run
+    from jleval.tasks import get_task
+
+    data = tmp_path / "jaster"
+    preprocess([get_task("jamp")], data, raw_dir=raw_dir)
+
+    def go(url, name):
+        opts = RunOptions(model="tiny", backend="openai", tasks="jamp", data_dir=data, out=tmp_path / "runs",
+                          run_name=name, max_num_samples=30, backend_options={"base_url": url, "backoff_base": 0.01})
+        res = run(opts)
+        path = res.run_dir / "outputs" / "jamp.jsonl"
+        path.read_bytes().decode("utf-8")  # strict: a lone surrogate would not have been writable
+        manifest = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+        return {r["id"]: r["generation"] for r in read_outputs(path)}, manifest["backend"]["servers"]
+
+    with FakeOpenAI() as one, FakeOpenAI() as a, FakeOpenAI(delay=0.01) as c:
+        for srv in (one, a, c):
+            srv.prefix = "\ud800"
+        alone, one_counts = go(one.url, "one")
+        both, counts = go(f"{a.url},{c.url}", "two")
+    assert len(alone) == 30 and all("\ufffd" in g for g in alone.values())
+    assert both == alone
+    assert [s["completed"] for s in one_counts] == [30]
+    assert [s["url"] for s in counts] == [a.url, c.url] and sum(s["completed"] for s in counts) == 30
+    assert all(s["completed"] == len(srv.answered) > 0 for s, srv in zip(counts, (a, c)))
 
 
 from tiny_fixtures import tiny_model  # noqa: E402,F401  (fixture)

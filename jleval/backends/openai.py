@@ -4,46 +4,61 @@ OpenAI route, commercial APIs), through httpx.
 - Endpoint: `/completions` for text prompts and `/chat/completions` for requests that carry chat messages
   (`endpoint="auto"`); `endpoint="chat"` sends every prompt as one user message, `endpoint="completions"`
   sends the rendered prompt text even for chat requests.
-- Concurrency: at most `concurrency` requests in flight (a thread pool over one connection pool); completions
-  are yielded as each one finishes.
+- Servers: `base_url` is one URL or several separated by commas. Each request goes to the live server with the
+  fewest requests in flight, at most `concurrency` on each (worker threads over one connection pool per server);
+  completions are yielded as each one finishes. A server that refuses connections is drained (no new requests)
+  and its requests go to the others; so is one whose failed request (5xx, timeouts, dropped connections after
+  the retries) another server then answers. Per-server counts are in describe()["servers"].
 - Retries: 429, 5xx, timeouts and dropped connections are retried up to `max_retries` times with exponential
   backoff (`backoff_base * 2**attempt`, capped at `backoff_max`), waiting what the server's `Retry-After` says
-  when it says something.
-- A request that finally fails is yielded as a Completion with `error` set and no text; it is never an empty
-  answer. A server that refuses connections, or rejects the key or the model (401/403/404), stops the run
-  with a BackendError, after every completion received so far has been yielded.
+  when it says something, up to `retry_after_max` seconds: a server that asks for longer fails the request.
+- Bounds: `timeout` is the deadline of one attempt as a whole (connecting, headers and body: a server that
+  trickles bytes cannot hold a request longer), and a response body larger than `max_response_bytes` is not read.
+- A request that finally fails, or gets an answer that is not a well-formed completion, is yielded as a
+  Completion with `error` set and no text; it is never an empty answer and never stops the run. Every server
+  refusing connections, or a server rejecting the key or the model (401/403/404), stops the run with a
+  BackendError, after every completion received so far has been yielded; so does Ctrl-C (KeyboardInterrupt),
+  at once: requests in flight are abandoned, not waited for.
 - The API key is read from the environment variable named by `api_key_env` (default OPENAI_API_KEY); none is
   sent when it is unset (a local `vllm serve` needs none). The key never appears in describe().
 - `vllm_extensions=True` (default) sends vLLM's extra fields: `add_special_tokens` on the completions endpoint
   (the BOS policy; vLLM would add BOS otherwise) and `repetition_penalty` when it is not 1. Set it to False for
   servers that reject unknown fields.
 - Stop strings are sent to the server and also applied to the returned text, so a server that ignores them
-  still gives the text vLLM would.
+  still gives the text vLLM would. Lone surrogates in an answer (`"\\ud800"`, not text) become U+FFFD.
 """
 from __future__ import annotations
 
 import email.utils
+import json
+import math
 import os
+import queue
 import random
+import re
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import urllib.parse
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from jleval.backends import _openai_net as net
 from jleval.backends._common import cut_at_stop, find_stop, fingerprint_of, render_chat
 from jleval.errors import BackendError, UsageError
 from jleval.types import Completion, Request
 
 OPTIONS = {"base_url", "api_key_env", "endpoint", "concurrency", "max_retries", "timeout", "backoff_base",
-           "backoff_max", "tokenizer", "vllm_extensions", "max_tokens_field", "revision"}
+           "backoff_max", "tokenizer", "vllm_extensions", "max_tokens_field", "revision", "max_response_bytes",
+           "retry_after_max"}
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = {408, 409, 425, 429}  # plus every 5xx
 FATAL_STATUS = {401: "the server rejected the API key", 403: "the server refused access",
                 404: "the server has no such endpoint or model"}
-
-
-RETRY_AFTER_MAX = 600.0  # seconds: a longer Retry-After is not worth waiting for within a run
+RETRY_AFTER_MAX = 60.0  # seconds: a server asking for a longer wait fails the request instead
+MAX_RESPONSE_BYTES = 16 << 20  # a completion's JSON is kilobytes; anything this large is not one
+ERROR_BODY_BYTES = 4096  # how much of an error response is read (for its message)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Fatal(Exception):
@@ -54,6 +69,78 @@ class _Fatal(Exception):
         self.hint = hint
 
 
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass
+class _Outcome:
+    """What one server made of one request: a completion (maybe an error row) and whose fault a failure is:
+    None (the request's own, or success), "server" (worth trying on another server) or "down" (refused)."""
+
+    completion: Completion
+    fault: str | None = None
+
+
+@dataclass
+class _Retry:
+    """A failed attempt that may be retried (after `retry_after` seconds when the server said so)."""
+
+    error: str
+    fault: str = "server"
+    retry_after: float | None = None
+
+
+def parse_base_urls(value: str) -> list[str]:
+    """The URLs in a --base-url value (one, or several separated by commas), each checked: http(s) and a host."""
+    urls = [u.strip().rstrip("/") for u in value.split(",")]
+    for url in urls:
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            parsed.port  # noqa: B018 (raises ValueError on a port that is not a number)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise UsageError(f"--base-url {url!r} is not an http(s) URL with a host",
+                             "e.g. --base-url http://127.0.0.1:8000/v1 (several: separated by commas)")
+    if len(set(urls)) != len(urls):
+        raise UsageError(f"--base-url {value!r} names a server twice", "list each server once")
+    return urls
+
+
+def _check_number(flag: str, value: Any, low: float, *, integer: bool = False, strict: bool = False) -> None:
+    """Refuse NaN, infinities, wrong types and values below `low` (or equal to it when `strict`), naming the flag."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strict and value == low):
+        what = "a whole number" if integer else "a finite number"
+        raise UsageError(f"{flag} must be {what} {'>' if strict else '>='} {low:g}, not {value!r}")
+
+
+def check_options(*, concurrency: int = 8, max_retries: int = 5, timeout: float = 120.0, backoff_base: float = 1.0,
+                  backoff_max: float = 60.0, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                  retry_after_max: float = RETRY_AFTER_MAX, endpoint: str = "auto") -> None:
+    """The numeric options and the endpoint, checked before anything is sent (CLI and library alike)."""
+    if endpoint not in ("auto", "completions", "chat"):
+        raise UsageError(f"unknown endpoint {endpoint!r}", "use auto, completions or chat")
+    _check_number("--concurrency", concurrency, 1, integer=True)
+    _check_number("--max-retries", max_retries, 0, integer=True)
+    _check_number("--request-timeout", timeout, 0, strict=True)
+    _check_number("backoff_base", backoff_base, 0)
+    _check_number("backoff_max", backoff_max, 0)
+    _check_number("max_response_bytes", max_response_bytes, 1, integer=True)
+    _check_number("retry_after_max", retry_after_max, 0)
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (valid in JSON escapes, not in UTF-8) replaced by U+FFFD, so the text can be written."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 class OpenAIBackend:
     name = "openai"
 
@@ -61,50 +148,63 @@ class OpenAIBackend:
                  endpoint: str = "auto", concurrency: int = 8, max_retries: int = 5, timeout: float = 120.0,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, tokenizer: str | None = None,
                  vllm_extensions: bool = True, max_tokens_field: str = "max_tokens",
-                 revision: str | None = None, probe: bool = True) -> None:
-        import httpx
-
-        if endpoint not in ("auto", "completions", "chat"):
-            raise UsageError(f"unknown endpoint {endpoint!r}", "use auto, completions or chat")
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise UsageError(f"bad openai options: --concurrency {concurrency} (must be >= 1), --max-retries "
-                             f"{max_retries} (>= 0), --request-timeout {timeout} (> 0)")
+                 revision: str | None = None, probe: bool = True, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 retry_after_max: float = RETRY_AFTER_MAX) -> None:
+        check_options(concurrency=concurrency, max_retries=max_retries, timeout=timeout, backoff_base=backoff_base,
+                      backoff_max=backoff_max, max_response_bytes=max_response_bytes,
+                      retry_after_max=retry_after_max, endpoint=endpoint)
+        urls = parse_base_urls(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = ",".join(urls)
         self.api_key_env = api_key_env
         self.endpoint = endpoint
         self.concurrency = concurrency
         self.max_retries = max_retries
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_response_bytes = max_response_bytes
+        self.retry_after_max = retry_after_max
         self.vllm_extensions = vllm_extensions
         self.max_tokens_field = max_tokens_field
         self.revision = revision
         self._tokenizer_name = tokenizer
         self._tokenizer: Any = None
         self._tokenizer_error: UsageError | None = None
+        self.pool = net.ServerPool([net.Server(url, self._client(url)) for url in urls], concurrency)
+        self.served_models: list[str] | None = None
+        self.served_model: dict[str, Any] | None = None  # the (first) server's /models entry for self.model
+        if probe:
+            for server in self.pool.servers:
+                self._probe(server)
+
+    def _client(self, url: str):
+        import httpx
+
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(api_key_env)
+        key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        client = httpx.Client(
+            base_url=url, headers=headers, timeout=httpx.Timeout(self.timeout),
+            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
         )
-        self.served_models: list[str] | None = None
-        self.served_model: dict[str, Any] | None = None  # the server's /models entry for self.model
-        if probe:
-            self._probe()
+        net.guard_client(client)
+        return client
 
     # ---- protocol ---------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
+        """The `servers` entries are the live count dicts: a manifest holding this describe() and written again
+        after the run records the final counts."""
         return {
             "engine": "openai-compatible", "base_url": self.base_url, "model": self.model,
             "revision": self.revision, "endpoint": self.endpoint, "served_models": self.served_models,
             "served_model": self.served_model,
             "vllm_extensions": self.vllm_extensions, "api_key_env": self.api_key_env,
             "api_key_set": bool(os.environ.get(self.api_key_env)), "tokenizer": self._tokenizer_name,
+            "request_timeout": self.timeout, "max_retries": self.max_retries,
+            "max_response_bytes": self.max_response_bytes, "retry_after_max": self.retry_after_max,
+            "servers": [s.stats for s in self.pool.servers],
         }
 
     def fingerprint(self) -> str:
@@ -127,49 +227,17 @@ class OpenAIBackend:
             return "".join(f"<{role}>\n{content}\n" for role, content in messages)
 
     def close(self) -> None:
-        self._client.close()
+        for server in self.pool.servers:
+            server.client.close()
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         first_chat = next((r for r in requests if r.messages is not None), None)
         if first_chat is not None and self.endpoint == "completions":
             self._path_and_body(first_chat)  # refuses before anything is sent when the template is unknown
-        stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="jleval-openai")
-        pending: dict[Future, int] = {}
-        queue = iter(enumerate(requests))
+        if requests:
+            yield from _Dispatch(self, requests).stream()
 
-        def refill() -> None:
-            # Submit lazily so that an abort leaves the rest unsent, and memory stays flat on big runs.
-            while len(pending) < 2 * self.concurrency:
-                nxt = next(queue, None)
-                if nxt is None:
-                    return
-                pending[pool.submit(self._one, nxt[1], stop)] = nxt[0]
-
-        try:
-            refill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    index = pending.pop(fut)
-                    try:
-                        completion = fut.result()
-                    except _Fatal as err:
-                        stop.set()
-                        # Completions other workers already received are still handed over first.
-                        for other in list(pending):
-                            if other.done() and not other.cancelled() and other.exception() is None \
-                                    and other.result() is not None:
-                                yield pending.pop(other), other.result()
-                        raise BackendError(str(err), err.hint) from None
-                    if completion is not None:
-                        yield index, completion
-                refill()
-        finally:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    # ---- one request ------------------------------------------------------------------------------
+    # ---- one request on one server ----------------------------------------------------------------
     def _path_and_body(self, req: Request) -> tuple[str, dict[str, Any]]:
         gen = req.gen
         chat = self.endpoint == "chat" or (self.endpoint == "auto" and req.messages is not None)
@@ -199,102 +267,150 @@ class OpenAIBackend:
             body["add_special_tokens"] = req.add_special_tokens
         return "/completions", body
 
-    def _one(self, req: Request, stop: threading.Event) -> Completion | None:
-        """Send one request with retries. None means the run was aborted meanwhile (nothing to record)."""
-        import httpx
-
+    def _one(self, server: net.Server, req: Request, stop: threading.Event) -> _Outcome | None:
+        """Send one request to one server, with retries. None: the run stopped meanwhile (nothing to record)."""
         path, body = self._path_and_body(req)
         t0 = time.perf_counter()
-        last_error = "not sent"
         for attempt in range(self.max_retries + 1):
             if stop.is_set():
                 return None
-            retry_after = None
-            try:
-                resp = self._client.post(path, json=body)
-            except httpx.ConnectError as err:
-                last_error = f"cannot connect to {self.base_url}: {err}"
-                if attempt == self.max_retries:
-                    raise self._refused(err) from None
-            except httpx.TimeoutException:
-                last_error = f"timed out after {self.timeout:g} s"
-            except httpx.TransportError as err:  # connection dropped mid-response, protocol errors
-                last_error = f"{type(err).__name__}: {err}"
-            else:
-                if resp.status_code == 200:
-                    return self._parse(resp, path, req, time.perf_counter() - t0, attempt)
-                snippet = resp.text[:300].strip()
-                last_error = f"HTTP {resp.status_code} from {path}: {snippet}"
-                if resp.status_code in FATAL_STATUS:
-                    raise _Fatal(f"{FATAL_STATUS[resp.status_code]} (HTTP {resp.status_code} from "
-                                 f"{self.base_url}{path}): {snippet}",
-                                 f"check ${self.api_key_env}, --base-url and the model name {self.model!r} "
-                                 "(GET /models lists what the server serves)")
-                if resp.status_code not in RETRY_STATUS and resp.status_code < 500:
-                    break  # a bad request stays bad: no retry
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
-            if attempt < self.max_retries:
-                if retry_after is not None:
-                    delay = min(retry_after, RETRY_AFTER_MAX)
-                else:  # exponential backoff with a little jitter, so that retries do not arrive in lockstep
-                    delay = min(self.backoff_max, self.backoff_base * 2 ** attempt * (1 + 0.1 * random.random()))
-                if stop.wait(delay):
-                    return None
+            result = self._attempt(server, path, body, req, attempt, stop)
+            if isinstance(result, _Outcome):
+                result.completion.latency_s = time.perf_counter() - t0
+                return result
+            if stop.is_set():
+                return None
+            if server.drained or (result.fault == "down" and len(self.pool.live()) > 1):
+                break  # other servers take it from here
+            if attempt < self.max_retries and stop.wait(self._delay(result, attempt)):
+                return None
+        return _Outcome(self._failed(result.error, attempt + 1, t0), fault=result.fault)
+
+    def _delay(self, result: _Retry, attempt: int) -> float:
+        if result.retry_after is not None:
+            return result.retry_after
+        # exponential backoff with a little jitter, so that retries do not arrive in lockstep
+        return min(self.backoff_max, self.backoff_base * 2 ** attempt * (1 + 0.1 * random.random()))
+
+    @staticmethod
+    def _failed(error: str, attempts: int, t0: float) -> Completion:
         return Completion(text="", finish_reason="error", latency_s=time.perf_counter() - t0,
-                          error=f"{last_error} (after {attempt + 1} attempt(s))")
+                          error=_clean(f"{error} (after {attempts} attempt(s))"))
 
-    def _refused(self, err: Exception) -> _Fatal:
-        return _Fatal(f"the server at {self.base_url} refuses connections: {err}",
-                      "start the server (e.g. `vllm serve MODEL`), or fix --base-url / $OPENAI_BASE_URL")
+    def _attempt(self, server: net.Server, path: str, body: dict[str, Any], req: Request, attempt: int,
+                 stop: threading.Event) -> _Outcome | _Retry:
+        import httpx
 
-    def _parse(self, resp, path: str, req: Request, latency: float, attempt: int) -> Completion:
         try:
-            data = resp.json()
-            choice = data["choices"][0]
+            status, headers, data = self._exchange(server, path, body, stop)
+        except httpx.ConnectError as err:
+            return _Retry(f"cannot connect to {server.url}: {err}", fault="down")
+        except httpx.TimeoutException:
+            why = "no complete answer within" if net.expired() == "deadline" else "timed out after"
+            return _Retry(f"timed out: {why} {self.timeout:g} s (--request-timeout)")
+        except httpx.TransportError as err:  # connection dropped mid-response, protocol errors
+            return _Retry(f"{type(err).__name__}: {err}")
+        except _TooLarge as err:
+            return _Outcome(self._failed(str(err), attempt + 1, time.perf_counter()))
+        if status == 200:
+            return _Outcome(self._parse(data, path, req, attempt))
+        return self._http_error(server, path, status, headers, data, attempt)
+
+    def _http_error(self, server: net.Server, path: str, status: int, headers, data: bytes,
+                    attempt: int) -> _Outcome | _Retry:
+        snippet = data[:300].decode("utf-8", "replace").strip()
+        error = f"HTTP {status} from {path}: {snippet}"
+        if status in FATAL_STATUS:
+            raise _Fatal(f"{FATAL_STATUS[status]} (HTTP {status} from {server.url}{path}): {snippet}",
+                         f"check ${self.api_key_env}, --base-url and the model name {self.model!r} "
+                         "(GET /models lists what the server serves)")
+        if status not in RETRY_STATUS and status < 500:  # a bad request stays bad: no retry
+            return _Outcome(self._failed(error, attempt + 1, time.perf_counter()))
+        retry_after = _retry_after(headers.get("Retry-After"))
+        if retry_after is not None and retry_after > self.retry_after_max:
+            error += f" with Retry-After {retry_after:g} s, longer than the {self.retry_after_max:g} s jleval waits"
+            return _Outcome(self._failed(error, attempt + 1, time.perf_counter()), fault="server")
+        return _Retry(error, retry_after=retry_after)
+
+    def _exchange(self, server: net.Server, path: str, body: dict[str, Any],
+                  stop: threading.Event) -> tuple[int, Any, bytes]:
+        """POST within the request's deadline; the body read in chunks, refused past `max_response_bytes`."""
+        with net.deadline(self.timeout, stop), server.client.stream("POST", path, json=body) as resp:
+            limit = self.max_response_bytes if resp.status_code == 200 else ERROR_BODY_BYTES
+            declared = resp.headers.get("Content-Length", "")
+            if resp.status_code == 200 and declared.isdigit() and int(declared) > limit:
+                raise _TooLarge(self._too_large(f"{int(declared)} bytes"))
+            chunks, size = [], 0
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    if resp.status_code == 200:
+                        raise _TooLarge(self._too_large(f"more than {limit} bytes"))
+                    break  # an error message: its start is enough
+            return resp.status_code, resp.headers, b"".join(chunks)
+
+    def _too_large(self, size: str) -> str:
+        return (f"the response was too large ({size}; the limit is {self.max_response_bytes} bytes, "
+                "max_response_bytes): not a completion")
+
+    def _parse(self, data: bytes, path: str, req: Request, attempt: int) -> Completion:
+        """A 200 answer as a Completion; anything that is not a well-formed completion is an error row."""
+        try:
+            choice, usage = _choice_of(data)
             text = choice["message"]["content"] if path == "/chat/completions" else choice["text"]
-            if text is None:
-                raise KeyError("content is null")
-        except (ValueError, KeyError, IndexError, TypeError) as err:
-            return Completion(text="", finish_reason="error", latency_s=latency,
-                              error=f"malformed response from {path} ({type(err).__name__}: {err}): "
-                                    f"{resp.text[:200]}")
-        usage = data.get("usage") or {}
+            if not isinstance(text, str):
+                raise TypeError(f"the text is {type(text).__name__}, not a string")
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError) as err:
+            shown = data[:200].decode("utf-8", "replace")
+            return Completion(text="", finish_reason="error",
+                              error=_clean(f"malformed response from {path} ({type(err).__name__}: {err}): {shown}"))
+        text = _clean(text)
         finish = choice.get("finish_reason")
-        found = find_stop(text, req.gen.stop)
-        if found is not None:  # the server ignored a stop string: cut as vLLM would
+        finish = _clean(finish) if isinstance(finish, str) else None
+        if find_stop(text, req.gen.stop) is not None:  # the server ignored a stop string: cut as vLLM would
             text, finish = cut_at_stop(text, req.gen.stop), "stop"
         extra: dict[str, Any] = {"attempts": attempt + 1}
-        if choice.get("stop_reason") is not None:
-            extra["stop_reason"] = choice["stop_reason"]
-        return Completion(text=text, finish_reason=finish, prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens"), latency_s=latency, extra=extra)
+        if isinstance(choice.get("stop_reason"), (str, int)) and not isinstance(choice["stop_reason"], bool):
+            stop_reason = choice["stop_reason"]
+            extra["stop_reason"] = _clean(stop_reason) if isinstance(stop_reason, str) else stop_reason
+        return Completion(text=text, finish_reason=finish, prompt_tokens=_count(usage.get("prompt_tokens")),
+                          completion_tokens=_count(usage.get("completion_tokens")), extra=extra)
 
-    def _probe(self) -> None:
+    def _refused(self, server: net.Server, err: Exception | str) -> _Fatal:
+        return _Fatal(f"the server at {server.url} refuses connections: {err}",
+                      "start the server (e.g. `vllm serve MODEL`), or fix --base-url / $OPENAI_BASE_URL")
+
+    def _probe(self, server: net.Server) -> None:
         """GET /models once: a refused connection or a rejected key fails here, before any work is queued."""
         import httpx
 
         try:
-            resp = self._client.get("/models", timeout=min(self.timeout, 30.0))
+            with net.deadline(min(self.timeout, 30.0)):
+                resp = server.client.get("/models")
         except httpx.ConnectError as err:
-            fatal = self._refused(err)
+            fatal = self._refused(server, err)
             raise BackendError(str(fatal), fatal.hint) from None
         except httpx.HTTPError:
             return  # slow or odd servers get their chance with the real requests
         if resp.status_code in (401, 403):
             raise BackendError(f"{FATAL_STATUS[resp.status_code]} (HTTP {resp.status_code} from "
-                               f"{self.base_url}/models)", f"set ${self.api_key_env} to a valid key")
+                               f"{server.url}/models)", f"set ${self.api_key_env} to a valid key")
         if resp.status_code == 200:
-            try:
-                entries = resp.json().get("data", [])
-                self.served_models = [m["id"] for m in entries]
-                self.served_model = next((m for m in entries if m["id"] == self.model), None)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                self.served_models = None
-            if self.served_models and self.model not in self.served_models:
-                raise BackendError(
-                    f"the server at {self.base_url} does not serve {self.model!r}",
-                    f"it serves: {', '.join(self.served_models[:10])}",
-                )
+            self._check_served(server, resp)
+
+    def _check_served(self, server: net.Server, resp) -> None:
+        try:
+            entries = resp.json().get("data", [])
+            served = [m["id"] for m in entries]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return
+        if served and self.model not in served:
+            raise BackendError(f"the server at {server.url} does not serve {self.model!r}",
+                               f"it serves: {', '.join(map(str, served[:10]))}")
+        self.served_models = sorted(set(self.served_models or []) | set(map(str, served)))
+        if self.served_model is None:
+            self.served_model = next((m for m in entries if m["id"] == self.model), None)
 
     def _get_tokenizer(self):
         if self._tokenizer is None:
@@ -314,17 +430,136 @@ class OpenAIBackend:
         return self._tokenizer
 
 
+def _choice_of(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first choice and the usage (empty when absent or malformed) of a completion response."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list) or not obj["choices"]:
+        raise ValueError("no choices in the answer")
+    choice = obj["choices"][0]
+    if not isinstance(choice, dict):
+        raise TypeError("the first choice is not an object")
+    usage = obj.get("usage")
+    return choice, usage if isinstance(usage, dict) else {}
+
+
+class _Dispatch:
+    """One generate() call: worker threads take requests in order, each serves one on the least busy server (and
+    on others when that one fails it), and the caller's thread yields what they finish."""
+
+    def __init__(self, backend: OpenAIBackend, requests: Sequence[Request]) -> None:
+        self.b, self.requests = backend, requests
+        self.stop = threading.Event()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()  # ("done", index, Completion) | ("error", index, exc)
+        self._next, self._lock = 0, threading.Lock()
+        n = min(len(requests), backend.concurrency * len(backend.pool.servers))
+        self.threads = [threading.Thread(target=self._work, name=f"jleval-openai-{k}", daemon=True)
+                        for k in range(n)]
+
+    def stream(self) -> Iterator[tuple[int, Completion]]:
+        for t in self.threads:
+            t.start()
+        left = len(self.requests)
+        try:
+            while left:
+                try:  # a timed wait, so that Ctrl-C is seen at once whichever thread the signal hits
+                    kind, index, payload = self.done.get(timeout=net.POLL_S)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    yield from self._finish()
+                    raise BackendError(str(payload), payload.hint) if isinstance(payload, _Fatal) else payload
+                left -= 1
+                yield index, payload
+        except KeyboardInterrupt:
+            yield from self._finish()  # every completion received is handed over before the interrupt goes on
+            raise
+        finally:
+            self.stop.set()
+
+    def _finish(self) -> Iterator[tuple[int, Completion]]:
+        """Stop the workers (each notices within POLL_S), then yield the completions that arrived meanwhile."""
+        self.stop.set()
+        end = time.monotonic() + 1.0
+        for t in self.threads:
+            t.join(max(0.0, end - time.monotonic()))
+        while True:
+            try:
+                kind, index, payload = self.done.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "done":
+                yield index, payload
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self.stop.is_set() or self._next >= len(self.requests):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _work(self) -> None:
+        while (index := self._take()) is not None:
+            try:
+                completion = self._serve(self.requests[index])
+            except BaseException as err:  # noqa: BLE001 (handed to the caller's thread, which raises it)
+                self.stop.set()
+                self.done.put(("error", index, err))
+                return
+            if completion is None:
+                return
+            self.done.put(("done", index, completion))
+
+    def _serve(self, req: Request) -> Completion | None:
+        """One request: on the least busy live server, then on others while servers fail it."""
+        pool, failed_on, last = self.b.pool, [], None
+        while True:
+            server = pool.acquire(failed_on, self.stop)
+            if server is None:
+                return None if self.stop.is_set() else self._nowhere(failed_on, last)
+            outcome = None
+            try:
+                outcome = self.b._one(server, req, self.stop)
+            finally:
+                pool.release(server, "stopped" if outcome is None else
+                             "completed" if outcome.completion.error is None else "failed")
+            if outcome is None:
+                return None
+            if outcome.fault == "down":
+                pool.drain(server, f"refused connections: {outcome.completion.error}")
+            if outcome.fault is None:
+                if outcome.completion.error is None:
+                    self._blame(failed_on, last)
+                return outcome.completion
+            failed_on.append(server)
+            last = outcome
+
+    def _blame(self, failed_on: list[net.Server], last: _Outcome | None) -> None:
+        """A request another server answered: the servers that failed it are at fault."""
+        for server in failed_on:
+            self.b.pool.drain(server, f"failed a request another server answered: {last.completion.error}")
+
+    def _nowhere(self, failed_on: list[net.Server], last: _Outcome | None) -> Completion:
+        """No server left to try: every one is down (the run stops) or every live one failed this request."""
+        if not self.b.pool.live():
+            server = failed_on[-1] if failed_on else self.b.pool.servers[0]
+            reason = last.completion.error if last else "every server is drained"
+            raise self.b._refused(server, reason if len(self.b.pool.servers) == 1
+                                  else f"every server is down (last: {reason})")
+        return last.completion
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header: a number of seconds (fractions accepted) or an HTTP date."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
