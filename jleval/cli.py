@@ -362,6 +362,49 @@ def table_cmd(
         console.print(f"wrote {p}")
 
 
+@app.command("export")
+def export_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the files: <run>.json (llm-jp-eval) or <run>.jsonl.")],
+    fmt: Annotated[str, typer.Option("--format", help="llm-jp-eval (its results file layout) | jsonl (one row per sample with its scores).")] = "llm-jp-eval",
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets, for the prompt templates (default: $JLEVAL_HOME/jaster).")] = None,
+) -> None:
+    """Write scored runs in llm-jp-eval's results format (or JSON Lines), one file per run."""
+    from jleval.export import export_runs
+
+    paths, notes = export_runs(run_dirs, out, fmt=fmt, data_dir=data_dir)
+    for n in notes:
+        console.print(f"[yellow]note:[/] {escape(n)}")
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="An llm-jp-eval results JSON, or a JSON Lines file of generations (task, id, generation).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The new run folder, e.g. runs/their-model.")],
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets, for JSON Lines without gold/input (default: $JLEVAL_HOME/jaster).")] = None,
+    split: Annotated[str, typer.Option("--split", help="JSON Lines without a split field: the split the ids index (dev or test).")] = "dev",
+    score: Annotated[bool, typer.Option("--score/--no-score", help="Score the imported run and compare with the file's own scores.")] = True,
+) -> None:
+    """Turn another tool's results into a run folder that `jleval score` and `jleval table` accept."""
+    from jleval import importer
+
+    res = importer.import_results(file, out, data_dir=data_dir, split=split)
+    for n in res.notes:
+        console.print(f"[yellow]note:[/] {escape(n)}")
+    console.print(f"imported {sum(res.tasks.values())} samples of {len(res.tasks)} task(s) into {res.run_dir}")
+    if score:
+        from jleval import scoring
+        from jleval.fsutil import read_json_object
+
+        s = scoring.score_run(res.run_dir)
+        scoring.print_summary(s, res.run_dir, console=console)
+        manifest = read_json_object(res.run_dir / "manifest.json") or {}
+        for d in importer.score_differences(s, (manifest.get("imported") or {}).get("scores")):
+            console.print(f"[yellow]differs from the file:[/] {escape(d)}")
+
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path("demo-out"),

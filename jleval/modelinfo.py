@@ -23,9 +23,11 @@ id is looked up with huggingface_hub's cache lookup only (no network).
 from __future__ import annotations
 
 import json
+import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FIELDS = ("architecture", "model_type", "params", "precision", "license", "base_model", "chat_template", "revision")
 #: Names of the input embedding in common architectures (to count a stored, tied output layer once).
@@ -169,6 +171,18 @@ def _param_count(lookup: Lookup, tied: bool, notes: list[str]) -> int | None:
         if not any("index.json" in n for n in notes):
             notes.append("no safetensors weights (model.safetensors or its index): params not read")
         return None
+    shapes = _stored_shapes(files, notes)
+    if shapes is None:
+        return None
+    if tied and "lm_head.weight" in shapes:
+        embed = next((n for n in shapes if n.endswith(_EMBED_SUFFIXES)), None)
+        if embed is not None and shapes[embed] == shapes["lm_head.weight"]:
+            del shapes["lm_head.weight"]  # tied: one parameter stored twice
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
+def _stored_shapes(files: list[Path], notes: list[str]) -> dict[str, list[int]] | None:
+    """Tensor name -> shape over every file, each name once; None (with a note) when a file is not readable."""
     shapes: dict[str, list[int]] = {}
     for path in files:
         try:
@@ -179,17 +193,7 @@ def _param_count(lookup: Lookup, tied: bool, notes: list[str]) -> int | None:
         for name, meta in header.items():
             if name != "__metadata__" and isinstance(meta, dict):
                 shapes.setdefault(name, [int(d) for d in meta.get("shape", [])])
-    if tied and "lm_head.weight" in shapes:
-        embed = next((n for n in shapes if n.endswith(_EMBED_SUFFIXES)), None)
-        if embed is not None and shapes[embed] == shapes["lm_head.weight"]:
-            del shapes["lm_head.weight"]  # tied: one parameter stored twice
-    total = 0
-    for shape in shapes.values():
-        count = 1
-        for d in shape:
-            count *= d
-        total += count
-    return total
+    return shapes
 
 
 def _front_matter(path: Path | None, notes: list[str]) -> dict[str, Any]:

@@ -7,10 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from jleval.modelinfo import for_run, model_info, safetensors_header
-
 
 
 def sample_data(out: Path, tasks: str = "jamp") -> Path:
@@ -124,9 +121,8 @@ def test_hub_id_from_the_cache_only(tmp_path, tiny_model):
 
 
 def test_openai_backend_records_what_the_server_reports():
-    from tests.test_backends_openai import FakeOpenAI
-
     from jleval.backends.openai import OpenAIBackend
+    from tests.test_backends_openai import FakeOpenAI
 
     with FakeOpenAI(model="served-tiny") as srv:
         backend = OpenAIBackend("served-tiny", base_url=srv.url)

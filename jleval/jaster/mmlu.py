@@ -6,7 +6,15 @@ import random
 from pathlib import Path
 
 from jleval.errors import TaskSpecError
-from jleval.jaster.base import SEED, RawFiles, Sample, Splits, csv_rows, malformed, shuffled
+from jleval.jaster.base import (
+    SEED,
+    RawFiles,
+    Sample,
+    Splits,
+    csv_rows,
+    malformed,
+    shuffled,
+)
 from jleval.tasks import TaskSpec
 
 JMMLU_DIR = "jmmlu/JMMLU"

@@ -1,0 +1,278 @@
+"""Bring other tools' results into a run folder that `jleval score` and `jleval table` accept.
+
+    from jleval.importer import import_results
+    result = import_results("llm-jp-eval-results.json", "runs/their-model")
+
+Two inputs:
+- an llm-jp-eval results file (`{"scores", "outputs": {task: [{"prompt", "input", "pred", "gold"}]}, "config"}`,
+  what its evaluate_llm.py writes; jleval's `export --format llm-jp-eval` writes the same);
+- a JSON Lines file of generations, one object per line with `task`, `id` (the sample's index in the split) and
+  `generation` (or `pred`), plus `gold` and `input` (looked up in the preprocessed sets when absent); jleval's
+  `export --format jsonl` writes such lines.
+
+The run folder gets `outputs/<task>.jsonl` (the file's `pred` as the generation: llm-jp-eval's post-processing has
+already run on it, and jleval's v1.4.1 post-processing leaves such text unchanged) and a manifest marked
+`imported` (format, file, sha256, the file's own scores), so the table can say where a row came from. Nothing is
+written unless the whole file is valid; an existing run folder is never overwritten.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jleval.errors import JlevalError, OutputError, UsageError
+from jleval.fsutil import atomic_write_many, dumps_json, sha256_file, sha256_text
+
+RESULTS_KEYS = ("scores", "outputs", "config")
+UPSTREAM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class ImportFileError(UsageError):
+    """A file that is not what `jleval import` reads; the message names the file and what is missing."""
+
+
+@dataclass
+class Imported:
+    """What an import produced, before it is written."""
+
+    model: str
+    split: str
+    num_few_shots: int
+    max_num_samples: int
+    fmt: str
+    rows: dict[str, list[dict[str, Any]]]  # task -> outputs rows
+    file_scores: dict[str, Any] | None = None
+    version: str | None = None
+    precision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportResult:
+    run_dir: Path
+    tasks: dict[str, int]  # task -> samples
+    notes: list[str]
+
+
+def _bad(path: Path, what: str) -> ImportFileError:
+    return ImportFileError(f"{path} is not an llm-jp-eval results file: {what}",
+                           'pass the JSON that llm-jp-eval\'s evaluate_llm.py writes ({"scores", "outputs", '
+                           '"config"}), or a JSON Lines file of generations with task, id and generation')
+
+
+def _output_row(task: str, i: int, input_text: str, gold: str, pred: str, prompt_sha: str | None) -> dict[str, Any]:
+    return {"id": i, "key": sha256_text(json.dumps(["imported", task, i, input_text, pred], ensure_ascii=False)),
+            "input": input_text, "prompt_sha256": prompt_sha, "gold": gold, "generation": pred,
+            "finish_reason": None, "prompt_tokens": None, "completion_tokens": None, "latency_s": None,
+            "error": None}
+
+
+# ------------------------------------------------------------------------------------------------ llm-jp-eval
+
+
+def _check_sample(path: Path, task: str, i: int, s: Any) -> None:
+    if not isinstance(s, dict):
+        raise _bad(path, f"outputs.{task}[{i}] is not an object")
+    missing = [k for k in ("input", "pred", "gold") if not isinstance(s.get(k), str)]
+    if missing:
+        raise _bad(path, f"outputs.{task}[{i}] has no string {', '.join(repr(k) for k in missing)}")
+
+
+def read_llm_jp_eval(path: Path, data: Any) -> Imported:
+    if not isinstance(data, dict):
+        raise _bad(path, "it holds no JSON object")
+    missing = [k for k in RESULTS_KEYS if not isinstance(data.get(k), dict)]
+    if missing:
+        raise _bad(path, f"missing {', '.join(repr(k) for k in missing)} (an object each)")
+    rows = {task: _task_rows(path, task, samples) for task, samples in data["outputs"].items()}
+    if not rows:
+        raise _bad(path, "'outputs' holds no task")
+    cfg = data["config"]
+    meta = cfg.get("metainfo") if isinstance(cfg.get("metainfo"), dict) else {}
+    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    model = model_cfg.get("pretrained_model_name_or_path") or meta.get("basemodel_name") or path.stem
+    return Imported(model=str(model), split=str(meta.get("data_type") or "dev"),
+                    num_few_shots=_int(meta.get("num_few_shots"), 4),
+                    max_num_samples=_int(meta.get("max_num_samples"), -1), fmt="llm-jp-eval", rows=rows,
+                    file_scores=data["scores"], version=str(meta.get("version")) if meta.get("version") else None,
+                    precision=UPSTREAM_DTYPES.get(str(cfg.get("torch_dtype"))),
+                    extra={"revision": model_cfg.get("revision"), "jleval": cfg.get("jleval")})
+
+
+def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
+    if not isinstance(samples, list):
+        raise _bad(path, f"outputs.{task} is not a list of samples")
+    rows = []
+    for i, s in enumerate(samples):
+        _check_sample(path, task, i, s)
+        prompt = s.get("prompt") if isinstance(s.get("prompt"), str) else ""
+        sha = sha256_text(prompt.replace("{input}", s["input"])) if prompt else None
+        rows.append(_output_row(task, i, s["input"], s["gold"], s["pred"], sha))
+    return rows
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+# ------------------------------------------------------------------------------------------------ JSON Lines
+
+
+def read_generations(path: Path, data_dir: Path | None, split: str, version: str) -> Imported:
+    from jleval import jsonl
+
+    def fail(line: int, reason: str) -> ImportFileError:
+        return ImportFileError(f"{path}:{line}: {reason}", "each line: {\"task\", \"id\", \"generation\"} "
+                               "(plus \"gold\" and \"input\", or preprocessed sets to look them up)")
+
+    lines = jsonl.read_objects(path, fail, key="task").records
+    if not lines:
+        raise ImportFileError(f"{path} holds no generations", "pass a JSON Lines file with one object per sample")
+    runs = {rec.get("run") for _, rec in lines}
+    if len(runs) > 1:
+        raise ImportFileError(f"{path} holds the samples of {len(runs)} runs ({', '.join(sorted(map(str, runs)))})",
+                              "import one run per file (jleval export --format jsonl writes one file per run)")
+    first = lines[0][1]  # jleval's export repeats the run's settings on every row
+    split = first["split"] if first.get("split") in ("train", "dev", "test") else split
+    sets: dict[str, list[dict[str, Any]] | None] = {}
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for n, rec in lines:
+        row = _generation_row(rec, lambda reason, n=n: fail(n, reason), sets, data_dir, split, version)
+        rows.setdefault(rec["task"], {})[row["id"]] = row
+    return Imported(model=str(first.get("model") or path.stem), split=split,
+                    num_few_shots=_int(first.get("num_few_shots"), 4),
+                    max_num_samples=_int(first.get("max_num_samples"), -1), fmt="jsonl",
+                    rows={t: [r[i] for i in sorted(r)] for t, r in rows.items()})
+
+
+def _generation_row(rec: dict[str, Any], fail: Callable[[str], Exception], sets: dict[str, Any],
+                    data_dir: Path | None, split: str, version: str) -> dict[str, Any]:
+    task, sid = rec["task"], rec.get("id")
+    if not isinstance(sid, int) or isinstance(sid, bool) or sid < 0:
+        raise fail(f"'id' must be the sample's index (an integer from 0), found {sid!r}")
+    gen = rec.get("generation") if isinstance(rec.get("generation"), str) else rec.get("pred")
+    if not isinstance(gen, str):
+        raise fail("no string 'generation' (or 'pred')")
+    gold, input_text = rec.get("gold"), rec.get("input")
+    if not isinstance(gold, str) or not isinstance(input_text, str):
+        sample = _eval_sample(sets, task, sid, data_dir, split, version)
+        if sample is None:
+            raise fail(f"no 'gold'/'input', and the {split} set of {task} with sample {sid} is not in the "
+                       "preprocessed sets (pass --data-dir, --split, or add gold and input to each line)")
+        gold = gold if isinstance(gold, str) else sample["output"]
+        input_text = input_text if isinstance(input_text, str) else sample["input"]
+    return _output_row(task, sid, input_text, gold, gen, None)
+
+
+def _eval_sample(cache: dict[str, list[dict[str, Any]] | None], task: str, sid: int, data_dir: Path | None,
+                 split: str, version: str) -> dict[str, Any] | None:
+    if task not in cache:
+        from jleval.resources import default_data_dir
+
+        p = Path(data_dir or default_data_dir()) / version / "evaluation" / split / f"{task}.json"
+        try:
+            cache[task] = json.loads(p.read_text(encoding="utf-8"))["samples"] if p.is_file() else None
+        except (ValueError, KeyError, TypeError):
+            cache[task] = None
+    samples = cache[task]
+    return samples[sid] if samples is not None and sid < len(samples) else None
+
+
+# ------------------------------------------------------------------------------------------------ the run folder
+
+
+def _task_entry(task: str, n: int, file_scores: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
+    from jleval.tasks import get_task
+
+    try:
+        spec = get_task(task)
+    except JlevalError:
+        metrics = sorted(k[len(task) + 1:] for k in (file_scores or {}) if k.startswith(f"{task}_"))
+        notes.append(f"{task}: no jleval task file; scored with the metrics the file lists "
+                     f"({', '.join(metrics) or 'none'}), outside every category")
+        return {"category": None, "metrics": metrics, "star_metric": None, "label_list": [], "n_samples": n}
+    return {"category": spec.category, "metrics": list(spec.metrics), "star_metric": spec.star_metric,
+            "label_list": list(spec.label_list), "output_length": spec.output_length, "n_samples": n}
+
+
+def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any]:
+    import datetime as dt
+
+    import jleval
+    from jleval.modelinfo import model_info
+    from jleval.records import MANIFEST_FORMAT
+
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    revision = imp.extra.get("revision")
+    recorded = (imp.extra.get("jleval") or {}).get("model_info")
+    info = recorded if isinstance(recorded, dict) else model_info(imp.model, revision, imp.precision)
+    if not isinstance(recorded, dict):
+        info["notes"] = [*info.get("notes", []), "imported: read from the model's files on this machine, if any"]
+    settings = {"model": imp.model, "revision": revision, "backend": "imported", "split": imp.split,
+                "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples, "template": "imported",
+                "prompt_style": "basic", "data_version": "1.4.1"}
+    return {
+        "format": MANIFEST_FORMAT, "jleval_version": jleval.__version__, "created_at": now, "finished_at": now,
+        "model": {"id": imp.model, "revision": revision}, "settings": settings, "model_fingerprint": "imported",
+        "split": imp.split, "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples,
+        "prompt_style": "basic", "template": "imported", "tasks": tasks, "skipped_tasks": {}, "environment": {},
+        "sessions": [], "backend": {"backend": "imported", "engine": imp.fmt, "engine_version": imp.version},
+        "model_info": info,
+        "imported": {"format": imp.fmt, "file": str(path.resolve()), "sha256": sha256_file(path),
+                     "version": imp.version, "scores": imp.file_scores},
+    }
+
+
+def read_import_file(path: Path, data_dir: Path | None = None, split: str = "dev", version: str = "1.4.1") -> Imported:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist", "pass an llm-jp-eval results file or a JSON Lines file")
+    if path.suffix.lower() == ".jsonl":
+        return read_generations(path, data_dir, split, version)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _bad(path, f"not valid JSON ({getattr(e, 'msg', 'not UTF-8')})") from None
+    return read_llm_jp_eval(path, data)
+
+
+def import_results(path: Path, out: Path, data_dir: Path | None = None, split: str = "dev",
+                   version: str = "1.4.1") -> ImportResult:
+    """Turn `path` into the run folder `out` (which must not exist or be empty). All or nothing."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists", "import into a new folder: --out runs/<new-name>")
+    imp = read_import_file(Path(path), data_dir, split, version)
+    notes: list[str] = []
+    tasks = {t: _task_entry(t, len(r), imp.file_scores, notes) for t, r in sorted(imp.rows.items())}
+    files: dict[Path, bytes] = {
+        out / "outputs" / f"{t}.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+        for t, rows in imp.rows.items()}
+    files[out / "manifest.json"] = (dumps_json(_manifest(imp, Path(path), tasks)) + "\n").encode("utf-8")
+    try:
+        atomic_write_many(files)
+    except OSError as e:
+        raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}", "pass another --out") from None
+    return ImportResult(out, {t: len(r) for t, r in imp.rows.items()}, notes)
+
+
+def score_differences(scores: dict[str, Any], file_scores: dict[str, Any] | None) -> list[str]:
+    """The file's `<task>_<metric>` scores that jleval's re-scoring does not reproduce (to the file's 4 decimals)."""
+    diffs = []
+    for task, entry in scores.get("tasks", {}).items():
+        for metric, m in (entry.get("metrics") or {}).items():
+            theirs = (file_scores or {}).get(f"{task}_{metric}")
+            try:
+                theirs_f = float(theirs) if theirs is not None else None
+            except (TypeError, ValueError):
+                theirs_f = None
+            ours = m.get("value")
+            if theirs_f is None or ours is None or not math.isfinite(theirs_f):
+                continue
+            if abs(round(ours, 4) - theirs_f) > 1e-4 + 1e-9:
+                diffs.append(f"{task}_{metric}: file {theirs}, jleval {ours:.4f}")
+    return diffs
