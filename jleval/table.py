@@ -31,6 +31,8 @@ LEADERBOARD_FORMAT = "jleval.leaderboard/1"
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
 #: The model's own columns, from the manifest's `model_info` (read from the model's files at run time).
 MODEL_COLUMNS = ("architecture", "params", "precision", "license", "base_model", "chat_template")
+#: Where a row's outputs came from when not from `jleval run`: the format `jleval import` read (e.g. llm-jp-eval).
+SOURCE_COLUMNS = ("imported",)
 SETTINGS_COLUMNS = ("num_few_shots", "split", "max_num_samples", "profile", "prompt_style", "backend",
                     "engine_version", "jleval_version", "date", "avg_upstream", "complete", "mixed")
 
@@ -107,6 +109,25 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
 def _model_info(run: ScoredRun) -> dict[str, Any]:
     info = run.manifest.get("model_info")
     return info if isinstance(info, dict) else {}
+
+
+def _model_cells(run: ScoredRun) -> dict[str, Any]:
+    """The row's revision, model columns and import source, from the manifest."""
+    info = _model_info(run)
+    return {"revision": (run.manifest.get("model") or {}).get("revision") or info.get("revision"),
+            **{c: info.get(c) for c in MODEL_COLUMNS}, "imported": (run.manifest.get("imported") or {}).get("format")}
+
+
+def _model_notes(rows: list[dict[str, Any]], runs: list[ScoredRun]) -> list[str]:
+    notes = []
+    if imported := [f"{row['run']} ({row['imported']})" for row in rows if row.get("imported")]:
+        notes.append(f"imported runs: {', '.join(imported)}: outputs from another tool's results file, scored by "
+                     "jleval; their settings are as that file records them")
+    for r in runs:
+        info = _model_info(r)
+        if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
+            notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
+    return notes
 
 
 def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:
@@ -267,8 +288,7 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
         row = {c: _cell(r, c) for c in head[4:] + cats + star + other}
         backend = r.manifest.get("backend", {})
         row.update(run=r.name, model=r.manifest.get("model", {}).get("id"),
-                   revision=r.manifest.get("model", {}).get("revision") or _model_info(r).get("revision"),
-                   **{c: _model_info(r).get(c) for c in MODEL_COLUMNS},
+                   **_model_cells(r),
                    num_few_shots=r.setting("num_few_shots"), split=r.setting("split"),
                    max_num_samples=r.setting("max_num_samples"), profile=r.setting("profile"),
                    prompt_style=r.setting("prompt_style"), backend=backend.get("backend", r.setting("backend")),
@@ -292,13 +312,11 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
         if res is not None:
             d, lo, hi = res
             rows[i].update(better_than_next="yes" if lo > 0 else "no", diff_to_next=d, diff_ci_low=lo, diff_ci_high=hi)
-    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS), rows, runs, sort, mixed)
+    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS), rows, runs, sort,
+                     mixed)
     if mixed:
         lb.notes.append(f"MIXED TABLE: the runs differ in {', '.join(mixed)}; rankings are not comparable")
-    for r in runs:
-        info = _model_info(r)
-        if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
-            lb.notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
+    lb.notes += _model_notes(rows, runs)
     if any(r["complete"] is False for r in rows):
         lb.notes.append("some runs miss categories: their AVG is over the categories present (avg_upstream counts "
                         "missing ones as 0, as llm-jp-eval v1.4.1 does)")
