@@ -397,9 +397,10 @@ def import_cmd(
     if score:
         from jleval import scoring
         from jleval.fsutil import read_json_object
+        from jleval.render.console import print_scores
 
         s = scoring.score_run(res.run_dir)
-        scoring.print_summary(s, res.run_dir, console=console)
+        print_scores(s, res.run_dir, console=console)
         manifest = read_json_object(res.run_dir / "manifest.json") or {}
         for d in importer.score_differences(s, (manifest.get("imported") or {}).get("scores")):
             console.print(f"[yellow]differs from the file:[/] {escape(d)}")
