@@ -145,12 +145,14 @@ def test_tiny_run_table_shows_the_model_columns(tiny_model, tmp_path):
     row = lb.rows[0]
     assert row["architecture"] == "LlamaForCausalLM" and row["precision"] == "float32"
     assert row["params"] == torch_param_count(tiny_model) and row["chat_template"] is True
-    csv_text = table.to_csv(lb)
-    header, values = csv_text.splitlines()[:2]
+    from jleval.render import files
+
+    header, values = files.leaderboard_csv(lb).splitlines()[:2]
     cells = dict(zip(header.split(","), values.split(",")))
     assert cells["architecture"] == "LlamaForCausalLM" and cells["params"] == str(torch_param_count(tiny_model))
-    assert "LlamaForCausalLM" in table.to_markdown(lb) and "LlamaForCausalLM" in table.to_html(lb)
-    assert table.to_json(lb)["rows"][0]["precision"] == "float32"
+    assert cells["precision"] == "float32" and cells["chat_template"] == "true"
+    assert "LlamaForCausalLM" in files.leaderboard_markdown(lb) and "LlamaForCausalLM" in files.leaderboard_html(lb)
+    assert json.loads(files.leaderboard_json(lb))["rows"][0]["precision"] == "float32"
 
 
 def test_table_of_a_run_whose_model_folder_is_bare_says_why(tmp_path):
