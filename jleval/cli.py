@@ -239,6 +239,7 @@ def run_cmd(
     include_non_commercial: NcOpt = False,
     tasks_dir: TasksDirOpt = None,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Score the run when it finishes.")] = True,
+    wandb: WandbOpt = None,
 ) -> None:
     """Run MODEL over every task in one batched pass; outputs are cached per sample and a re-run resumes."""
     from jleval.run import RunOptions, run
@@ -274,10 +275,22 @@ def run_cmd(
     if total["errors"]:
         err_console.print(f"[yellow]{total['errors']} requests failed (the reasons are in the outputs' `error` field); "
                           "re-run the same command to retry them.[/]")
+    if wandb and not score:
+        raise UsageError("--wandb logs scores: it needs --score", "drop --no-score, or log later with "
+                         f"`jleval score {result.run_dir} --wandb {wandb}`")
     if score:
         _score_and_print([result.run_dir], profile=None, tasks_dir=tasks_dir)
+        _log_wandb([result.run_dir], wandb)
     if total["errors"]:
         raise typer.Exit(3)
+
+
+def _log_wandb(run_dirs, project) -> None:
+    if project:
+        from jleval.wandb_log import log_runs
+
+        for folder in log_runs(run_dirs, project):
+            err_console.print(f"W&B: logged to {folder}")  # stderr: `score --json` output stays JSON
 
 
 def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
@@ -291,6 +304,7 @@ def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
         console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
 
 
+WandbOpt = Annotated[Optional[str], typer.Option("--wandb", help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="llm-jp-eval-1.4.1 (leaderboard-comparable, default) or jleval (upstream bugs fixed).")]
 
 
@@ -303,6 +317,7 @@ def score_cmd(
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated subset of the run's tasks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json instead of the tables.")] = False,
     tasks_dir: TasksDirOpt = None,
+    wandb: WandbOpt = None,
 ) -> None:
     """Score cached outputs (no GPU): writes RUN/scores.json and RUN/scores/<task>.jsonl."""
     from jleval import scoring
@@ -317,6 +332,7 @@ def score_cmd(
         else:
             print_scores(s, run_dir, console=console)
             console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
+    _log_wandb(run_dirs, wandb)
 
 
 @app.command("table")
@@ -332,6 +348,7 @@ def table_cmd(
     compare_styles: Annotated[bool, typer.Option("--compare-styles", help="Compare two runs, basic vs chain-of-thought, per task and category.")] = False,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Write the PNG charts.")] = True,
     tasks_dir: TasksDirOpt = None,
+    wandb: WandbOpt = None,
 ) -> None:
     """The combined leaderboard: AVG, categories, ⭐ metrics, CIs, and whether each run beats the next."""
     from jleval import table
@@ -344,7 +361,8 @@ def table_cmd(
         if len(run_dirs) != 2:
             raise UsageError("--compare-styles takes exactly two runs: RUN_BASIC RUN_COT")
         ignored = [flag for flag, given in (("--sort", sort != "AVG"), ("--tasks", tasks), ("--arena", arena),
-                                            ("--allow-mixed", allow_mixed), ("--no-charts", not charts)) if given]
+                                            ("--allow-mixed", allow_mixed), ("--no-charts", not charts),
+                                            ("--wandb", wandb)) if given]
         if ignored:
             raise UsageError(f"{', '.join(ignored)} do(es) not apply to --compare-styles",
                              "compare the two runs as they are (every shared task), with --out and --format")
@@ -360,6 +378,10 @@ def table_cmd(
     show.print_leaderboard(lb, console=console)
     for p in files.write_leaderboard(lb, out, fmt=fmt, charts=charts):
         console.print(f"wrote {p}")
+    if wandb:
+        from jleval.wandb_log import log_leaderboard
+
+        err_console.print(f"W&B: logged to {log_leaderboard(lb, wandb)}")
 
 
 @app.command("export")
