@@ -153,6 +153,8 @@ class Manifest(TypedDict, total=False):
     sessions: list[dict[str, Any]]
     backend: dict[str, Any]
     counts: dict[str, dict[str, int]]
+    model_info: dict[str, Any]  # the model's columns, read from its files (jleval.modelinfo)
+    imported: dict[str, Any]  # set by `jleval import`: format, file, sha256, version, the file's scores
 
 
 MANIFEST_SCHEMA: dict[str, str] = {
@@ -171,7 +173,8 @@ MANIFEST_SCHEMA: dict[str, str] = {
     "tasks.*.output_length": "int", "tasks.*.num_few_shots": "int", "tasks.*.n_samples": "int",
     "tasks.*.data_sha256": "str", "tasks.*.max_tokens": "int", "tasks.*.stop": "list", "tasks.*.options": "object",
     "skipped_tasks": "object", "environment": "object", "sessions": "list", "sessions.*": "object",
-    "backend": "object", "counts": "object",
+    "backend": "object", "counts": "object", "model_info": "object", "model_info.params": "int|null",
+    "model_info.architecture": "str|null", "imported": "object", "imported.format": "str",
 }
 
 
