@@ -109,7 +109,8 @@ def _from_files(lookup: Lookup) -> dict[str, Any]:
     archs = config.get("architectures")
     info["architecture"] = ",".join(map(str, archs)) if isinstance(archs, list) and archs else None
     info["model_type"] = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    info["params"] = _param_count(lookup, bool(config.get("tie_word_embeddings", False)), notes)
+    # transformers' default: a config.json without the key ties them (save_pretrained omits default values)
+    info["params"] = _param_count(lookup, bool(config.get("tie_word_embeddings", True)), notes)
     if config.get("quantization_config"):
         notes.append("quantized checkpoint: params counts the stored (packed) tensors' elements")
     card = _front_matter(lookup("README.md"), notes)
