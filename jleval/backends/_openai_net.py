@@ -125,7 +125,10 @@ def guard_client(client: Any) -> None:
             pool._network_backend = backend
             guarded += 1
     if not guarded:
-        raise RuntimeError("this httpx/httpcore version has no connection pool to guard; pin httpx<0.29")
+        from jleval.errors import BackendError
+
+        raise BackendError("the installed httpx has no connection pool the openai backend can put its request "
+                           "deadline on", 'install the version jleval was tested with: pip install "httpx>=0.27,<0.29"')
 
 
 def _now() -> str:

@@ -76,7 +76,8 @@ class _TooLarge(Exception):
 @dataclass
 class _Outcome:
     """What one server made of one request: a completion (maybe an error row) and whose fault a failure is:
-    None (the request's own, or success), "server" (worth trying on another server) or "down" (refused)."""
+    None (the request's own, or success), "server" (worth trying on another server), "reset" (connections
+    dropped: among several servers, drained) or "down" (refused: drained)."""
 
     completion: Completion
     fault: str | None = None
@@ -271,20 +272,22 @@ class OpenAIBackend:
         """Send one request to one server, with retries. None: the run stopped meanwhile (nothing to record)."""
         path, body = self._path_and_body(req)
         t0 = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
-            if stop.is_set():
-                return None
-            result = self._attempt(server, path, body, req, attempt, stop)
+        tries = 0
+        while True:
+            result = self._attempt(server, path, body, req, tries, stop)
+            tries += 1
             if isinstance(result, _Outcome):
                 result.completion.latency_s = time.perf_counter() - t0
                 return result
             if stop.is_set():
                 return None
-            if server.drained or (result.fault == "down" and len(self.pool.live()) > 1):
-                break  # other servers take it from here
-            if attempt < self.max_retries and stop.wait(self._delay(result, attempt)):
+            if tries > self.max_retries or (result.fault == "down" and len(self.pool.live()) > 1):
+                break  # out of retries, or a refusing server among several: the others take it from here
+            if stop.wait(self._delay(result, tries - 1)):
                 return None
-        return _Outcome(self._failed(result.error, attempt + 1, t0), fault=result.fault)
+            if server.drained:
+                break  # drained meanwhile (by another request): the other servers take it from here
+        return _Outcome(self._failed(result.error, tries, t0), fault=result.fault)
 
     def _delay(self, result: _Retry, attempt: int) -> float:
         if result.retry_after is not None:
@@ -308,8 +311,8 @@ class OpenAIBackend:
         except httpx.TimeoutException:
             why = "no complete answer within" if net.expired() == "deadline" else "timed out after"
             return _Retry(f"timed out: {why} {self.timeout:g} s (--request-timeout)")
-        except httpx.TransportError as err:  # connection dropped mid-response, protocol errors
-            return _Retry(f"{type(err).__name__}: {err}")
+        except httpx.TransportError as err:  # connection reset or dropped mid-response, protocol errors
+            return _Retry(f"{type(err).__name__}: {err}", fault="reset")
         except _TooLarge as err:
             return _Outcome(self._failed(str(err), attempt + 1, time.perf_counter()))
         if status == 200:
@@ -524,8 +527,9 @@ class _Dispatch:
                              "completed" if outcome.completion.error is None else "failed")
             if outcome is None:
                 return None
-            if outcome.fault == "down":
-                pool.drain(server, f"refused connections: {outcome.completion.error}")
+            if outcome.fault == "down" or (outcome.fault == "reset" and len(pool.servers) > 1):
+                pool.drain(server, f"{'refused' if outcome.fault == 'down' else 'dropped'} connections: "
+                                   f"{outcome.completion.error}")
             if outcome.fault is None:
                 if outcome.completion.error is None:
                     self._blame(failed_on, last)
@@ -540,11 +544,11 @@ class _Dispatch:
 
     def _nowhere(self, failed_on: list[net.Server], last: _Outcome | None) -> Completion:
         """No server left to try: every one is down (the run stops) or every live one failed this request."""
+        servers = self.b.pool.servers
         if not self.b.pool.live():
-            server = failed_on[-1] if failed_on else self.b.pool.servers[0]
-            reason = last.completion.error if last else "every server is drained"
-            raise self.b._refused(server, reason if len(self.b.pool.servers) == 1
-                                  else f"every server is down (last: {reason})")
+            reason = last.completion.error if last else servers[-1].stats["drain_reason"]
+            raise self.b._refused(servers[0] if len(servers) == 1 else failed_on[-1] if failed_on else servers[-1],
+                                  reason if len(servers) == 1 else f"every server is down (last: {reason})")
         return last.completion
 
 
