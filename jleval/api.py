@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jleval import defaults
 from jleval.fsutil import atomic_write_json
 
 
-def dump_prompts(out: Path, tasks="all", split="dev", num_few_shots=4, max_num_samples=100, template="v1.4.1",
-                 data_dir: Path | None = None, raw_dir: Path | None = None, version="1.4.1",
+def dump_prompts(out: Path, tasks="all", split=defaults.SPLIT, num_few_shots=defaults.NUM_FEW_SHOTS,
+                 max_num_samples=defaults.MAX_NUM_SAMPLES, template=defaults.TEMPLATE,
+                 data_dir: Path | None = None, raw_dir: Path | None = None, version=defaults.DATA_VERSION,
                  include_non_commercial=False, skipped: dict[str, str] | None = None,
                  tasks_dir: Path | None = None) -> list[tuple[Path, int]]:
     """Render every selected task's prompts and write `<out>/<task>.eval-prompt.json` (upstream's dump format).

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from jleval import __version__
+from jleval import __version__, defaults
+from jleval.cli_options import backend_options
 from jleval.errors import JlevalError, UsageError
 
 app = typer.Typer(
@@ -27,6 +28,22 @@ app = typer.Typer(
 )
 console = Console(emoji=False)  # "file.jsonl:100:" must not become an emoji
 err_console = Console(stderr=True, emoji=False)
+
+
+def _arena_names(name: list[str] | None, run_dirs: list[Path]) -> list[str | None] | None:
+    """--name RUN_DIR=NAME items -> one name (or None) per run folder."""
+    if not name:
+        return None
+    mapping = {}
+    for item in name:
+        rd, sep, nm = item.partition("=")
+        if not sep or not nm:
+            raise UsageError(f"--name {item!r} is not RUN_DIR=NAME", "e.g. --name runs/llm-jp_test_0shot=llm-jp-3-13b")
+        mapping[Path(rd).resolve()] = nm
+    names = [mapping.pop(Path(rd).resolve(), None) for rd in run_dirs]
+    if mapping:
+        raise UsageError(f"--name names a folder that is not among the runs: {', '.join(map(str, mapping))}")
+    return names
 
 
 def _version(value: bool) -> None:
@@ -113,14 +130,12 @@ def preprocess_cmd(
     tasks: TasksOpt = "all",
     raw_dir: RawDirOpt = None,
     out: DataDirOpt = None,
-    version: VersionOpt = "1.4.1",
+    version: VersionOpt = defaults.DATA_VERSION,
     include_non_commercial: NcOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild sets that already exist.")] = False,
     tasks_dir: TasksDirOpt = None,
 ) -> None:
     """Turn raw benchmark files into jaster evaluation sets (llm-jp-eval v1.4.1 splits and layout)."""
-    from rich.table import Table
-
     from jleval.jaster.preprocess import preprocess
     from jleval.resources import default_data_dir
     from jleval.tasks import resolve_tasks
@@ -130,6 +145,20 @@ def preprocess_cmd(
     with _download_progress() as reporter:
         report = preprocess(specs, out or default_data_dir(), raw_dir=raw_dir, version=version, force=force,
                             reporter=reporter)
+    _print_preprocess_report(report, version)
+    if not report.ok:
+        what, hint = "Some raw files are missing", ("pass --raw-dir DIR holding these files, or run without "
+                                                    "--raw-dir on a machine with network")
+        if any(s.files for s in specs if s.name in {r.task for r in report.results if r.missing}):
+            what, hint = "Some files are missing", ("write the files your task files name under [files] (paths are "
+                                                    "relative to the task file)")
+        err_console.print(f"[yellow]{what}: {escape(hint)}.[/]")
+        raise typer.Exit(code=3)
+
+
+def _print_preprocess_report(report, version: str) -> None:
+    from rich.table import Table
+
     table = Table(title=f"jaster {version} -> {report.out_dir}")
     for col in ("task", "status", "train", "dev", "test"):
         table.add_column(col, justify="right" if col in ("train", "dev", "test") else "left")
@@ -145,22 +174,8 @@ def preprocess_cmd(
             err_console.print(f"[yellow]warning:[/] {w}")
         for m in r.missing:
             err_console.print(f"[red]{r.task}: missing[/] {escape(m)}")
-    if not report.ok:
-        what, hint = "Some raw files are missing", ("pass --raw-dir DIR holding these files, or run without "
-                                                    "--raw-dir on a machine with network")
-        if any(s.files for s in specs if s.name in {r.task for r in report.results if r.missing}):
-            what, hint = "Some files are missing", ("write the files your task files name under [files] (paths are "
-                                                    "relative to the task file)")
-        err_console.print(f"[yellow]{what}: {escape(hint)}.[/]")
-        raise typer.Exit(code=3)
 
 
-# the openai backend's options, shared by `run` and `arena judge`
-ApiKeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="openai: environment variable holding the API key.")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="openai: requests in flight.")]
-EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint", help="openai: auto (chat for chat messages, else completions) | completions | chat.")]
-TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat rendering for the cache key).")]
-VllmExtensionsOpt = Annotated[Optional[bool], typer.Option("--vllm-extensions/--no-vllm-extensions", help="openai: send vLLM's extra sampling fields (off for commercial APIs that reject unknown fields; default on).")]
 SplitOpt = Annotated[str, typer.Option("--split", help="Which split to evaluate: dev (the leaderboard's) or test.")]
 ShotsOpt = Annotated[int, typer.Option("--num-few-shots", help="Few-shot examples: the first N train samples (0-shot tasks stay 0).")]
 MaxOpt = Annotated[int, typer.Option("--max-num-samples", help="Evaluate the first N samples of each set (-1 = all).")]
@@ -171,13 +186,13 @@ TemplateOpt = Annotated[str, typer.Option("--template", help="Prompt layout: v1.
 def prompts_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the <task>.eval-prompt.json files.")],
     tasks: TasksOpt = "all",
-    split: SplitOpt = "dev",
-    num_few_shots: ShotsOpt = 4,
-    max_num_samples: MaxOpt = 100,
-    template: TemplateOpt = "v1.4.1",
+    split: SplitOpt = defaults.SPLIT,
+    num_few_shots: ShotsOpt = defaults.NUM_FEW_SHOTS,
+    max_num_samples: MaxOpt = defaults.MAX_NUM_SAMPLES,
+    template: TemplateOpt = defaults.TEMPLATE,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
-    version: VersionOpt = "1.4.1",
+    version: VersionOpt = defaults.DATA_VERSION,
     include_non_commercial: NcOpt = False,
     tasks_dir: TasksDirOpt = None,
 ) -> None:
@@ -199,90 +214,81 @@ def prompts_cmd(
 
 
 @app.command("run")
+@backend_options
 def run_cmd(
     model: Annotated[str, typer.Argument(help="Model id or local folder (or a served model's name for --backend openai).")],
+    backend_options: dict[str, Any],
     tasks: TasksOpt = "all",
-    backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai | oracle | majority")] = "auto",
-    split: SplitOpt = "dev",
-    num_few_shots: ShotsOpt = 4,
-    max_num_samples: MaxOpt = 100,
+    backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai | oracle | majority")] = defaults.BACKEND,
+    split: SplitOpt = defaults.SPLIT,
+    num_few_shots: ShotsOpt = defaults.NUM_FEW_SHOTS,
+    max_num_samples: MaxOpt = defaults.MAX_NUM_SAMPLES,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of run folders.")] = Path("runs"),
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default: from model, split, shots).")] = None,
-    template: TemplateOpt = "v1.4.1",
-    prompt_style: Annotated[str, typer.Option("--prompt-style", help="basic (default) or cot (chain of thought).")] = "basic",
+    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default: from model, split, shots, and a short hash of the other settings that change outputs).")] = None,
+    template: TemplateOpt = defaults.TEMPLATE,
+    prompt_style: Annotated[str, typer.Option("--prompt-style", help="basic (default) or cot (chain of thought).")] = defaults.PROMPT_STYLE,
     chat_template: Annotated[bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the tokenizer's chat template.")] = False,
     system_prompt: Annotated[Optional[str], typer.Option("--system-prompt", help="System message (with --chat-template).")] = None,
     add_special_tokens: Annotated[bool, typer.Option("--add-special-tokens/--no-add-special-tokens", help="Prepend BOS (off on the leaderboard).")] = False,
     stop_rule: Annotated[bool, typer.Option("--stop-at-blank-line/--no-stop-at-blank-line", help="Stop where v1.4.1 post-processing cuts anyway.")] = True,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Model revision (branch, tag or commit).")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | bfloat16 | float16 | float32")] = None,
-    tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size")] = None,
-    pipeline_parallel_size: Annotated[Optional[int], typer.Option("--pipeline-parallel-size")] = None,
-    data_parallel_size: Annotated[Optional[int], typer.Option("--data-parallel-size")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
-    distributed_executor_backend: Annotated[Optional[str], typer.Option("--distributed-executor-backend", help="e.g. ray (multi-node)")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="hf: first batch size to try (halved on OOM).")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="hf: cpu | cuda | auto")] = None,
-    base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    endpoint: EndpointOpt = None,
-    tokenizer: TokenizerOpt = None,
-    vllm_extensions: VllmExtensionsOpt = None,
-    request_timeout: Annotated[Optional[float], typer.Option("--request-timeout", help="openai: seconds before one request is abandoned and retried (default: 120).")] = None,
-    max_retries: Annotated[Optional[int], typer.Option("--max-retries", help="openai: retries on 429/5xx/timeouts, with backoff (default: 5).")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
-    version: VersionOpt = "1.4.1",
+    version: VersionOpt = defaults.DATA_VERSION,
     include_non_commercial: NcOpt = False,
     tasks_dir: TasksDirOpt = None,
     score: Annotated[bool, typer.Option("--score/--no-score", help="Score the run when it finishes.")] = True,
     wandb: WandbOpt = None,
 ) -> None:
     """Run MODEL over every task in one batched pass; outputs are cached per sample and a re-run resumes."""
-    from jleval.run import RunOptions, run
+    from jleval.run import RunOptions
 
+    if wandb and not score:  # checked before the run, not after it
+        raise UsageError("--wandb logs scores: it needs --score", "drop --no-score, or log later with "
+                         f"`jleval score RUN_DIR --wandb {wandb}`")
     _warn_left_out(tasks, include_non_commercial, tasks_dir)
-    backend_options = {
-        "dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
-        "data_parallel_size": data_parallel_size, "max_model_len": max_model_len,
-        "gpu_memory_utilization": gpu_memory_utilization, "trust_remote_code": trust_remote_code or None,
-        "distributed_executor_backend": distributed_executor_backend, "batch_size": batch_size, "device": device,
-        "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "timeout": request_timeout,
-        "max_retries": max_retries, "endpoint": endpoint, "tokenizer": tokenizer, "vllm_extensions": vllm_extensions,
-    }
     opts = RunOptions(model=model, backend=backend, tasks=tasks, split=split, max_num_samples=max_num_samples,
                       num_few_shots=num_few_shots, template=template, prompt_style=prompt_style,
                       chat_template=chat_template, system_prompt=system_prompt,
                       add_special_tokens=add_special_tokens, stop_rule=stop_rule, revision=revision,
                       data_dir=data_dir, raw_dir=raw_dir, version=version,
                       include_non_commercial=include_non_commercial, out=out, run_name=run_name, tasks_dir=tasks_dir,
-                      backend_options={k: v for k, v in backend_options.items() if v is not None})
+                      backend_options=backend_options)
+    result = _run_with_progress(opts)
+    total = _print_run_summary(result)
+    if score:
+        _score_and_print([result.run_dir], profile=None, tasks_dir=tasks_dir)
+        _log_wandb([result.run_dir], wandb)
+    if total["errors"] or result.skipped_tasks:
+        raise typer.Exit(3)
+
+
+def _run_with_progress(opts):
+    from jleval.run import run
+
     try:
         with _RunProgress() as progress:
-            result = run(opts, progress=progress)
+            return run(opts, progress=progress)
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         err_console.print("[red]interrupted[/]: every completion written so far is kept; re-run the same command "
                           "to resume")
         raise typer.Exit(130) from None
+
+
+def _print_run_summary(result) -> dict[str, int]:
     for task, why in result.skipped_tasks.items():
-        err_console.print(f"[yellow]skipped {task}:[/] {why}")
+        err_console.print(f"[yellow]skipped {task}:[/] {escape(why)}")
     total = {k: sum(c[k] for c in result.counts.values()) for k in ("total", "cached", "generated", "errors")}
     console.print(f"[bold]{result.run_dir}[/]: {total['total']} samples in {len(result.counts)} tasks "
                   f"({total['generated']} generated, {total['cached']} from cache, {total['errors']} errors)")
+    if result.skipped_tasks:
+        err_console.print(f"[yellow]{len(result.skipped_tasks)} of {len(result.counts) + len(result.skipped_tasks)} "
+                          f"requested tasks were skipped ({', '.join(result.skipped_tasks)}); the reasons are above "
+                          "(exit status 3).[/]")
     if total["errors"]:
         err_console.print(f"[yellow]{total['errors']} requests failed (the reasons are in the outputs' `error` field); "
                           "re-run the same command to retry them.[/]")
-    if wandb and not score:
-        raise UsageError("--wandb logs scores: it needs --score", "drop --no-score, or log later with "
-                         f"`jleval score {result.run_dir} --wandb {wandb}`")
-    if score:
-        _score_and_print([result.run_dir], profile=None, tasks_dir=tasks_dir)
-        _log_wandb([result.run_dir], wandb)
-    if total["errors"]:
-        raise typer.Exit(3)
+    return total
 
 
 def _log_wandb(run_dirs, project) -> None:
@@ -311,9 +317,9 @@ ProfileOpt = Annotated[str, typer.Option("--profile", help="llm-jp-eval-1.4.1 (l
 @app.command("score")
 def score_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders written by `jleval run` (runs/<name>).")],
-    profile: ProfileOpt = "llm-jp-eval-1.4.1",
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% CIs (0 = none).")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+    profile: ProfileOpt = defaults.PROFILE,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% CIs (0 = none).", min=0)] = defaults.BOOTSTRAP,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.", min=0)] = defaults.SEED,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated subset of the run's tasks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json instead of the tables.")] = False,
     tasks_dir: TasksDirOpt = None,
@@ -463,67 +469,59 @@ app.add_typer(arena_app, name="arena")
 
 
 @arena_app.command("judge")
+@backend_options
 def arena_judge_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders of `jleval run MODEL --tasks rakuda --split test` (two or more).")],
     judge_model: Annotated[str, typer.Option("--judge", help="Judge model: Hub id or folder (vllm/hf), or the served model's name (--backend openai).")],
-    backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai")] = "auto",
+    backend_options: dict[str, Any],
+    backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai")] = defaults.BACKEND,
     out: Annotated[Path, typer.Option("--out", "-o", help="Judgments JSONL (appended; a re-run resumes).")] = Path("judgments.jsonl"),
     n: Annotated[Optional[int], typer.Option("--n", help="Matches to judge (balanced pairwise-n) (default: every match).")] = None,
     single_order: Annotated[bool, typer.Option("--single-order/--both-orders", help="One presentation order per match (a position term is fitted) instead of both (disagreement = tie).")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the match schedule.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the match schedule.", min=0)] = defaults.SEED,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Judge prompt: a name in prompts/ or a file (default: rakuda_judge_ja.txt).")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Judge's maximum new tokens.")] = 2048,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Judge's maximum new tokens.", min=1)] = 2048,
     system_role: Annotated[bool, typer.Option("--system-role/--no-system-role", help="Send the instructions as a system message (off: prepended to the user turn).")] = True,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Also re-judge verdicts that could not be parsed.")] = False,
     name: Annotated[Optional[list[str]], typer.Option("--name", help="RUN_DIR=NAME: the model's name in the arena (default: the manifest's model id). Repeatable.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Judge model revision.")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype")] = None,
-    tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
-    base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai: server URL, e.g. https://api.openai.com/v1")] = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    endpoint: EndpointOpt = None,
-    tokenizer: TokenizerOpt = None,
-    vllm_extensions: VllmExtensionsOpt = None,
 ) -> None:
     """Judge the runs' rakuda answers pairwise with an LLM judge; verdicts are appended to --out as they arrive."""
-    from jleval.arena.judge import judge
+    from jleval.arena.judge import check_inputs, judge
     from jleval.backends import load_backend
-    names = None
-    if name:
-        mapping = {}
-        for item in name:
-            rd, sep, nm = item.partition("=")
-            if not sep or not nm:
-                raise UsageError(f"--name {item!r} is not RUN_DIR=NAME", "e.g. --name runs/llm-jp_test_0shot=llm-jp-3-13b")
-            mapping[Path(rd).resolve()] = nm
-        names = [mapping.pop(Path(rd).resolve(), None) for rd in run_dirs]
-        if mapping:
-            raise UsageError(f"--name names a folder that is not among the runs: {', '.join(map(str, mapping))}")
-    options = {"dtype": dtype, "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
-               "gpu_memory_utilization": gpu_memory_utilization, "trust_remote_code": trust_remote_code or None,
-               "base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency, "endpoint": endpoint,
-               "tokenizer": tokenizer, "vllm_extensions": vllm_extensions}
-    judge_backend = load_backend(backend, judge_model, revision=revision,
-                                 **{k: v for k, v in options.items() if v is not None})
+    from jleval.fsutil import check_writable
+
+    names = _arena_names(name, run_dirs)
+    check_inputs(run_dirs, n=n, prompt=prompt, names=names)  # every input checked before the judge is loaded
+    check_writable(out.parent)
+    judge_backend = load_backend(backend, judge_model, revision=revision, **backend_options)
+    try:
+        report = _judge_with_progress(judge, judge_backend, run_dirs, out, n=n, both_orders=not single_order,
+                                      seed=seed, prompt=prompt, max_tokens=max_tokens, system_role=system_role,
+                                      retry_errors=retry_errors, names=names)
+    finally:
+        judge_backend.close()
+    _print_judge_report(report)
+    if report.judge_errors:
+        raise typer.Exit(3)
+
+
+def _judge_with_progress(judge, judge_backend, run_dirs, out, **kwargs):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
         with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err_console) as bar:
             task = bar.add_task("judging", total=None)
-            report = judge(judge_backend, run_dirs, out, n=n, both_orders=not single_order, seed=seed, prompt=prompt,
-                           max_tokens=max_tokens, system_role=system_role, retry_errors=retry_errors, names=names,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+            return judge(judge_backend, run_dirs, out, **kwargs,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]: every verdict written so far is kept; re-run the same command "
                           "to resume")
         raise typer.Exit(130) from None
-    finally:
-        judge_backend.close()
+
+
+def _print_judge_report(report) -> None:
     console.print(f"[bold]{report.out_path}[/]: {report.judged} verdicts judged now, {report.already_done} already "
                   f"there, {report.scheduled} scheduled ({len(report.models)} models)")
     if report.verdict_errors:
@@ -539,8 +537,6 @@ def arena_judge_cmd(
     if report.judge_errors:
         err_console.print(f"[yellow]{report.judge_errors} judge calls failed; re-run the same command to retry them[/]")
     console.print(f"next: jleval arena rank {report.out_path}")
-    if report.judge_errors:
-        raise typer.Exit(3)
 
 
 @arena_app.command("rank")
@@ -548,9 +544,9 @@ def arena_rank_cmd(
     judgments: Annotated[list[Path], typer.Argument(help="Judgments JSONL file(s) (pooled).")],
     runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folders: every judged model must be one of them. Repeatable.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for arena.csv, arena.json, arena.png.")] = Path("arena"),
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = 1000,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = defaults.BOOTSTRAP,
     posterior: Annotated[bool, typer.Option("--posterior", help="Bayesian posterior (MCMC) instead of the bootstrap; adds P(stronger than next).")] = False,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = defaults.SEED,
     prior_sd: Annotated[float, typer.Option("--prior-sd", help="Sd of the N(0, sd²) prior on strengths, in logits.")] = 3.0,
     draws: Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")] = 2500,
     chains: Annotated[int, typer.Option("--chains", help="Posterior chains.")] = 8,
@@ -560,7 +556,7 @@ def arena_rank_cmd(
     from jleval.arena import rank_files, write_ranking
     from jleval.render.console import print_arena
 
-    if bootstrap < 0 or draws < 1 or chains < 1 or prior_sd <= 0:
+    if bootstrap < 0 or draws < 1 or chains < 1 or not 0 < prior_sd < float("inf"):  # refuses nan too
         raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
     ranking = rank_files(judgments, runs=runs or None, n_bootstrap=bootstrap, seed=seed,
                          method="posterior" if posterior else "bootstrap", prior_sd=prior_sd, chains=chains,

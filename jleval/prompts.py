@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from jleval import defaults
 from jleval.errors import MissingRawFileError, UsageError
 from jleval.fsutil import sha256_text
 from jleval.resources import prompts_dir
@@ -33,7 +34,7 @@ class Template:
 
 
 @functools.cache
-def load_template(name_or_path: str = "v1.4.1") -> Template:
+def load_template(name_or_path: str = defaults.TEMPLATE) -> Template:
     if name_or_path in BUILTIN_TEMPLATES:
         ja, en = BUILTIN_TEMPLATES[name_or_path]
         d = prompts_dir()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from jleval import __version__, jsonl, records
+from jleval import __version__, defaults, jsonl, records
 from jleval.errors import BackendError, JlevalError, OutputError, RunError, UsageError
 from jleval.fsutil import atomic_write_json, check_writable, exclusive, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
@@ -48,13 +48,13 @@ BLANK_LINE = "\n\n"
 @dataclass
 class RunOptions:
     model: str
-    backend: str = "auto"
+    backend: str = defaults.BACKEND
     tasks: str | list[str] = "all"
-    split: str = "dev"
-    max_num_samples: int = 100  # -1 = all, as upstream
-    num_few_shots: int = 4
-    template: str = "v1.4.1"
-    prompt_style: str = "basic"
+    split: str = defaults.SPLIT
+    max_num_samples: int = defaults.MAX_NUM_SAMPLES  # -1 = all, as upstream
+    num_few_shots: int = defaults.NUM_FEW_SHOTS
+    template: str = defaults.TEMPLATE
+    prompt_style: str = defaults.PROMPT_STYLE
     chat_template: bool = False
     system_prompt: str | None = None
     add_special_tokens: bool = False
@@ -62,7 +62,7 @@ class RunOptions:
     revision: str | None = None
     data_dir: Path | None = None
     raw_dir: Path | None = None
-    version: str = "1.4.1"
+    version: str = defaults.DATA_VERSION
     include_non_commercial: bool = False
     out: Path = Path("runs")
     run_name: str | None = None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jleval import defaults
 from jleval.errors import ScoreError, UsageError
 from jleval.fsutil import read_json_object
 from jleval.records import read_manifest
@@ -260,7 +261,7 @@ def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, ta
         from jleval.scoring import score_run
 
         for r in runs:
-            r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or "llm-jp-eval-1.4.1",
+            r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or defaults.PROFILE,
                                  n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False, tasks_dir=tasks_dir)
     empty = [r.name for r in runs if not any(m.get("value") is not None for t in r.scores.get("tasks", {}).values()
                                              for m in (t.get("metrics") or {}).values())]

@@ -265,3 +265,43 @@ def test_disk_full_while_writing_outputs_is_named_as_the_file_not_the_backend(da
         run(opts(data_dir, tmp_path, max_num_samples=3))
     assert not isinstance(e.value, BackendError) and "backend" not in str(e.value)
     assert "free space" in e.value.hint
+
+
+def _cli(*args, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "jleval.cli", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "m", "--backend", "hf", "--device", "foo"], "--device 'foo' is not a device"),
+    (["run", "m", "--backend", "openai", "--request-timeout", "nan"], "--request-timeout must be a positive number"),
+    (["score", "nowhere", "--seed", "-1"], "--seed"),
+    (["arena", "rank", "j.jsonl", "--seed", "-1"], "--seed"),
+    (["arena", "judge", "a", "b", "--judge", "j", "--seed", "-1"], "--seed"),
+    (["arena", "rank", "j.jsonl", "--prior-sd", "nan"], "--prior-sd above 0"),
+])
+def test_bad_option_values_are_refused_by_name_before_anything_loads(tmp_path, args, message):
+    r = _cli(*args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_arena_judge_checks_the_run_folders_before_loading_the_judge(tmp_path):
+    """The judge model (here a folder that does not exist, which the hf backend would fail to load) is never
+    reached: the run folders are refused first."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    r = _cli("arena", "judge", tmp_path / "a", tmp_path / "b", "--judge", tmp_path / "no-judge", "--backend", "hf")
+    assert r.returncode == 1 and "is not a run folder (no manifest.json)" in r.stderr, r.stderr
+    assert "no-judge" not in r.stderr
+
+
+def test_run_exits_3_and_names_skipped_tasks(data_dir, tmp_path):
+    r = _cli("run", "oracle", "--backend", "oracle", "--tasks", "jamp,jnli", "--data-dir", data_dir, "--out", tmp_path,
+             "--max-num-samples", "2", "--no-score")
+    assert r.returncode == 3, r.stderr
+    assert "skipped jnli" in r.stderr and "1 of 2 requested tasks were skipped (jnli)" in r.stderr
+    r = _cli("run", "oracle", "--backend", "oracle", "--tasks", "jamp", "--data-dir", data_dir, "--out", tmp_path,
+             "--max-num-samples", "2", "--no-score")
+    assert r.returncode == 0 and "skipped" not in r.stderr, r.stderr

@@ -253,6 +253,17 @@ def _check_resume(out_path: Path, identity: dict[str, Any], existing: list[Judgm
     return meta
 
 
+def check_inputs(run_dirs: Sequence[Path | str], *, n: int | None = None, prompt: str | Path | None = None,
+                 names: Sequence[str | None] | None = None) -> tuple[JudgePrompt, dict[str, Answers]]:
+    """Every input of `judge` but the judge itself, checked (the CLI calls this before loading the judge model):
+    the judge prompt, and the answers of each run folder by model name."""
+    if len(run_dirs) < 2:
+        raise UsageError(f"{len(run_dirs)} run folder(s) given", "pass the run folders of at least two models")
+    if n is not None and n <= 0:
+        raise UsageError(f"n must be positive, got {n}", "pass --n N (matches), or leave it out for every match")
+    return load_prompt(prompt), {a.model: a for a in load_answers(run_dirs, names)}
+
+
 def judge(
     judge_backend,
     run_dirs: Sequence[Path | str],
@@ -275,13 +286,8 @@ def judge(
     presentation orders (a disagreement is a tie when ranked); False judges one order per match, drawn at random,
     and the ranking fits a first-position term. Raises JudgeFailedError when the backend fails part-way, with
     every verdict so far on disk; re-running the same call resumes."""
-    if len(run_dirs) < 2:
-        raise UsageError(f"{len(run_dirs)} run folder(s) given", "pass the run folders of at least two models")
-    if n is not None and n <= 0:
-        raise UsageError(f"n must be positive, got {n}", "pass --n N (matches), or leave it out for every match")
+    jp, answers = check_inputs(run_dirs, n=n, prompt=prompt, names=names)
     out_path = Path(out_path)
-    jp = load_prompt(prompt)
-    answers = {a.model: a for a in load_answers(run_dirs, names)}
     models = sorted(answers)
     qids = sorted({q for a in answers.values() for q in a.by_id}, key=lambda q: (str(type(q)), q))
     calls = schedule(models, qids, n=n, seed=seed, both_orders=both_orders,

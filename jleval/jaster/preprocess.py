@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jleval import __version__
+from jleval import __version__, defaults
 from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json,
                            read_json_object, sha256_file, sha256_text)
@@ -23,7 +23,7 @@ from jleval.jaster.own import locate_own
 from jleval.jaster.sources import Located, Reporter, locate
 from jleval.tasks import TaskSpec
 
-DEFAULT_VERSION = "1.4.1"
+DEFAULT_VERSION = defaults.DATA_VERSION
 ALPACA_HEADER = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。"
 
 

@@ -16,7 +16,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-DEFAULT_PROFILE = "llm-jp-eval-1.4.1"
+from jleval import defaults
+
+DEFAULT_PROFILE = defaults.PROFILE
 
 
 @dataclass(frozen=True)

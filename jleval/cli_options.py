@@ -1,0 +1,111 @@
+"""Command-line option groups shared by several commands (the CLI layer: only jleval/cli.py imports this).
+
+The backend options (engine, hf and openai settings) are declared once, in BACKEND_OPTIONS, and added to a
+command by the `backend_options` decorator: the command's own signature stays short, `--help` shows them under
+one "Backend options" panel, the values are checked before anything is loaded, and the command receives them as
+one dict (only the options given), ready for `load_backend`. A new backend option is one entry here.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from jleval.errors import UsageError
+
+PANEL = "Backend options"
+
+
+@dataclass(frozen=True)
+class BackendOption:
+    """One option of the group: the command-line parameter `name`, the `load_backend` keyword `key`."""
+
+    name: str
+    key: str
+    annotation: Any
+    default: Any = None
+
+    def value(self, given: Any) -> Any:
+        # a plain flag left off is "not set" (None), so each backend's own default applies
+        return None if given is False and self.default is False else given
+
+
+def _opt(flags: str, help: str | None = None, **kw: Any) -> Any:
+    return typer.Option(*flags.split(), help=help, rich_help_panel=PANEL, **kw)
+
+
+BACKEND_OPTIONS: tuple[BackendOption, ...] = (
+    BackendOption("dtype", "dtype", Annotated[Optional[str], _opt("--dtype", "auto | bfloat16 | float16 | float32")]),
+    BackendOption("tensor_parallel_size", "tensor_parallel_size",
+                  Annotated[Optional[int], _opt("--tensor-parallel-size", min=1)]),
+    BackendOption("pipeline_parallel_size", "pipeline_parallel_size",
+                  Annotated[Optional[int], _opt("--pipeline-parallel-size", min=1)]),
+    BackendOption("data_parallel_size", "data_parallel_size",
+                  Annotated[Optional[int], _opt("--data-parallel-size", min=1)]),
+    BackendOption("max_model_len", "max_model_len", Annotated[Optional[int], _opt("--max-model-len", min=1)]),
+    BackendOption("gpu_memory_utilization", "gpu_memory_utilization",
+                  Annotated[Optional[float], _opt("--gpu-memory-utilization")]),
+    BackendOption("trust_remote_code", "trust_remote_code", Annotated[bool, _opt("--trust-remote-code")], False),
+    BackendOption("distributed_executor_backend", "distributed_executor_backend",
+                  Annotated[Optional[str], _opt("--distributed-executor-backend", "e.g. ray (multi-node)")]),
+    BackendOption("batch_size", "batch_size",
+                  Annotated[Optional[int], _opt("--batch-size", "hf: first batch size to try (halved on OOM).", min=1)]),
+    BackendOption("device", "device", Annotated[Optional[str], _opt("--device", "hf: cpu | cuda | cuda:N | auto")]),
+    BackendOption("base_url", "base_url",
+                  Annotated[Optional[str], _opt("--base-url", "openai: server URL, e.g. http://127.0.0.1:8000/v1")]),
+    BackendOption("api_key_env", "api_key_env",
+                  Annotated[Optional[str], _opt("--api-key-env", "openai: environment variable holding the API key.")]),
+    BackendOption("concurrency", "concurrency",
+                  Annotated[Optional[int], _opt("--concurrency", "openai: requests in flight.", min=1)]),
+    BackendOption("endpoint", "endpoint", Annotated[Optional[str], _opt(
+        "--endpoint", "openai: auto (chat for chat messages, else completions) | completions | chat.")]),
+    BackendOption("tokenizer", "tokenizer", Annotated[Optional[str], _opt(
+        "--tokenizer", "openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat "
+        "rendering for the cache key).")]),
+    BackendOption("vllm_extensions", "vllm_extensions", Annotated[Optional[bool], _opt(
+        "--vllm-extensions/--no-vllm-extensions", "openai: send vLLM's extra sampling fields (off for commercial "
+        "APIs that reject unknown fields; default on).")]),
+    BackendOption("request_timeout", "timeout", Annotated[Optional[float], _opt(
+        "--request-timeout", "openai: seconds before one request is abandoned and retried (default: 120).")]),
+    BackendOption("max_retries", "max_retries", Annotated[Optional[int], _opt(
+        "--max-retries", "openai: retries on 429/5xx/timeouts, with backoff (default: 5).", min=0)]),
+)
+
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def check_backend_options(options: dict[str, Any]) -> None:
+    """Refuse, before any model is loaded, option values no backend can take (one line naming the option)."""
+    device = options.get("device")
+    if device is not None and not _DEVICE.fullmatch(device):
+        raise UsageError(f"--device {device!r} is not a device", "use cpu, cuda, cuda:N (a GPU index), mps or auto")
+    for key, flag in (("timeout", "--request-timeout"), ("gpu_memory_utilization", "--gpu-memory-utilization")):
+        value = options.get(key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{flag} must be a positive number, not {value}")
+    if options.get("gpu_memory_utilization", 0) > 1:
+        raise UsageError("--gpu-memory-utilization is a share of the GPU's memory: above 0, at most 1")
+
+
+def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the backend option group to a Typer command: it receives them as `backend_options` (a dict of the
+    options given, keyed as load_backend takes them), checked by check_backend_options."""
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "backend_options"]
+    group = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=o.annotation)
+             for o in BACKEND_OPTIONS]
+
+    @functools.wraps(command)
+    def with_group(**kwargs: Any) -> Any:
+        given = {o.key: o.value(kwargs.pop(o.name)) for o in BACKEND_OPTIONS}
+        options = {k: v for k, v in given.items() if v is not None}
+        check_backend_options(options)
+        return command(**kwargs, backend_options=options)
+
+    with_group.__signature__ = sig.replace(parameters=own + group)  # type: ignore[attr-defined]
+    return with_group
