@@ -43,7 +43,10 @@ def load_template(name_or_path: str = defaults.TEMPLATE) -> Template:
     if not path.is_file():
         raise UsageError(f"template {name_or_path!r} is neither a built-in ({', '.join(BUILTIN_TEMPLATES)}) nor a file",
                          "pass --template v1.4.1, --template v2 or the path of a Jinja2 file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"template {path} is not UTF-8 text", "save the template file as UTF-8") from None
     return Template(str(path), (text, text))
 
 
@@ -53,9 +56,15 @@ def _compiled(source: str):
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     try:
-        return env.from_string(source)
+        tree = env.parse(source)
     except jinja2.TemplateSyntaxError as e:
         raise UsageError(f"prompt template has a syntax error at line {e.lineno}: {e.message}") from None
+    other = next(tree.find_all((jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport,
+                                jinja2.nodes.Extends)), None)
+    if other is not None:
+        raise UsageError(f"prompt template line {other.lineno}: a template cannot include, import or extend other "
+                         "files", "put the whole prompt in one template file")
+    return env.from_string(source)
 
 
 def render(template: Template, spec: TaskSpec, few_shots: Sequence[dict], input_text: str,
@@ -70,6 +79,10 @@ def render(template: Template, spec: TaskSpec, few_shots: Sequence[dict], input_
     except jinja2.UndefinedError as e:
         raise UsageError(f"prompt template {template.name}: {e.message}",
                          "templates may use instruction, few_shots, input and answer_pattern") from None
+    except Exception as e:  # the user's template raised while rendering ({{ 1/0 }}, a filter on the wrong type...)
+        raise UsageError(f"prompt template {template.name} failed while rendering: {type(e).__name__}: {e}",
+                         "fix the template (it is rendered once per sample with instruction, few_shots, input "
+                         "and answer_pattern)") from None
 
 
 def load_eval_set(data_dir: Path, version: str, split: str, task: str) -> dict[str, Any]:

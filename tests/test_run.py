@@ -305,3 +305,20 @@ def test_run_exits_3_and_names_skipped_tasks(data_dir, tmp_path):
     r = _cli("run", "oracle", "--backend", "oracle", "--tasks", "jamp", "--data-dir", data_dir, "--out", tmp_path,
              "--max-num-samples", "2", "--no-score")
     assert r.returncode == 0 and "skipped" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{{ input }}{{ 1 / 0 }}".encode(), "failed while rendering: ZeroDivisionError"),
+    ("{{ input | int + few_shots }}".encode(), "failed while rendering: TypeError"),
+    ("{% include 'other.j2' %}{{ input }}".encode(), "line 1: a template cannot include, import or extend"),
+    ("{% extends 'base.j2' %}".encode(), "cannot include, import or extend"),
+    ("{{ input }}\n".encode("utf-16"), "is not UTF-8 text"),
+])
+def test_a_bad_user_template_is_one_usage_error(data_dir, tmp_path, content, message):
+    from jleval.errors import UsageError
+
+    t = tmp_path / "t.j2"
+    t.write_bytes(content)
+    with pytest.raises(UsageError, match=message):
+        run(opts(data_dir, tmp_path, template=str(t), max_num_samples=2))
+    assert not (tmp_path / "r").exists()
