@@ -37,6 +37,7 @@ from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import sha256_text
 from jleval.resources import prompts_dir
 from jleval.tasks import TaskSpec, get_task
+from jleval.types import GenParams
 
 #: The tasks that have a chain-of-thought prompt in prompts/cot/ (tests check this matches the files).
 COT_TASKS: tuple[str, ...] = (
@@ -102,6 +103,32 @@ def load_cot(task: str) -> CotPrompt:
                          f"tasks with one: {', '.join(COT_TASKS)}; run it with --prompt-style basic, or add "
                          f"prompts/cot/{task}.toml (see docs/cot.md)")
     return parse_cot(path)
+
+
+@dataclass(frozen=True)
+class CotPlan:
+    """What a run needs to prompt one task with chain of thought: the task with the CoT instruction, the written
+    few-shots, the decoding (CoT output length; stop at the next prompt block) and the prompt file's sha256."""
+
+    spec: TaskSpec
+    shots: list[dict]
+    gen: GenParams
+    sha256: str
+
+
+def plan_task(spec: TaskSpec, num_few_shots: int) -> CotPlan:
+    """The chain-of-thought prompt parts of `spec` for `num_few_shots` shots (the task's own count when it fixes
+    one). Fewer written examples than asked is a UsageError."""
+    import dataclasses
+
+    c = load_cot(spec.name)
+    n = spec.few_shots(num_few_shots)
+    if n > len(c.shots):
+        raise UsageError(f"{spec.name}: its chain-of-thought prompt has {len(c.shots)} written examples, "
+                         f"fewer than the {num_few_shots} few-shots asked",
+                         f"pass --num-few-shots {len(c.shots)} or fewer with --prompt-style cot")
+    return CotPlan(dataclasses.replace(spec, instruction=c.instruction), c.shots[:n],
+                   GenParams(max_tokens=c.output_length, stop=tuple(COT_STOP)), c.sha256)
 
 
 def parse_cot(path: Path) -> CotPrompt:

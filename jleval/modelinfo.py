@@ -252,6 +252,6 @@ def for_run(model: str, revision: str | None, backend: str, described: dict[str,
     precision = None if precision in (None, "", "auto") else str(precision)
     if backend == "openai":
         return served_model_info(described.get("served_model"))
-    if backend in ("oracle", "majority"):
-        return empty_info(f"the {backend} baseline answers without a model")
+    if backend in ("oracle", "majority", "scripted"):
+        return empty_info(f"the {backend} backend answers without a model")
     return model_info(model, revision, precision)

@@ -3,10 +3,16 @@
     runs/<name>/manifest.json          every setting that affects a score (see docs/file-formats.md)
     runs/<name>/outputs/<task>.jsonl   one line per completion, appended + flushed as it completes
 
+A run is three steps: **plan** (check the options, build what data is missing, render every prompt, decide the
+run folder: `plan_run`), **generate** (under the folder's lock: read what the folder already holds, send only the
+missing requests to the backend, append each completion as it arrives: `_resume`, `_generate`) and **record**
+(the manifest, before and after generating: `_record_start`, `_record_finish`).
+
 Every task's requests go to the backend together (vLLM schedules them all; prefix caching shares the few-shot
 prefixes). A request is keyed by sha256(model identity, prompt/messages, decoding settings, BOS policy); a
-re-run skips every key already on disk, so a killed run (even `kill -9`) loses at most the requests in
-flight. A truncated last line (a crash mid-write) is cut off before appending, never duplicated or parsed.
+re-run reuses a row only when its key, sample id, input and gold all match (a gold fixed in the evaluation set
+is generated and scored again), so a killed run (even `kill -9`) loses at most the requests in flight. A
+truncated last line (a crash mid-write) is cut off before appending, never duplicated or parsed (jleval.jsonl).
 """
 from __future__ import annotations
 
@@ -14,21 +20,20 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
-import os
-import platform
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jleval import __version__, defaults, jsonl, records
 from jleval.errors import BackendError, JlevalError, OutputError, RunError, UsageError
 from jleval.fsutil import atomic_write_json, check_writable, exclusive, sha256_file, sha256_text
 from jleval.tasks import TaskSpec, resolve_tasks
-from jleval.types import Completion, GenParams, Request
+from jleval.types import Completion, DataSource, GenParams, Request
 
-#: Settings that must match to resume into an existing run folder (anything else is informational).
+#: Settings that must match to resume into an existing run folder (anything else is informational);
+#: max_num_samples may grow (earlier samples come from the cache), never shrink.
 IDENTITY_KEYS = (
     "model", "revision", "backend", "split", "num_few_shots", "max_num_samples", "template", "template_sha256",
     "prompt_style", "chat_template", "system_prompt", "add_special_tokens", "stop_rule", "data_version",
@@ -42,6 +47,12 @@ IDENTITY_KEYS = (
 OUTPUT_OPTIONS = frozenset({"dtype", "max_model_len", "endpoint", "tokenizer", "vllm_extensions", "device"})
 #: Values that mean "not set": an option given with its default is the same run as one left out.
 OPTION_DEFAULTS = {"dtype": "auto", "endpoint": "auto", "vllm_extensions": True, "device": "auto"}
+#: Settings that change outputs beyond model, split, shots and style, with their defaults: any other value puts a
+#: short hash of them into the default run name, so that such runs never share a folder.
+NAME_SETTINGS: dict[str, Any] = {
+    "template": defaults.TEMPLATE, "chat_template": False, "system_prompt": None, "add_special_tokens": False,
+    "stop_rule": True, "revision": None, "data_version": defaults.DATA_VERSION, "backend_options": {},
+}
 BLANK_LINE = "\n\n"
 
 
@@ -82,15 +93,141 @@ class TaskPlan:
 
 
 @dataclass
+class RunPlan:
+    """Step 1: everything decided before the run folder is touched."""
+
+    opts: RunOptions
+    backend_name: str  # "auto" resolved
+    settings: dict[str, Any]
+    fingerprint: str
+    data_dir: Path
+    run_dir: Path
+    plans: list[TaskPlan]
+    skipped: dict[str, str]  # task -> why
+
+
+@dataclass
+class Resume:
+    """What the run folder already holds: its manifest (None for a new run) and what is left to generate."""
+
+    old: dict[str, Any] | None
+    misses: list[tuple[TaskPlan, Request, str]]  # (task, request, cache key)
+    counts: dict[str, dict[str, int]]  # task -> {"total", "cached", "generated", "errors"}
+
+
+@dataclass
 class RunResult:
     run_dir: Path
     counts: dict[str, dict[str, int]]  # task -> {"total", "cached", "generated", "errors"}
     skipped_tasks: dict[str, str]  # task -> why
 
 
-def default_run_name(model: str, opts: RunOptions) -> str:
+#: progress(task, None, total, cached) once per task before generation starts, then progress(task, completion,
+#: total, 0) for each completion as it is written.
+ProgressFn = Callable[[str, Completion | None, int, int], None]
+
+
+def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> RunResult:
+    """Run (or resume) an evaluation: plan, generate what the run folder lacks, record. Returns per-task counts.
+    Raises RunError/BackendError/OutputError with every completion so far kept on disk. A backend this call
+    loads is closed on every path; one passed in is left open for its owner."""
+    plan = plan_run(opts)
+    with _run_lock(plan.run_dir), contextlib.ExitStack() as owned:
+        resume = _resume(plan)
+        manifest, session = _draft_manifest(plan, resume)
+        backend = _acquire_backend(plan, resume, backend, owned)
+        _record_start(plan, resume, manifest, backend, progress)
+        if resume.misses:
+            _generate(backend, resume.misses, plan.run_dir / "outputs", resume.counts, progress)
+        _record_finish(plan, resume, manifest, session)
+    return RunResult(plan.run_dir, resume.counts, plan.skipped)
+
+
+# ----- step 1: plan -------------------------------------------------------------------------------------------
+
+def plan_run(opts: RunOptions) -> RunPlan:
+    """Check the options, build the missing evaluation sets, render every request and pick the run folder."""
+    from jleval.jaster.preprocess import preprocess
+    from jleval.prompts import load_template
+    from jleval.resources import default_data_dir
+
+    check_run_options(opts)
+    specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial, tasks_dir=opts.tasks_dir)
+    check_writable(Path(opts.out))
+    backend_name = resolve_backend(opts.backend)  # an unknown backend is refused before any preprocessing
+    template = load_template(opts.template)
+    data_dir = Path(opts.data_dir) if opts.data_dir else default_data_dir()
+    preprocess(specs, data_dir, raw_dir=opts.raw_dir, version=opts.version)  # builds only what is missing
+    settings = _settings(opts, template.name, template.sha256, backend_name, model_identity_of(opts, backend_name))
+    fingerprint = model_fingerprint(settings)
+    plans, skipped = plan_tasks(opts, specs, data_dir, fingerprint)
+    if not plans:
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise RunError(f"no task can run ({why})", "build the sets with `jleval preprocess` (and --raw-dir DIR)")
+    return RunPlan(opts, backend_name, settings, fingerprint, data_dir, run_dir_for(opts, specs, settings),
+                   plans, skipped)
+
+
+def check_run_options(opts: RunOptions) -> None:
+    check_prompt_options(opts.split, opts.num_few_shots, opts.max_num_samples)
+    if opts.system_prompt is not None and not opts.chat_template:
+        raise UsageError("--system-prompt needs --chat-template (the plain prompt has no system turn)",
+                         "add --chat-template, or put the text in a --template file")
+    if opts.prompt_style not in ("basic", "cot"):
+        raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
+    name = opts.run_name
+    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
+        raise UsageError(f"--run-name {name!r} is not a plain folder name", "e.g. --run-name my-model-dev")
+
+
+def check_prompt_options(split: str, num_few_shots: int, max_num_samples: int) -> None:
+    """The checks `run` and `prompts` share: a known split, a non-negative shot count, -1 or a positive
+    sample count."""
+    if split not in ("train", "dev", "test"):
+        raise UsageError(f"unknown split {split!r}", "use --split dev (the leaderboard's default) or test")
+    if num_few_shots < 0:
+        raise UsageError(f"--num-few-shots must be 0 or more, not {num_few_shots}")
+    if max_num_samples == 0 or max_num_samples < -1:
+        raise UsageError(f"--max-num-samples must be a positive number or -1 (all samples), not {max_num_samples}")
+
+
+def default_run_name(model: str, opts: RunOptions, settings: dict[str, Any] | None = None) -> str:
+    """<model>_<split>_<N>shot[_<style>][_<hash>]: the hash (8 hex digits) of every setting in NAME_SETTINGS
+    that is not at its default, so that runs whose outputs differ never share a default folder."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").split("/")[-1] if Path(model).exists() else model)
-    return f"{base}_{opts.split}_{opts.num_few_shots}shot" + ("" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
+    name = f"{base}_{opts.split}_{opts.num_few_shots}shot" + ("" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
+    changed = {k: settings.get(k) for k, v in NAME_SETTINGS.items() if settings.get(k) != v} if settings else {}
+    if "template" in changed:
+        changed["template_sha256"] = settings["template_sha256"]
+    return name + (f"_{sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]}" if changed else "")
+
+
+def run_dir_for(opts: RunOptions, specs: list[TaskSpec], settings: dict[str, Any]) -> Path:
+    """--run-name, or the default name; a default folder holding more samples than asked (a run grows, never
+    shrinks) gives way to <name>_n<N>."""
+    if opts.run_name:
+        return Path(opts.out) / opts.run_name
+    shots = max((spec.few_shots(opts.num_few_shots) for spec in specs), default=opts.num_few_shots)
+    run_dir = Path(opts.out) / default_run_name(opts.model, dataclasses.replace(opts, num_few_shots=shots), settings)
+    there = _samples_there(run_dir / "manifest.json")
+    if there is not None and not grows(there, opts.max_num_samples):
+        run_dir = run_dir.with_name(f"{run_dir.name}_n{opts.max_num_samples}")
+    return run_dir
+
+
+def _samples_there(manifest_path: Path) -> int | None:
+    """The max_num_samples of the run in a folder (None: no run there, or a manifest the resume will refuse)."""
+    if not manifest_path.is_file():
+        return None
+    with contextlib.suppress(JlevalError):
+        n = records.read_manifest(manifest_path, RunError).get("settings", {}).get("max_num_samples")
+        return n if isinstance(n, int) else None
+    return None
+
+
+def grows(there: Any, now: int) -> bool:
+    """A run of `there` samples per task may be resumed with `now`: as many or more (-1 = all)."""
+    return isinstance(there, int) and (now == -1 or (there != -1 and now >= there))
 
 
 def _settings(opts: RunOptions, template_name: str, template_sha: str, backend_name: str,
@@ -119,8 +256,6 @@ def model_fingerprint(settings: dict[str, Any]) -> str:
 def resolve_backend(name: str) -> str:
     """The backend a run really uses ("auto" resolved), so that a run started on a GPU (vllm) and resumed on a
     CPU machine (hf) is refused rather than mixing two engines' outputs in one run."""
-    if name in ("oracle", "majority"):
-        return name
     from jleval.backends import resolve_backend_name
 
     return resolve_backend_name(name)
@@ -145,53 +280,99 @@ def stops_for(spec: TaskSpec, opts: RunOptions) -> tuple[str, ...]:
 
 
 def plan_tasks(opts: RunOptions, specs: list[TaskSpec], data_dir: Path,
-               fingerprint: str) -> tuple[list[TaskPlan], dict[str, str]]:
-    from jleval.prompts import few_shots_for, load_eval_set, load_template, messages_for, render
+               fingerprint: str | None = None) -> tuple[list[TaskPlan], dict[str, str]]:
+    """Every task's requests, rendered; the tasks that cannot run, with the reason."""
+    from jleval.prompts import load_template
 
     template = load_template(opts.template)
     plans, skipped = [], {}
-    cot_sha: dict[str, str] = {}
     for spec in specs:
-        split_path = data_dir / opts.version / "evaluation" / opts.split / f"{spec.name}.json"
-        if opts.split not in spec.splits:
-            skipped[spec.name] = f"has no {opts.split} split (splits: {', '.join(spec.splits)})"
-            continue
-        if not split_path.is_file():
-            skipped[spec.name] = f"its {opts.split} set was not built (raw files missing; see `jleval preprocess`)"
-            continue
-        data = load_eval_set(data_dir, opts.version, opts.split, spec.name)
-        samples = data["samples"] if opts.max_num_samples < 0 else data["samples"][: opts.max_num_samples]
-        render_spec = spec
-        if opts.prompt_style == "cot":
-            from jleval import cot
-
-            if spec.name not in cot.COT_TASKS:
-                skipped[spec.name] = "has no chain-of-thought prompt (see docs/cot.md for the tasks that have one)"
-                continue
-            c = cot.load_cot(spec.name)
-            render_spec = dataclasses.replace(spec, instruction=c.instruction)
-            if spec.few_shots(opts.num_few_shots) > len(c.shots):
-                raise UsageError(f"{spec.name}: its chain-of-thought prompt has {len(c.shots)} written examples, "
-                                 f"fewer than the {opts.num_few_shots} few-shots asked",
-                                 f"pass --num-few-shots {len(c.shots)} or fewer with --prompt-style cot")
-            shots = c.shots[: spec.few_shots(opts.num_few_shots)]
-            cot_sha[spec.name] = c.sha256
-            gen = GenParams(max_tokens=c.output_length, stop=tuple(cot.COT_STOP))
+        why = _why_not(opts, spec, data_dir)
+        if why:
+            skipped[spec.name] = why
         else:
-            shots = few_shots_for(data_dir, opts.version, spec, opts.num_few_shots)
-            gen = GenParams(max_tokens=spec.output_length, stop=stops_for(spec, opts))
-        reqs = []
-        for i, s in enumerate(samples):
-            prompt = render(template, render_spec, shots, s["input"])
-            messages = messages_for(prompt, opts.system_prompt) if opts.chat_template or spec.category == "ARENA" else None
-            reqs.append(Request(task=spec.name, sample_id=i, prompt=prompt, gen=gen, messages=messages,
-                                add_special_tokens=opts.add_special_tokens, gold=s["output"],
-                                label_list=spec.label_list))
-        train_path = data_dir / opts.version / "evaluation" / "train" / f"{spec.name}.json"
-        shots_sha = sha256_file(train_path) if shots and opts.prompt_style == "basic" and train_path.is_file() else None
-        plans.append(TaskPlan(spec, reqs, samples, sha256_file(split_path), len(shots), cot_sha.get(spec.name),
-                              shots_sha))
+            plans.append(_plan_task(opts, spec, data_dir, template))
     return plans, skipped
+
+
+def _split_path(data_dir: Path, version: str, split: str, task: str) -> Path:
+    return data_dir / version / "evaluation" / split / f"{task}.json"
+
+
+def _why_not(opts: RunOptions, spec: TaskSpec, data_dir: Path) -> str | None:
+    from jleval import cot
+
+    if opts.split not in spec.splits:
+        return f"has no {opts.split} split (splits: {', '.join(spec.splits)})"
+    if not _split_path(data_dir, opts.version, opts.split, spec.name).is_file():
+        return f"its {opts.split} set was not built (raw files missing; see `jleval preprocess`)"
+    if opts.prompt_style == "cot" and spec.name not in cot.COT_TASKS:
+        return "has no chain-of-thought prompt (see docs/cot.md for the tasks that have one)"
+    return None
+
+
+def _prompt_parts(opts: RunOptions, spec: TaskSpec, data_dir: Path) -> tuple[TaskSpec, list[dict], GenParams,
+                                                                              str | None]:
+    """(the spec to render with, the few-shots, the decoding, the CoT prompt's sha256) for the prompt style."""
+    from jleval.prompts import few_shots_for
+
+    if opts.prompt_style == "cot":
+        from jleval import cot
+
+        c = cot.plan_task(spec, opts.num_few_shots)
+        return c.spec, c.shots, c.gen, c.sha256
+    shots = few_shots_for(data_dir, opts.version, spec, opts.num_few_shots)
+    return spec, shots, GenParams(max_tokens=spec.output_length, stop=stops_for(spec, opts)), None
+
+
+def _plan_task(opts: RunOptions, spec: TaskSpec, data_dir: Path, template) -> TaskPlan:
+    from jleval.prompts import load_eval_set, messages_for, render
+
+    data = load_eval_set(data_dir, opts.version, opts.split, spec.name)
+    samples = data["samples"] if opts.max_num_samples < 0 else data["samples"][: opts.max_num_samples]
+    render_spec, shots, gen, cot_sha = _prompt_parts(opts, spec, data_dir)
+    chat = opts.chat_template or spec.category == "ARENA"
+    reqs = []
+    for i, s in enumerate(samples):
+        prompt = render(template, render_spec, shots, s["input"])
+        reqs.append(Request(task=spec.name, sample_id=i, prompt=prompt, gen=gen,
+                            messages=messages_for(prompt, opts.system_prompt) if chat else None,
+                            add_special_tokens=opts.add_special_tokens, gold=s["output"], label_list=spec.label_list))
+    train_path = _split_path(data_dir, opts.version, "train", spec.name)
+    shots_sha = sha256_file(train_path) if shots and opts.prompt_style == "basic" and train_path.is_file() else None
+    return TaskPlan(spec, reqs, samples, sha256_file(_split_path(data_dir, opts.version, opts.split, spec.name)),
+                    len(shots), cot_sha, shots_sha)
+
+
+# ----- step 2: what the folder holds, and generating the rest ---------------------------------------------
+
+def _run_lock(run_dir: Path):
+    return exclusive(run_dir / ".lock", RunError(f"another jleval run is writing into {run_dir}",
+                                                 "wait for it to finish, or pass another --run-name"))
+
+
+def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    if not manifest_path.is_file():
+        return None
+
+    def fail(reason: str) -> RunError:
+        return RunError(f"{manifest_path} is corrupt ({reason}), so this run cannot be resumed safely",
+                        "restore it, or pass another --run-name (the outputs there are kept as they are)")
+
+    old = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
+    there = old["settings"]
+    keys = IDENTITY_KEYS
+    if "local_digest" in (settings.get("model_identity") or {}):
+        keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
+    diff = [k for k in keys if there.get(k) != settings.get(k)
+            and not (k == "max_num_samples" and grows(there.get(k), settings[k]))]
+    if diff:
+        lines = "; ".join(f"{k}: {there.get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
+        grow = " (a run may grow: --max-num-samples as large as the one there, or -1)" \
+            if "max_num_samples" in diff else ""
+        raise RunError(f"{manifest_path.parent} holds a run with different settings ({lines})",
+                       f"re-run with the same settings to resume{grow}, or pass another --run-name / --out")
+    return old
 
 
 def read_outputs(path: Path, repair: bool = False) -> list[dict]:
@@ -208,168 +389,76 @@ def read_outputs(path: Path, repair: bool = False) -> list[dict]:
     return [rec for _, rec in jsonl.read_objects(path, fail, key="key").records]
 
 
-def _environment() -> dict[str, Any]:
-    from importlib import metadata
-
-    pkgs = {}
-    for name in ("torch", "transformers", "vllm", "sacrebleu", "fugashi", "unidic-lite", "mecab-python3", "ipadic",
-                 "rouge-score", "rapidfuzz", "rhoknp", "scipy", "numpy"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            pkgs[name] = metadata.version(name)
-    commit = None
-    with contextlib.suppress(Exception):
-        import subprocess
-
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "packages": pkgs, "jleval_git_commit": commit}
-
-
-def _run_lock(run_dir: Path):
-    return exclusive(run_dir / ".lock", RunError(f"another jleval run is writing into {run_dir}",
-                                                 "wait for it to finish, or pass another --run-name"))
-
-
-def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    if not manifest_path.is_file():
-        return None
-    def fail(reason: str) -> RunError:
-        return RunError(f"{manifest_path} is corrupt ({reason}), so this run cannot be resumed safely",
-                        "restore it, or pass another --run-name (the outputs there are kept as they are)")
-
-    old = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
-    keys = IDENTITY_KEYS
-    if "local_digest" in (settings.get("model_identity") or {}):
-        keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
-    diff = [k for k in keys if old.get("settings", {}).get(k) != settings.get(k)]
-    if diff:
-        lines = "; ".join(f"{k}: {old.get('settings', {}).get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
-        raise RunError(f"{manifest_path.parent} holds a run with different settings ({lines})",
-                       "re-run with the same settings to resume, or pass another --run-name / --out")
-    return old
+def _resume(plan: RunPlan) -> Resume:
+    """The old manifest (checked against this run's settings) and, per task, the requests whose rows are not
+    on disk yet. A row is reused when its key, sample id, input and gold match: a sample whose gold changed in
+    the evaluation set is generated again (and the new row, later in the file, is the one scored)."""
+    old = _check_resume(plan.run_dir / "manifest.json", plan.settings)
+    outputs_dir = plan.run_dir / "outputs"
+    outputs_dir.mkdir(parents=True, exist_ok=True)
+    misses: list[tuple[TaskPlan, Request, str]] = []
+    counts = {}
+    for p in plan.plans:
+        path = outputs_dir / f"{p.spec.name}.jsonl"
+        rows = read_outputs(path, repair=True)
+        _check_rows_belong(path, rows, p, plan.fingerprint, old)
+        done = {(r["key"], r.get("id")): r for r in rows if not r.get("error")}
+        c = counts[p.spec.name] = {"total": len(p.requests), "cached": 0, "generated": 0, "errors": 0}
+        for r in p.requests:
+            k = r.key(plan.fingerprint)
+            if _same_sample(done.get((k, r.sample_id)), p.samples[r.sample_id]):
+                c["cached"] += 1
+            else:
+                misses.append((p, r, k))
+    return Resume(old, misses, counts)
 
 
-def _majority_answers(plans: list[TaskPlan], data_dir: Path, version: str) -> dict[str, str]:
-    from jleval.backends.baselines import MajorityBackend
-    from jleval.prompts import load_eval_set
-
-    out = {}
-    for p in plans:
-        train = load_eval_set(data_dir, version, "train", p.spec.name)["samples"] if "train" in p.spec.splits else []
-        out[p.spec.name] = MajorityBackend.majority([s["output"] for s in train], p.spec.label_list)
-    return out
+def _same_sample(row: dict | None, sample: dict) -> bool:
+    return row is not None and row.get("input") == sample["input"] and row.get("gold") == sample["output"]
 
 
-def make_backend(opts: RunOptions, plans: list[TaskPlan], data_dir: Path):
-    if opts.backend == "oracle":
-        from jleval.backends.baselines import OracleBackend
+def _check_rows_belong(path: Path, rows: list[dict], p: TaskPlan, fingerprint: str, old: dict | None) -> None:
+    """Refuse rows another model made: a row for the same prompt, with the decoding the manifest records for
+    its task, whose key still differs can only come from another model (a manifest copied from another run)."""
+    entry = ((old or {}).get("tasks") or {}).get(p.spec.name)
+    if not entry or not p.requests:
+        return
+    gen = p.requests[0].gen
+    if entry.get("max_tokens") != gen.max_tokens or entry.get("stop") != list(gen.stop):
+        return  # the task's decoding changed since: its rows are regenerated, not foreign
+    by_id = {r.sample_id: r for r in p.requests}
+    for row in rows:
+        req = by_id.get(row.get("id"))
+        if req is None or row.get("prompt_sha256") != sha256_text(req.prompt) or row["key"] == req.key(fingerprint):
+            continue
+        raise RunError(f"{path}: the row for sample {row['id']} was generated by another model than "
+                       f"{path.parent.parent / 'manifest.json'} records (a manifest copied from another run?)",
+                       "keep each model's run in its own folder (--run-name), with its own manifest.json")
 
-        return OracleBackend()
-    if opts.backend == "majority":
-        from jleval.backends.baselines import MajorityBackend
 
-        return MajorityBackend(_majority_answers(plans, data_dir, opts.version))
+def make_backend(plan: RunPlan):
+    """The run's backend, loaded like any other (the baselines too: backends/baselines.py)."""
     from jleval.backends import load_backend
 
-    return load_backend(opts.backend, opts.model, revision=opts.revision, **opts.backend_options)
+    opts = plan.opts
+    return load_backend(opts.backend, opts.model, data=DataSource(plan.data_dir, opts.version),
+                        revision=opts.revision, **opts.backend_options)
 
 
-#: progress(task, None, total, cached) once per task before generation starts, then progress(task, completion,
-#: total, 0) for each completion as it is written.
-ProgressFn = Callable[[str, Completion | None, int, int], None]
-
-
-def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> RunResult:
-    """Run (or resume) an evaluation. Returns per-task counts. Raises RunError/BackendError with every
-    completion so far kept on disk."""
-    from jleval.jaster.preprocess import preprocess
-    from jleval.prompts import load_template
-    from jleval.resources import default_data_dir
-
-    check_prompt_options(opts.split, opts.num_few_shots, opts.max_num_samples)
-    if opts.system_prompt is not None and not opts.chat_template:
-        raise UsageError("--system-prompt needs --chat-template (the plain prompt has no system turn)",
-                         "add --chat-template, or put the text in a --template file")
-    if opts.prompt_style not in ("basic", "cot"):
-        raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
-    specs = resolve_tasks(opts.tasks, include_non_commercial=opts.include_non_commercial, tasks_dir=opts.tasks_dir)
-    if opts.run_name is not None and (not opts.run_name.strip() or Path(opts.run_name).name != opts.run_name
-                                      or opts.run_name in (".", "..")):
-        raise UsageError(f"--run-name {opts.run_name!r} is not a plain folder name", "e.g. --run-name my-model-dev")
-    check_writable(Path(opts.out))
-    backend_name = resolve_backend(opts.backend)  # an unknown backend is refused before any preprocessing
-    template = load_template(opts.template)
-    data_dir = Path(opts.data_dir) if opts.data_dir else default_data_dir()
-    preprocess(specs, data_dir, raw_dir=opts.raw_dir, version=opts.version)  # builds only what is missing
-    settings = _settings(opts, template.name, template.sha256, backend_name, model_identity_of(opts, backend_name))
-    fingerprint = model_fingerprint(settings)
-    shots = max((spec.few_shots(opts.num_few_shots) for spec in specs), default=opts.num_few_shots)
-    run_dir = Path(opts.out) / (opts.run_name or default_run_name(opts.model, dataclasses.replace(
-        opts, num_few_shots=shots)))
-    plans, skipped = plan_tasks(opts, specs, data_dir, fingerprint)
-    if not plans:
-        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        raise RunError(f"no task can run ({why})", "build the sets with `jleval preprocess` (and --raw-dir DIR)")
-
-    with _run_lock(run_dir), contextlib.ExitStack() as owned:
-        manifest_path = run_dir / "manifest.json"
-        old = _check_resume(manifest_path, settings)
-        outputs_dir = run_dir / "outputs"
-        outputs_dir.mkdir(parents=True, exist_ok=True)
-        done: dict[str, set[str]] = {}
-        for p in plans:
-            rows = read_outputs(outputs_dir / f"{p.spec.name}.jsonl", repair=True)
-            done[p.spec.name] = {r["key"] for r in rows if not r.get("error")}
-        keyed = [(p, r, r.key(fingerprint)) for p in plans for r in p.requests]
-        misses = [(p, r, k) for p, r, k in keyed if k not in done[p.spec.name]]
-        counts = {p.spec.name: {"total": len(p.requests), "cached": 0, "generated": 0, "errors": 0} for p in plans}
-        for p, r, k in keyed:
-            if k in done[p.spec.name]:
-                counts[p.spec.name]["cached"] += 1
-
-        manifest = _manifest(opts, settings, plans, skipped, old, fingerprint)
-        session = {"started_at": _now(), "backend_options": dict(sorted(opts.backend_options.items())),
-                   "requests": len(misses)}
-        manifest["sessions"] = list((old or {}).get("sessions", [])) + [session]
-        try:
-            if misses and backend is None:
-                backend = make_backend(opts, plans, data_dir)
-                owned.callback(_close_quietly, backend)  # closed on every path: success, error, Ctrl-C
-            if backend is not None and misses:
-                _check_chat_template(backend, misses)
-        except BaseException:
-            _drop_if_empty(run_dir, manifest_path)  # a model that fails to load leaves no empty run folder
-            raise
-        if backend is not None:
-            manifest["backend"] = backend.describe()
-        elif old and "backend" in old:  # everything came from the cache: the engine that made it stays on record
-            manifest["backend"] = old["backend"]
-        from jleval.modelinfo import for_run  # the model columns, read from its files (no weights loaded)
-
-        manifest["model_info"] = for_run(opts.model, opts.revision, backend_name, manifest.get("backend"))
-        atomic_write_json(manifest_path, manifest)
-        if progress:
-            for p in plans:
-                progress(p.spec.name, None, len(p.requests), counts[p.spec.name]["cached"])
-        if misses:
-            _generate(backend, misses, outputs_dir, counts, progress)
-        manifest["finished_at"] = session["finished_at"] = _now()
-        session.update({k: sum(c[k] for c in counts.values()) for k in ("generated", "errors")})
-        manifest["counts"] = {**(old or {}).get("counts", {}), **counts}
-        atomic_write_json(manifest_path, manifest)
-    return RunResult(run_dir, counts, skipped)
-
-
-def check_prompt_options(split: str, num_few_shots: int, max_num_samples: int) -> None:
-    """The checks `run` and `prompts` share: a known split, a non-negative shot count, -1 or a positive
-    sample count."""
-    if split not in ("train", "dev", "test"):
-        raise UsageError(f"unknown split {split!r}", "use --split dev (the leaderboard's default) or test")
-    if num_few_shots < 0:
-        raise UsageError(f"--num-few-shots must be 0 or more, not {num_few_shots}")
-    if max_num_samples == 0 or max_num_samples < -1:
-        raise UsageError(f"--max-num-samples must be a positive number or -1 (all samples), not {max_num_samples}")
+def _acquire_backend(plan: RunPlan, resume: Resume, backend, owned: contextlib.ExitStack):
+    """The backend to generate with: the one given, or one loaded now (closed by `owned` on every path) when
+    anything is left to generate. A model that fails to load leaves no empty run folder."""
+    if not resume.misses:
+        return backend
+    try:
+        if backend is None:
+            backend = make_backend(plan)
+            owned.callback(_close_quietly, backend)  # closed on every path: success, error, Ctrl-C
+        _check_chat_template(backend, resume.misses)
+    except BaseException:
+        _drop_if_empty(plan.run_dir, plan.run_dir / "manifest.json")
+        raise
+    return backend
 
 
 def _drop_if_empty(run_dir: Path, manifest_path: Path) -> None:
@@ -400,23 +489,49 @@ def _check_chat_template(backend, misses) -> None:
         backend.apply_chat_template(first.messages)
 
 
+# ----- step 3: record -------------------------------------------------------------------------------------
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _draft_manifest(plan: RunPlan, resume: Resume) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest of this session (written once the backend is up) and its `sessions` entry."""
+    manifest = _manifest(plan.opts, plan.settings, plan.plans, plan.skipped, resume.old, plan.fingerprint)
+    session = {"started_at": _now(), "backend_options": dict(sorted(plan.opts.backend_options.items())),
+               "requests": len(resume.misses)}
+    manifest["sessions"] = list((resume.old or {}).get("sessions", [])) + [session]
+    return manifest, session
+
+
+def _record_start(plan: RunPlan, resume: Resume, manifest: dict[str, Any], backend,
+                  progress: ProgressFn | None) -> None:
+    from jleval.modelinfo import for_run  # the model columns, read from its files (no weights loaded)
+
+    if backend is not None:
+        manifest["backend"] = backend.describe()
+    elif resume.old and "backend" in resume.old:  # everything came from the cache: the engine that made it stays
+        manifest["backend"] = resume.old["backend"]
+    manifest["model_info"] = for_run(plan.opts.model, plan.opts.revision, plan.backend_name, manifest.get("backend"))
+    atomic_write_json(plan.run_dir / "manifest.json", manifest)
+    if progress:
+        for p in plan.plans:
+            progress(p.spec.name, None, len(p.requests), resume.counts[p.spec.name]["cached"])
+
+
+def _record_finish(plan: RunPlan, resume: Resume, manifest: dict[str, Any], session: dict[str, Any]) -> None:
+    manifest["finished_at"] = session["finished_at"] = _now()
+    session.update({k: sum(c[k] for c in resume.counts.values()) for k in ("generated", "errors")})
+    manifest["counts"] = {**(resume.old or {}).get("counts", {}), **resume.counts}
+    atomic_write_json(plan.run_dir / "manifest.json", manifest)
+
+
 def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any]:
+    from jleval.environment import capture
+
     tasks = dict((old or {}).get("tasks", {}))
     for p in plans:
-        tasks[p.spec.name] = {
-            "category": p.spec.category, "metrics": list(p.spec.metrics), "star_metric": p.spec.star_metric,
-            "label_list": list(p.spec.label_list), "output_length": p.spec.output_length,
-            "num_few_shots": p.few_shots, "n_samples": len(p.requests), "data_sha256": p.data_sha256,
-            "max_tokens": p.requests[0].gen.max_tokens if p.requests else p.spec.output_length,
-            "task_file_sha256": sha256_file(p.spec.file) if p.spec.file else None,
-            "stop": list(p.requests[0].gen.stop) if p.requests else [],
-            **({"cot_prompt_sha256": p.cot_prompt_sha256} if p.cot_prompt_sha256 else {}),
-            **({"few_shots_sha256": p.shots_sha256} if p.shots_sha256 else {}),
-        }
+        tasks[p.spec.name] = _task_entry(p)
     return {
         "format": records.MANIFEST_FORMAT,
         "jleval_version": __version__,
@@ -428,7 +543,20 @@ def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any
         "prompt_style": opts.prompt_style, "template": settings["template"],
         "tasks": dict(sorted(tasks.items())),
         "skipped_tasks": skipped,
-        "environment": _environment(),
+        "environment": capture(),
+    }
+
+
+def _task_entry(p: TaskPlan) -> dict[str, Any]:
+    return {
+        "category": p.spec.category, "metrics": list(p.spec.metrics), "star_metric": p.spec.star_metric,
+        "label_list": list(p.spec.label_list), "output_length": p.spec.output_length,
+        "num_few_shots": p.few_shots, "n_samples": len(p.requests), "data_sha256": p.data_sha256,
+        "max_tokens": p.requests[0].gen.max_tokens if p.requests else p.spec.output_length,
+        "task_file_sha256": sha256_file(p.spec.file) if p.spec.file else None,
+        "stop": list(p.requests[0].gen.stop) if p.requests else [],
+        **({"cot_prompt_sha256": p.cot_prompt_sha256} if p.cot_prompt_sha256 else {}),
+        **({"few_shots_sha256": p.shots_sha256} if p.shots_sha256 else {}),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -69,3 +70,12 @@ class Completion:
     latency_s: float | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's evaluation sets live (`<data_dir>/<version>/evaluation/<split>/<task>.json`): offered to
+    every backend; the baselines that answer from the data (majority) read their train sets from it."""
+
+    data_dir: Path
+    version: str

@@ -12,6 +12,7 @@ from jleval.arena.errors import AnswersError, JudgeFailedError, JudgeSettingsErr
 from jleval.arena.io import meta_path, read_judgments
 from jleval.arena.judge import judge, load_prompt, parse_verdict
 from jleval.arena.schedule import schedule
+from jleval.backends.scripted import ScriptedBackend
 from jleval.types import Completion
 
 STRENGTH = {"alpha-7b": 3, "beta-13b": 2, "gamma-1b": 1}
@@ -40,48 +41,20 @@ def shown(user: str) -> tuple[str, str]:
     return a1.split("<")[1].split(">")[0], a2.split("<")[1].split(">")[0]
 
 
-class FakeJudge:
-    """Implements the Backend protocol. `decide(first, second, request)` returns the judge's text; completions
-    come back in a shuffled order; `fail_after` raises mid-batch; `error_for` returns failed completions."""
+def FakeJudge(decide=None, fail_after=None, error_for=lambda first, second: False, ident="fake-judge"):
+    """The library's scripted backend as a judge: `decide(first, second, request)` returns the judge's text;
+    completions come back in a shuffled order; `fail_after` raises mid-batch; `error_for` returns failed
+    completions."""
+    decide = decide or (lambda f, s, r: "評価…\n" + ("[[1]]" if STRENGTH[f] > STRENGTH[s] else "[[2]]"))
 
-    name = "fake"
+    def answer(req):
+        first, second = shown(req.messages[-1][1])
+        if error_for(first, second):
+            return Completion(text="", finish_reason="error", error="HTTP 500")
+        return decide(first, second, req)
 
-    def __init__(self, decide=None, fail_after=None, error_for=lambda first, second: False, ident="fake-judge"):
-        self.decide = decide or (lambda f, s, r: "評価…\n" + ("[[1]]" if STRENGTH[f] > STRENGTH[s] else "[[2]]"))
-        self.fail_after = fail_after
-        self.error_for = error_for
-        self.ident = ident
-        self.batches: list[int] = []
-        self.requests = []
-
-    def describe(self):
-        return {"engine": "fake", "model": self.ident}
-
-    def fingerprint(self):
-        return self.ident
-
-    def count_tokens(self, text, add_special_tokens=False):
-        return len(text)
-
-    def apply_chat_template(self, messages):
-        return "".join(f"<|{r}|>{c}\n" for r, c in messages)
-
-    def generate(self, requests):
-        self.batches.append(len(requests))
-        self.requests += list(requests)
-        order = list(range(len(requests)))
-        random.Random(1).shuffle(order)
-        for done, k in enumerate(order):
-            if self.fail_after is not None and done >= self.fail_after:
-                raise RuntimeError("connection reset by judge endpoint")
-            first, second = shown(requests[k].messages[-1][1])
-            if self.error_for(first, second):
-                yield k, Completion(text="", finish_reason="error", error="HTTP 500")
-            else:
-                yield k, Completion(text=self.decide(first, second, requests[k]), finish_reason="stop")
-
-    def close(self):
-        pass
+    return ScriptedBackend(answer, model=ident, fingerprint=ident, crash_after=fail_after,
+                           crash=RuntimeError("connection reset by judge endpoint"), shuffle_seed=1)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@ own tests): caching, resume after a crash or a truncated line, refusal of mismat
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from jleval.backends.scripted import ScriptedBackend
 from jleval.errors import BackendError, RunError
 from jleval.run import RunOptions, read_outputs, run, stops_for
 from jleval.tasks import get_task
@@ -54,32 +56,26 @@ def test_oracle_run_writes_outputs_and_manifest(data_dir, tmp_path):
 
 
 def test_more_samples_extend_the_cache(data_dir, tmp_path):
-    run(opts(data_dir, tmp_path, max_num_samples=10, run_name="a"))
-    with pytest.raises(RunError, match="max_num_samples: 10 there vs 20 now"):
-        run(opts(data_dir, tmp_path, max_num_samples=20, run_name="a"))
-
-
-class Crashing:
-    """A backend whose engine dies after `n` completions."""
-
-    name = "crashing"
-
-    def __init__(self, n):
-        self.n = n
-
-    def describe(self):
-        return {"backend": self.name}
-
-    def generate(self, requests):
-        for i, r in enumerate(requests):
-            if i == self.n:
-                raise RuntimeError("CUDA error: an illegal memory access was encountered")
-            yield i, Completion(text=r.gold, finish_reason="stop", completion_tokens=1)
+    """--max-num-samples may grow a run: the earlier samples come from the cache, only the new ones are
+    generated; a smaller number is refused for a named run (a run never shrinks)."""
+    first = run(opts(data_dir, tmp_path, max_num_samples=10, run_name="a"))
+    before = (first.run_dir / "outputs/jamp.jsonl").read_bytes()
+    backend = ScriptedBackend(lambda r: r.gold)
+    res = run(opts(data_dir, tmp_path, max_num_samples=20, run_name="a"), backend=backend)
+    assert res.counts["jamp"] == {"total": 20, "cached": 10, "generated": 10, "errors": 0}
+    assert [r.sample_id for r in backend.requests] == list(range(10, 20))
+    assert (res.run_dir / "outputs/jamp.jsonl").read_bytes().startswith(before)
+    assert [r["id"] for r in lines(res.run_dir)] == list(range(20))
+    m = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert m["settings"]["max_num_samples"] == 20 and m["tasks"]["jamp"]["n_samples"] == 20
+    with pytest.raises(RunError, match="(?s)max_num_samples: 20 there vs 5 now.*a run may grow"):
+        run(opts(data_dir, tmp_path, max_num_samples=5, run_name="a"))
 
 
 def test_engine_crash_keeps_completions_and_resume_finishes(data_dir, tmp_path):
     with pytest.raises(BackendError, match="failed mid-run.*illegal memory access") as e:
-        run(opts(data_dir, tmp_path), backend=Crashing(13))
+        run(opts(data_dir, tmp_path), backend=ScriptedBackend(
+            lambda r: r.gold, crash_after=13, crash=RuntimeError("CUDA error: an illegal memory access was encountered")))
     assert "re-run the same command" in str(e.value)
     assert len(lines(tmp_path / "r")) == 13
     res = run(opts(data_dir, tmp_path))
@@ -101,22 +97,15 @@ def test_truncated_last_line_is_repaired_not_duplicated(data_dir, tmp_path):
     assert len(rows) == 40 and len({r["key"] for r in rows}) == 40
 
 
-class Flaky:
-    name = "flaky"
-
-    def describe(self):
-        return {"backend": self.name}
-
-    def generate(self, requests):
-        for i, r in enumerate(requests):
-            if r.sample_id % 2:
-                yield i, Completion(text="", finish_reason="error", error="HTTP 503 after 5 retries")
-            else:
-                yield i, Completion(text=r.gold, finish_reason="stop")
+def flaky(r):
+    """Every odd sample fails as a server would after its retries."""
+    if r.sample_id % 2:
+        return Completion(text="", finish_reason="error", error="HTTP 503 after 5 retries")
+    return r.gold
 
 
 def test_failed_requests_are_recorded_and_retried(data_dir, tmp_path):
-    res = run(opts(data_dir, tmp_path), backend=Flaky())
+    res = run(opts(data_dir, tmp_path), backend=ScriptedBackend(flaky))
     assert res.counts["jamp"]["errors"] == 20
     assert sum(1 for r in lines(res.run_dir) if r["error"]) == 20
     res = run(opts(data_dir, tmp_path))
@@ -322,3 +311,81 @@ def test_a_bad_user_template_is_one_usage_error(data_dir, tmp_path, content, mes
     with pytest.raises(UsageError, match=message):
         run(opts(data_dir, tmp_path, template=str(t), max_num_samples=2))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_changed_gold_is_generated_and_scored_again(data_dir, tmp_path):
+    """A label fixed in the evaluation set under the same --version: the resume must not score the cached row
+    against its old gold (issue 16): that sample is generated again, and its new row is the one scored."""
+    import shutil
+
+    from jleval.fsutil import sha256_file
+    from jleval.scoring import score_run
+
+    d = tmp_path / "jaster"
+    shutil.copytree(data_dir, d)
+    run(opts(d, tmp_path, max_num_samples=6))
+    path = d / "1.4.1/evaluation/dev/jamp.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    old = data["samples"][3]["output"]
+    new = next(label for label in get_task("jamp").label_list if label != old)
+    data["samples"][3]["output"] = new
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=4), encoding="utf-8")
+    backend = ScriptedBackend(lambda r: r.gold)
+    res = run(opts(d, tmp_path, max_num_samples=6), backend=backend)
+    assert res.counts["jamp"] == {"total": 6, "cached": 5, "generated": 1, "errors": 0}
+    assert [r.sample_id for r in backend.requests] == [3]
+    assert [r["gold"] for r in lines(res.run_dir) if r["id"] == 3] == [old, new]
+    m = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert m["tasks"]["jamp"]["data_sha256"] == sha256_file(path)
+    s = score_run(res.run_dir, n_bootstrap=0)
+    assert s["tasks"]["jamp"]["n"] == 6 and s["tasks"]["jamp"]["metrics"]["exact_match"]["value"] == 1.0
+    assert run(opts(d, tmp_path, max_num_samples=6)).counts["jamp"]["cached"] == 6
+
+
+def test_a_manifest_copied_from_another_model_is_refused(data_dir, tmp_path):
+    import shutil
+
+    a = run(opts(data_dir, tmp_path, model="model-a", run_name="a", max_num_samples=3))
+    b = run(opts(data_dir, tmp_path, model="model-b", run_name="b", max_num_samples=3))
+    shutil.copy(b.run_dir / "manifest.json", a.run_dir / "manifest.json")
+    before = (a.run_dir / "outputs/jamp.jsonl").read_bytes()
+    with pytest.raises(RunError, match="row for sample 0 was generated by another model than .*a/manifest.json") as e:
+        run(opts(data_dir, tmp_path, model="model-b", run_name="a", max_num_samples=3))
+    assert "own folder" in e.value.hint
+    assert (a.run_dir / "outputs/jamp.jsonl").read_bytes() == before  # nothing blended in
+
+
+def test_default_run_names_never_collide(data_dir, tmp_path):
+    """Settings that change outputs put a short hash into the default name; fewer samples than the default
+    folder holds go to <name>_n<N>, more grow it."""
+    base = dict(model="oracle", backend="oracle", tasks="jamp", data_dir=data_dir, out=tmp_path, max_num_samples=3)
+    assert run(RunOptions(**base)).run_dir.name == "oracle_dev_4shot"
+    t = tmp_path / "t.j2"
+    t.write_text("{{ input }}", encoding="utf-8")
+    names = {run(RunOptions(**base, **kw)).run_dir.name for kw in (
+        dict(stop_rule=False), dict(template=str(t)), dict(add_special_tokens=True), dict(chat_template=True),
+        dict(chat_template=True, system_prompt="あなたは誠実です。"))}
+    assert len(names) == 5 and all(re.fullmatch(r"oracle_dev_4shot_[0-9a-f]{8}", n) for n in names)
+    fewer = run(RunOptions(**{**base, "max_num_samples": 2}))
+    assert fewer.run_dir.name == "oracle_dev_4shot_n2" and fewer.counts["jamp"]["generated"] == 2
+    more = run(RunOptions(**{**base, "max_num_samples": 5}))
+    assert more.run_dir.name == "oracle_dev_4shot" and more.counts["jamp"]["cached"] == 3
+
+
+def test_baselines_and_the_scripted_backend_load_like_any_backend(data_dir, tmp_path):
+    from jleval.backends import load_backend
+    from jleval.backends.baselines import MajorityBackend, OracleBackend
+    from jleval.types import DataSource, GenParams, Request
+
+    req = Request(task="jamp", sample_id=0, prompt="p", gen=GenParams(max_tokens=3), gold="g",
+                  label_list=get_task("jamp").label_list)
+    assert isinstance(load_backend("oracle", "oracle", dtype="bfloat16"), OracleBackend)
+    majority = load_backend("majority", "m", data=DataSource(data_dir, "1.4.1"))
+    assert isinstance(majority, MajorityBackend) and next(majority.generate([req]))[1].text in req.label_list
+    scripted = load_backend("scripted", "m")
+    assert [c.text for _, c in scripted.generate([req, req])] == ["scripted output"] * 2
+    assert scripted.describe()["backend"] == "scripted" and scripted.fingerprint() == "scripted:m"
+    scripted.close()
+    assert scripted.closed
+    res = run(opts(data_dir, tmp_path, model="m", backend="scripted", max_num_samples=2))
+    assert [r["generation"] for r in lines(res.run_dir)] == ["scripted output"] * 2

@@ -1,9 +1,10 @@
 """Inference backends behind one protocol (see base.py). Each module imports its engine lazily.
 
 `load_backend(name, model, **options)` is the one way in: `name` is "vllm", "hf", "openai" or "auto" (vllm
-when it imports and a CUDA GPU is present, else hf). Options left at None are dropped, so a caller can pass
-every CLI option and each backend takes the ones it knows; an option a backend does not take is a UsageError
-that names it.
+when it imports and a CUDA GPU is present, else hf), a baseline ("oracle", "majority": baselines.py) or the
+test backend "scripted" (scripted.py). Options left at None are dropped, so a caller can pass every CLI option
+and each backend takes the ones it knows; an option a model backend does not take is a UsageError that names it.
+`data` (where the run's evaluation sets live) is offered to every backend; only the majority baseline reads it.
 """
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from typing import Any
 
 from jleval.backends.base import Backend
 from jleval.errors import UsageError
+from jleval.types import DataSource
 
 BACKENDS = ("vllm", "hf", "openai")
+#: Backends without a model engine: the honest baselines, and the scripted backend for tests.
+BASELINES = ("oracle", "majority")
+SCRIPTED = "scripted"
 
 
 def _cuda_available() -> bool:
@@ -32,16 +37,25 @@ def resolve_backend_name(name: str) -> str:
         except (ImportError, ValueError):
             has_vllm = False
         return "vllm" if has_vllm and _cuda_available() else "hf"
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}", f"use one of: auto, {', '.join(BACKENDS)}")
+    if name not in BACKENDS + BASELINES + (SCRIPTED,):
+        raise UsageError(f"unknown backend {name!r}", f"use one of: auto, {', '.join(BACKENDS + BASELINES)}")
     return name
 
 
-def load_backend(name: str, model: str, **options: Any) -> Backend:
+def load_backend(name: str, model: str, data: DataSource | None = None, **options: Any) -> Backend:
     """Build the named backend for `model` (a Hub id, a local folder, or the served model's name)."""
     from jleval.backends._common import check_options
 
     name = resolve_backend_name(name)
+    if name in BASELINES:
+        from jleval.backends import baselines
+
+        return baselines.load(name, model, data=data, **options)
+    if name == SCRIPTED:
+        from jleval.backends import scripted
+
+        check_options(SCRIPTED, options, scripted.OPTIONS)
+        return scripted.ScriptedBackend(model=model)
     if name == "vllm":
         from jleval.backends import vllm
 

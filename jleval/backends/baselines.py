@@ -4,15 +4,22 @@
   check of the prompt -> cache -> score path.
 - `majority`: answers every sample of a task with the most frequent output of the task's train split (ties
   broken by the label list's order, then alphabetically): the floor a model must beat.
+
+Both are loaded like any backend (`load_backend("oracle"|"majority", model, data=...)`). A baseline has no engine:
+engine options (dtype, batch size, server URL, ...) are accepted and ignored; the majority baseline reads the
+train sets from the run's data (`DataSource`).
 """
 from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from jleval import __version__
-from jleval.types import Completion, Request
+from jleval.errors import UsageError
+from jleval.types import Completion, DataSource, Request
 
 
 class _Baseline:
@@ -56,8 +63,10 @@ class OracleBackend(_Baseline):
 class MajorityBackend(_Baseline):
     name = "majority"
 
-    def __init__(self, answers: Mapping[str, str]) -> None:
-        self.answers = dict(answers)
+    def __init__(self, answers: Mapping[str, str] | None = None, data: DataSource | None = None) -> None:
+        """`answers`: task -> the answer; a task not in it gets the majority of its train split in `data`."""
+        self.answers = dict(answers or {})
+        self.data = data
 
     @staticmethod
     def majority(outputs: Sequence[str], label_list: Sequence[str] = ()) -> str:
@@ -68,4 +77,24 @@ class MajorityBackend(_Baseline):
         return min(counts, key=lambda o: (-counts[o], order.get(o, len(order)), o))
 
     def answer(self, req: Request) -> str:
-        return self.answers.get(req.task, "")
+        if req.task not in self.answers:
+            self.answers[req.task] = self.majority(self._train_outputs(req.task), req.label_list)
+        return self.answers[req.task]
+
+    def _train_outputs(self, task: str) -> list[str]:
+        from jleval.prompts import load_eval_set
+
+        if self.data is None:
+            return []
+        if not (Path(self.data.data_dir) / self.data.version / "evaluation" / "train" / f"{task}.json").is_file():
+            return []  # a task without a train split: the first label (or nothing)
+        return [s["output"] for s in load_eval_set(self.data.data_dir, self.data.version, "train", task)["samples"]]
+
+
+def load(name: str, model: str, data: DataSource | None = None, **options: Any) -> _Baseline:
+    """The baseline `name` ("oracle" or "majority"); engine options are ignored (a baseline has no engine)."""
+    if name == "oracle":
+        return OracleBackend()
+    if data is None:
+        raise UsageError("the majority baseline needs the evaluation data", "run it through `jleval run`")
+    return MajorityBackend(data=data)
