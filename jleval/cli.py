@@ -77,6 +77,7 @@ TasksDirOpt = Annotated[
 NcOpt = Annotated[
     bool, typer.Option("--include-non-commercial", help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
 ]
+WandbOpt = Annotated[Optional[str], typer.Option("--wandb", help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
 
 
 def _warn_left_out(tasks: str, include_non_commercial: bool, tasks_dir: Path | None = None) -> None:
@@ -310,7 +311,6 @@ def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
         console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
 
 
-WandbOpt = Annotated[Optional[str], typer.Option("--wandb", help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="llm-jp-eval-1.4.1 (leaderboard-comparable, default) or jleval (upstream bugs fixed).")]
 
 

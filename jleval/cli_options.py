@@ -94,7 +94,8 @@ def check_backend_options(options: dict[str, Any]) -> None:
 
 def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the backend option group to a Typer command: it receives them as `backend_options` (a dict of the
-    options given, keyed as load_backend takes them), checked by check_backend_options."""
+    options given, keyed as load_backend takes them), checked by check_backend_options. The command's own
+    annotations are evaluated here, so the option aliases it uses must be defined above it."""
     sig = inspect.signature(command, eval_str=True)
     own = [p for p in sig.parameters.values() if p.name != "backend_options"]
     group = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default, annotation=o.annotation)
