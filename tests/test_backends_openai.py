@@ -37,6 +37,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.model, self.key = model, key
         self.delay, self.broken, self.die_after, self.dead = delay, broken, die_after, False
         self.prefix = ""  # put before every echo answer
+        self.hang_after = None  # answer this many completions, then hang on every request
         self.answered: list[str] = []  # prompts answered with a completion, in order
         self.log: list[tuple[str, dict, dict]] = []
         self.hits: dict[str, int] = {}
@@ -118,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         time.sleep(srv.delay)
+        if srv.hang_after is not None and len(srv.answered) >= srv.hang_after:
+            time.sleep(60)
         if srv.dead:  # died while this request was in flight: the connection just closes
             self.close_connection = True
             return
@@ -600,6 +603,42 @@ def test_a_run_over_several_servers_writes_what_one_server_gives_and_records_the
     assert [s["completed"] for s in one_counts] == [30]
     assert [s["url"] for s in counts] == [a.url, c.url] and sum(s["completed"] for s in counts) == 30
     assert all(s["completed"] == len(srv.answered) > 0 for s, srv in zip(counts, (a, c)))
+
+
+@pytest.mark.slow  # preprocessing and a CLI process: ~10 s here
+def test_ctrl_c_on_jleval_run_exits_at_once_with_every_received_answer_written(raw_dir, tmp_path):
+    """`jleval run --backend openai` interrupted (SIGINT) while the server hangs on the rest: exit 130 within 2 s,
+    and the outputs hold every answer the server gave, each once."""
+    import subprocess
+    import sys
+
+    from jleval.run import read_outputs
+
+    with FakeOpenAI() as srv:
+        srv.hang_after = 7
+        out = tmp_path / "runs"
+        cmd = [sys.executable, "-m", "jleval.cli", "run", "tiny", "--backend", "openai", "--base-url", srv.url,
+               "--tasks", "jamp", "--raw-dir", str(raw_dir), "--data-dir", str(tmp_path / "jaster"), "--out", str(out),
+               "--run-name", "r", "--max-num-samples", "20", "--concurrency", "4"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        path = out / "r" / "outputs" / "jamp.jsonl"
+        deadline = time.monotonic() + 120
+        while not (path.exists() and path.read_text(encoding="utf-8").count("\n") >= 7):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(0.3)  # the hanging requests are in flight
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        try:
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        took = time.monotonic() - t0
+        rows = read_outputs(path)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert took < 2.0, f"Ctrl-C took {took:.1f} s"
+    assert len(rows) == 7 and all(r["error"] is None for r in rows)
+    assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows})
 
 
 from tiny_fixtures import tiny_model  # noqa: E402,F401  (fixture)
