@@ -57,11 +57,13 @@ BACKEND_OPTIONS: tuple[BackendOption, ...] = (
                   Annotated[Optional[int], _opt("--batch-size", "hf: first batch size to try (halved on OOM).", min=1)]),
     BackendOption("device", "device", Annotated[Optional[str], _opt("--device", "hf: cpu | cuda | cuda:N | auto")]),
     BackendOption("base_url", "base_url",
-                  Annotated[Optional[str], _opt("--base-url", "openai: server URL, e.g. http://127.0.0.1:8000/v1")]),
+                  Annotated[Optional[str], _opt("--base-url", "openai: server URL, e.g. http://127.0.0.1:8000/v1; "
+                                                "several servers of the same model: URL1,URL2,...")]),
     BackendOption("api_key_env", "api_key_env",
                   Annotated[Optional[str], _opt("--api-key-env", "openai: environment variable holding the API key.")]),
     BackendOption("concurrency", "concurrency",
-                  Annotated[Optional[int], _opt("--concurrency", "openai: requests in flight.", min=1)]),
+                  Annotated[Optional[int], _opt("--concurrency", "openai: requests in flight on each server (default: 8).",
+                                                min=1)]),
     BackendOption("endpoint", "endpoint", Annotated[Optional[str], _opt(
         "--endpoint", "openai: auto (chat for chat messages, else completions) | completions | chat.")]),
     BackendOption("tokenizer", "tokenizer", Annotated[Optional[str], _opt(
@@ -71,7 +73,8 @@ BACKEND_OPTIONS: tuple[BackendOption, ...] = (
         "--vllm-extensions/--no-vllm-extensions", "openai: send vLLM's extra sampling fields (off for commercial "
         "APIs that reject unknown fields; default on).")]),
     BackendOption("request_timeout", "timeout", Annotated[Optional[float], _opt(
-        "--request-timeout", "openai: seconds before one request is abandoned and retried (default: 120).")]),
+        "--request-timeout", "openai: seconds one attempt may take in all, headers and body, before it is abandoned "
+        "and retried (default: 120).")]),
     BackendOption("max_retries", "max_retries", Annotated[Optional[int], _opt(
         "--max-retries", "openai: retries on 429/5xx/timeouts, with backoff (default: 5).", min=0)]),
 )
@@ -90,6 +93,10 @@ def check_backend_options(options: dict[str, Any]) -> None:
             raise UsageError(f"{flag} must be a positive number, not {value}")
     if options.get("gpu_memory_utilization", 0) > 1:
         raise UsageError("--gpu-memory-utilization is a share of the GPU's memory: above 0, at most 1")
+    if options.get("base_url") is not None:
+        from jleval.backends.openai import parse_base_urls  # light: httpx is imported when a backend is built
+
+        parse_base_urls(options["base_url"])
 
 
 def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:

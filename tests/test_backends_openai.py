@@ -573,6 +573,18 @@ def test_every_server_down_stops_the_run_after_what_was_received():
     assert all(s["drained_at"] for s in b.describe()["servers"])
 
 
+def test_the_cli_refuses_a_bad_base_url_before_doing_anything(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "jleval.cli", "run", "tiny", "--backend", "openai", "--base-url",
+                        "http://127.0.0.1:8000/v1,notaurl", "--tasks", "jamp", "--data-dir", str(tmp_path / "d"),
+                        "--raw-dir", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--base-url 'notaurl' is not an http(s) URL with a host" in r.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow  # preprocessing and two runs: ~10 s here
 def test_a_run_over_several_servers_writes_what_one_server_gives_and_records_the_counts(raw_dir, tmp_path):
     """`jleval run` end to end: answers with a lone surrogate are written as valid UTF-8 JSON lines, two servers
