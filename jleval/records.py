@@ -182,3 +182,51 @@ def read_manifest(path: Path, fail: FailFn, required: tuple[str, ...] = ()) -> M
     """A run manifest, checked against MANIFEST_SCHEMA (fields present must have their types; `required` ones
     must be present). Each reader passes its own `fail` (its error class and fix hint)."""
     return read_record(path, MANIFEST_FORMAT, MANIFEST_SCHEMA, fail, required)  # type: ignore[return-value]
+
+
+# ----- scores (runs/<name>/scores.json, written by `jleval score`) ------------------------------------------
+
+SCORES_FORMAT = "jleval.scores/1"
+
+
+#: scores.json's records (functional TypedDicts: the field lists read as the file does). docs/file-formats.md.
+MetricScore = TypedDict("MetricScore", {
+    "value": "float | None", "n": int, "ci95": "list[float] | None", "scale": "str | None", "signature": str,
+    "reason": str, "note": str}, total=False)
+TaskScores = TypedDict("TaskScores", {
+    "category": "str | None", "star_metric": "str | None", "n": int, "n_errors": int, "n_empty": int,
+    "n_expected": "int | None", "metrics": "dict[str, MetricScore]", "complete": bool,
+    "cot_extraction": "dict[str, Any]", "out_of_label": "dict[str, Any]", "outputs_sha256": str,
+    "per_sample_sha256": str}, total=False)
+Scores = TypedDict("Scores", {
+    "format": str, "jleval_version": str, "profile": str, "run": "dict[str, Any]", "bootstrap": "dict[str, Any]",
+    "categories": "dict[str, Any]", "categories_extra": "dict[str, Any]", "missing_categories": "dict[str, str]",
+    "avg": "dict[str, Any] | None", "avg_upstream": "dict[str, Any] | None", "tasks": "dict[str, TaskScores]",
+    "skipped_tasks": "dict[str, str]", "warnings": "list[str]", "seconds": "float | None"}, total=False)
+
+
+_CI = "list|null"
+SCORES_SCHEMA: dict[str, str] = {
+    "format": "str", "jleval_version": "str", "profile": "str", "run": "object", "bootstrap": "object",
+    "bootstrap.n": "int", "bootstrap.seed": "int",
+    "categories": "object", "categories.*": "object", "categories.*.value": "float", "categories.*.ci95": _CI,
+    "categories.*.ci95.*": "float", "categories.*.tasks": "list", "categories.*.tasks.*": "str",
+    "categories_extra": "object", "categories_extra.*": "object", "categories_extra.*.value": "float",
+    "categories_extra.*.tasks": "list",
+    "missing_categories": "object", "missing_categories.*": "str",
+    "avg": "object|null", "avg.value": "float", "avg.ci95": _CI, "avg.ci95.*": "float", "avg.complete": "bool",
+    "avg_upstream": "object|null", "avg_upstream.value": "float", "avg_upstream.ci95": _CI,
+    "tasks": "object", "tasks.*": "object", "tasks.*.category": "str|null", "tasks.*.star_metric": "str|null",
+    "tasks.*.n": "int", "tasks.*.n_errors": "int", "tasks.*.metrics": "object", "tasks.*.metrics.*": "object",
+    "tasks.*.metrics.*.value": "float|null", "tasks.*.metrics.*.ci95": _CI, "tasks.*.metrics.*.ci95.*": "float",
+    "tasks.*.metrics.*.scale": "str|null", "tasks.*.metrics.*.signature": "str", "tasks.*.complete": "bool",
+    "tasks.*.out_of_label": "object", "tasks.*.out_of_label.rate": "float|null",
+    "tasks.*.cot_extraction": "object", "tasks.*.cot_extraction.rate": "float|null",
+    "tasks.*.outputs_sha256": "str", "tasks.*.per_sample_sha256": "str",
+    "skipped_tasks": "object", "skipped_tasks.*": "str", "warnings": "list", "warnings.*": "str",
+}
+
+
+def read_scores(path: Path, fail: FailFn) -> Scores:
+    """A scores.json, checked against SCORES_SCHEMA (`profile` and `tasks` must be present)."""
+    return read_record(path, SCORES_FORMAT, SCORES_SCHEMA, fail, ("profile", "tasks"))  # type: ignore[return-value]

@@ -22,8 +22,10 @@ computed (missing optional dependency, too few samples) is reported as not compu
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +34,16 @@ from typing import Any
 import numpy as np
 
 from jleval import jsonl, records
-from jleval.errors import JlevalError, ScoreError
-from jleval.fsutil import atomic_write_json, atomic_write_text, dumps_json
+from jleval.errors import JlevalError, OutputError, ScoreError
+from jleval.fsutil import atomic_write_json, dumps_json, sha256_file, sha256_text
 from jleval.metrics import MetricResult, get_metric, metric_info, not_computed
 from jleval.metrics import postprocess as pp
-from jleval.stats import CI_LEVEL, bootstrap_indices
+from jleval.stats import CI_LEVEL, bootstrap_indices, mean_of_replicates
 from jleval.stats import percentile_ci as _ci
 
 log = logging.getLogger("jleval.scoring")
 
-SCORES_FORMAT = "jleval.scores/1"
+SCORES_FORMAT = records.SCORES_FORMAT
 
 
 @dataclass
@@ -80,6 +82,25 @@ def _read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any]:
     return dict(records.read_manifest(path, fail))
 
 
+#: When a manifest entry's value wins over the task file's: "present" (even null), "set" (not null), "truthy".
+_WINS = {"present": lambda e, k: k in e, "set": lambda e, k: e.get(k) is not None, "truthy": lambda e, k: bool(e.get(k))}
+
+
+def _from(entry: dict[str, Any], spec: Any, key: str, wins: str = "present", default: Any = None) -> Any:
+    """A task setting: the manifest entry's value when it wins (see _WINS), else the task file's, else `default`."""
+    if _WINS[wins](entry, key):
+        return entry[key]
+    return getattr(spec, key) if spec is not None else default
+
+
+def _answer_pattern(name: str, options: dict[str, Any], warnings: list[str]) -> str | None:
+    try:
+        return pp.answer_pattern(options)
+    except JlevalError as e:
+        warnings.append(f"task {name!r}: {e.message}; using the default answer extraction")
+        return None
+
+
 def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str],
                tasks_dir: Path | None = None) -> TaskInfo | str:
     """Task settings from the manifest entry, completed from tasks/<name>.toml; a string = why it can't be."""
@@ -94,30 +115,18 @@ def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str],
             return f"not in the manifest and no task file: {e.message}"
     if entry == {} and spec is not None:
         warnings.append(f"task {name!r} has outputs but is not in the manifest: using tasks/{name}.toml")
-    metrics = tuple(entry.get("metrics") or (spec.metrics if spec else ()))
+    metrics = tuple(_from(entry, spec, "metrics", "truthy", ()))
     if not metrics:
         return "no metrics listed in the manifest or the task file"
-    labels = entry.get("label_list")
-    options = entry.get("options") or (spec.options if spec else {})
-    try:
-        pattern = pp.answer_pattern(options)
-    except JlevalError as e:
-        warnings.append(f"task {name!r}: {e.message}; using the default answer extraction")
-        pattern = None
-    star = entry["star_metric"] if "star_metric" in entry else (spec.star_metric if spec else None)
+    star = _from(entry, spec, "star_metric")
     if star is not None and star not in metrics:
         warnings.append(f"task {name!r}: its ⭐ metric {star!r} is not among the metrics scored "
                         f"({', '.join(metrics)}); the task is left out of its category")
         star = None
-    return TaskInfo(
-        name=name,
-        category=entry["category"] if "category" in entry else (spec.category if spec else None),
-        star_metric=star,
-        metrics=metrics,
-        label_list=tuple(labels if labels is not None else (spec.label_list if spec else ())),
-        pattern=pattern,
-        expected_n=entry.get("n_samples"),
-    )
+    return TaskInfo(name=name, category=_from(entry, spec, "category"), star_metric=star, metrics=metrics,
+                    label_list=tuple(_from(entry, spec, "label_list", "set", ())),
+                    pattern=_answer_pattern(name, _from(entry, spec, "options", "truthy", {}), warnings),
+                    expected_n=entry.get("n_samples"))
 
 
 def read_outputs(path: Path, warnings: list[str]) -> list[Sample]:
@@ -209,17 +218,20 @@ def _post_signature(sig: str, info: TaskInfo, profile: str, prompt_style: str) -
     return sig.replace(generic, actual, 1)
 
 
-def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap: int, seed: int,
-               warnings: list[str], prompt_style: str = "basic"
-               ) -> tuple[dict[str, Any], np.ndarray | None, list[dict[str, Any]]]:
-    """One task: (its scores.json entry, the ⭐ metric's bootstrap replicates, the per-sample records).
+@dataclass
+class _Prepared:
+    """A task's samples ready for the metrics: post-processed predictions and golds of the samples without a
+    generation error, and (chain-of-thought runs) whether each final answer could be extracted."""
+    good: list[Sample]
+    errors: list[Sample]
+    preds: list[str]
+    golds: list[str]
+    extracted: list[bool] | None
 
-    For chain-of-thought runs the final answer is extracted first (jleval.cot.extract_answer); a sample whose
-    answer cannot be extracted is counted in `cot_extraction` and scored as an empty answer."""
+
+def _prepare(info: TaskInfo, samples: list[Sample], profile: str, prompt_style: str) -> _Prepared:
     errors = [s for s in samples if s.error]
     good = [s for s in samples if not s.error]
-    if errors:
-        warnings.append(f"{info.name}: {len(errors)} sample(s) with a generation error excluded from scoring")
     extracted: list[bool] | None = None
     texts = [s.generation for s in good]
     if prompt_style == "cot":
@@ -230,75 +242,165 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
         texts = [a if a is not None else "" for a in answers]
     preds = [pp.postprocess(t, profile, info.pattern) for t in texts]
     golds = [pp.normalize_gold(s.gold, profile) for s in good]
-    inputs = [s.input for s in good]
-    n = len(good)
-    idx = bootstrap_indices(seed, info.name, n, n_bootstrap)
+    return _Prepared(good, errors, preds, golds, extracted)
 
-    entry: dict[str, Any] = {
-        "category": info.category, "star_metric": info.star_metric, "n": n, "n_errors": len(errors),
-        "n_empty": sum(1 for p in preds if p == ""), "n_expected": info.expected_n, "metrics": {},
-    }
-    if info.expected_n is not None and len(samples) < info.expected_n:
-        entry["complete"] = False
-        warnings.append(f"{info.name}: {len(samples)} of {info.expected_n} samples have outputs (partial run); "
-                        "scored on those")
-    else:
-        entry["complete"] = True
 
-    per_sample_cols: dict[str, tuple[float, ...] | None] = {}
-    star_reps = None
-    for metric in info.metrics:
-        if n == 0:
-            res = not_computed(f"metric:{metric}|{pp.signature(profile)}", "no samples without errors to score")
-        else:
-            res = _compute_metric(metric, preds, golds, inputs, profile)
-        reps = None
-        if res.score is not None and idx is not None:
-            if res.per_sample is not None:
-                reps = np.asarray(res.per_sample)[idx].mean(axis=1)
-            elif res.resample is not None:
-                reps = np.asarray(res.resample(idx), dtype=float)
-        m: dict[str, Any] = {"value": _finite(res.score), "n": n, "ci95": _ci(reps),
-                             "scale": _scale(metric), "signature": _post_signature(res.signature, info,
-                                                                                      profile, prompt_style)}
-        if res.score is None:
-            m["reason"] = res.reason
-            warnings.append(f"{info.name}: {metric} not computed: {res.reason}")
-        elif res.note:
-            m["note"] = res.note
-            warnings.append(f"{info.name}: {res.note}")
-        entry["metrics"][metric] = m
-        per_sample_cols[metric] = res.per_sample
-        if metric == info.star_metric and res.score is not None:
-            star_reps = reps
+def _replicates(res: MetricResult, idx: np.ndarray | None) -> np.ndarray | None:
+    """The metric's value on each bootstrap replicate (None without replicates or without a value)."""
+    if res.score is None or idx is None:
+        return None
+    if res.per_sample is not None:
+        return np.asarray(res.per_sample)[idx].mean(axis=1)
+    if res.resample is not None:
+        return np.asarray(res.resample(idx), dtype=float)
+    return None
 
-    if extracted is not None:
-        failed = extracted.count(False)
+
+def _metric_entry(metric: str, res: MetricResult, reps: np.ndarray | None, n: int, info: TaskInfo,
+                  profile: str, prompt_style: str, warnings: list[str]) -> dict[str, Any]:
+    m: dict[str, Any] = {"value": _finite(res.score), "n": n, "ci95": _ci(reps), "scale": _scale(metric),
+                         "signature": _post_signature(res.signature, info, profile, prompt_style)}
+    if res.score is None:
+        m["reason"] = res.reason
+        warnings.append(f"{info.name}: {metric} not computed: {res.reason}")
+    elif res.note:
+        m["note"] = res.note
+        warnings.append(f"{info.name}: {res.note}")
+    return m
+
+
+def _extras(entry: dict[str, Any], info: TaskInfo, prep: _Prepared, warnings: list[str]) -> list[bool] | None:
+    """Add cot_extraction and out_of_label to a task entry; returns the per-sample out-of-label flags."""
+    n = len(prep.good)
+    if prep.extracted is not None:
+        failed = prep.extracted.count(False)
         entry["cot_extraction"] = {"failed": failed, "rate": (failed / n) if n else None, "n": n}
         if failed:
             warnings.append(f"{info.name}: no final answer could be extracted from {failed} of {n} chain-of-thought "
                             "outputs (scored as empty answers; see cot_extraction)")
-    ool = None
-    if info.label_list:
-        from jleval.metrics.text import out_of_label
+    if not info.label_list:
+        return None
+    from jleval.metrics.text import out_of_label
 
-        ool = out_of_label(preds, info.label_list)
-        entry["out_of_label"] = {"rate": (sum(ool) / n) if n else None, "count": sum(ool), "n": n,
-                                 "labels": list(info.label_list)}
+    ool = out_of_label(prep.preds, info.label_list)
+    entry["out_of_label"] = {"rate": (sum(ool) / n) if n else None, "count": sum(ool), "n": n,
+                             "labels": list(info.label_list)}
+    return ool
 
+
+def _records(prep: _Prepared, columns: dict[str, tuple[float, ...] | None], ool: list[bool] | None,
+             profile: str) -> list[dict[str, Any]]:
+    """The per-sample lines of scores/<task>.jsonl, by id; each names the profile that produced it."""
     records = []
-    for i, s in enumerate(good):
-        rec: dict[str, Any] = {"id": s.id, "key": s.key, "pred": preds[i], "gold": golds[i],
-                               "scores": {k: (v[i] if v is not None else None) for k, v in per_sample_cols.items()}}
+    for i, s in enumerate(prep.good):
+        rec: dict[str, Any] = {"id": s.id, "key": s.key, "pred": prep.preds[i], "gold": prep.golds[i],
+                               "scores": {k: (v[i] if v is not None else None) for k, v in columns.items()}}
         if ool is not None:
             rec["out_of_label"] = ool[i]
-        if extracted is not None:
-            rec["extracted"] = extracted[i]
+        if prep.extracted is not None:
+            rec["extracted"] = prep.extracted[i]
         records.append(rec)
-    for s in errors:
-        records.append({"id": s.id, "key": s.key, "error": s.error})
+    records.extend({"id": s.id, "key": s.key, "error": s.error} for s in prep.errors)
     records.sort(key=lambda r: r["id"])
-    return entry, star_reps, records
+    for rec in records:
+        rec["profile"] = profile
+    return records
+
+
+def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap: int, seed: int,
+               warnings: list[str], prompt_style: str = "basic"
+               ) -> tuple[dict[str, Any], np.ndarray | None, list[dict[str, Any]]]:
+    """One task: (its scores.json entry, the ⭐ metric's bootstrap replicates, the per-sample records).
+
+    For chain-of-thought runs the final answer is extracted first (jleval.cot.extract_answer); a sample whose
+    answer cannot be extracted is counted in `cot_extraction` and scored as an empty answer."""
+    prep = _prepare(info, samples, profile, prompt_style)
+    if prep.errors:
+        warnings.append(f"{info.name}: {len(prep.errors)} sample(s) with a generation error excluded from scoring")
+    n = len(prep.good)
+    idx = bootstrap_indices(seed, info.name, n, n_bootstrap)
+    entry: dict[str, Any] = {
+        "category": info.category, "star_metric": info.star_metric, "n": n, "n_errors": len(prep.errors),
+        "n_empty": sum(1 for p in prep.preds if p == ""), "n_expected": info.expected_n, "metrics": {},
+    }
+    entry["complete"] = info.expected_n is None or len(samples) >= info.expected_n
+    if not entry["complete"]:
+        warnings.append(f"{info.name}: {len(samples)} of {info.expected_n} samples have outputs (partial run); "
+                        "scored on those")
+    columns: dict[str, tuple[float, ...] | None] = {}
+    star_reps = None
+    inputs = [s.input for s in prep.good]
+    for metric in info.metrics:
+        res = (_compute_metric(metric, prep.preds, prep.golds, inputs, profile) if n else
+               not_computed(f"metric:{metric}|{pp.signature(profile)}", "no samples without errors to score"))
+        reps = _replicates(res, idx)
+        entry["metrics"][metric] = _metric_entry(metric, res, reps, n, info, profile, prompt_style, warnings)
+        columns[metric] = res.per_sample
+        if metric == info.star_metric and res.score is not None:
+            star_reps = reps
+    ool = _extras(entry, info, prep, warnings)
+    return entry, star_reps, _records(prep, columns, ool, profile)
+
+
+# ----------------------------------------------------------------------------------------------- aggregation
+
+
+def _star_value(t: dict[str, Any]) -> float | None:
+    return t["metrics"][t["star_metric"]]["value"]
+
+
+def _why_missing(cat_tasks: list[str], unstarred: list[str], tasks: dict[str, dict[str, Any]]) -> str:
+    """Why a leaderboard category has no score."""
+    if unstarred and not cat_tasks:
+        return f"no ⭐ metric among the scored metrics of {', '.join(unstarred)}"
+    if cat_tasks:
+        return "; ".join(f"{nm}: {tasks[nm]['star_metric']} not computed "
+                         f"({tasks[nm]['metrics'][tasks[nm]['star_metric']].get('reason')})" for nm in cat_tasks)
+    return "no task of this category in the run"
+
+
+def _category(cat: str, names: list[str], scored: list[str], absent: list[str], tasks: dict[str, dict[str, Any]],
+              star_reps: dict[str, np.ndarray | None], warnings: list[str]) -> tuple[dict[str, Any], Any]:
+    """A category's entry (mean of its tasks' ⭐ values, CI from the same replicate) and its replicates."""
+    for nm in scored:
+        if tasks[nm]["metrics"][tasks[nm]["star_metric"]]["scale"] == "0-100":
+            warnings.append(f"{nm}: its ⭐ metric {tasks[nm]['star_metric']} is on a 0–100 scale and is "
+                            f"averaged into {cat} with 0–1 scores")
+    reps = mean_of_replicates([star_reps.get(nm) for nm in scored])
+    entry = {"value": float(np.mean([_star_value(tasks[nm]) for nm in scored])), "ci95": _ci(reps),
+             "tasks": scored, "not_scored": [nm for nm in names if nm not in scored] + absent}
+    return entry, reps
+
+
+def _by_category(tasks: dict[str, dict[str, Any]]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(category -> tasks with a ⭐ metric, category -> tasks without one)."""
+    by_cat: dict[str, list[str]] = {}
+    unstarred: dict[str, list[str]] = {}
+    for name, t in tasks.items():
+        if t.get("category"):
+            (by_cat if t.get("star_metric") else unstarred).setdefault(t["category"], []).append(name)
+    return by_cat, unstarred
+
+
+def _averages(categories: dict[str, Any], cat_reps: dict[str, Any], missing: dict[str, str]
+              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """AVG over the categories present, and the upstream-style AVG (missing categories counted as 0)."""
+    from jleval.tasks import CATEGORIES
+
+    avg = upstream = None
+    reps_list = [cat_reps[c] for c in categories]
+    if categories:
+        avg = {"value": float(np.mean([c["value"] for c in categories.values()])),
+               "ci95": _ci(mean_of_replicates(reps_list)),
+               "categories": list(categories), "n_categories": len(categories), "complete": not missing}
+    if categories or missing:
+        total = sum(c["value"] for c in categories.values())
+        up_reps = (np.sum(reps_list, axis=0) / len(CATEGORIES)
+                   if reps_list and all(r is not None for r in reps_list) else None)
+        upstream = {"value": total / len(CATEGORIES), "ci95": _ci(up_reps),
+                    "note": f"llm-jp-eval v1.4.1 style: the mean over all {len(CATEGORIES)} categories with "
+                            f"the {len(missing)} missing ones counted as 0"}
+    return avg, upstream
 
 
 def _aggregate(tasks: dict[str, dict[str, Any]], star_reps: dict[str, np.ndarray | None],
@@ -309,56 +411,22 @@ def _aggregate(tasks: dict[str, dict[str, Any]], star_reps: dict[str, np.ndarray
     extra: dict[str, Any] = {}
     missing: dict[str, str] = {}
     cat_reps: dict[str, np.ndarray | None] = {}
-    by_cat: dict[str, list[str]] = {}
-    unstarred: dict[str, list[str]] = {}
-    for name, t in tasks.items():
-        if t.get("category"):
-            (by_cat if t.get("star_metric") else unstarred).setdefault(t["category"], []).append(name)
+    by_cat, unstarred = _by_category(tasks)
     order = {c: i for i, c in enumerate(CATEGORIES)}
     for cat in sorted(set(by_cat) | set(CATEGORIES), key=lambda c: (order.get(c, len(order)), c)):
         names = by_cat.get(cat, [])
-        scored = [nm for nm in names if tasks[nm]["metrics"][tasks[nm]["star_metric"]]["value"] is not None]
-        absent = [nm for nm in expected.get(cat, []) if nm not in names]
+        scored = [nm for nm in names if _star_value(tasks[nm]) is not None]
         if not scored:
             if cat in CATEGORIES:
-                if unstarred.get(cat) and not names:
-                    why = f"no ⭐ metric among the scored metrics of {', '.join(unstarred[cat])}"
-                elif names:
-                    why = "; ".join(f"{nm}: {tasks[nm]['star_metric']} not computed "
-                                    f"({tasks[nm]['metrics'][tasks[nm]['star_metric']].get('reason')})"
-                                    for nm in names)
-                else:
-                    why = "no task of this category in the run"
-                missing[cat] = why
+                missing[cat] = _why_missing(names, unstarred.get(cat, []), tasks)
             continue
-        for nm in scored:
-            scale = tasks[nm]["metrics"][tasks[nm]["star_metric"]]["scale"]
-            if scale == "0-100":
-                warnings.append(f"{nm}: its ⭐ metric {tasks[nm]['star_metric']} is on a 0–100 scale and is "
-                                f"averaged into {cat} with 0–1 scores")
-        vals = [tasks[nm]["metrics"][tasks[nm]["star_metric"]]["value"] for nm in scored]
-        reps_list = [star_reps.get(nm) for nm in scored]
-        reps = np.mean(reps_list, axis=0) if all(r is not None for r in reps_list) else None
-        c = {"value": float(np.mean(vals)), "ci95": _ci(reps), "tasks": scored,
-             "not_scored": [nm for nm in names if nm not in scored] + absent}
-        (categories if cat in CATEGORIES else extra)[cat] = c
+        absent = [nm for nm in expected.get(cat, []) if nm not in names]
+        entry, reps = _category(cat, names, scored, absent, tasks, star_reps, warnings)
         if cat in CATEGORIES:
-            cat_reps[cat] = reps
-    avg = None
-    if categories:
-        reps_list = [cat_reps[c] for c in categories]
-        reps = np.mean(reps_list, axis=0) if all(r is not None for r in reps_list) else None
-        avg = {"value": float(np.mean([c["value"] for c in categories.values()])), "ci95": _ci(reps),
-               "categories": list(categories), "n_categories": len(categories), "complete": not missing}
-    upstream = None
-    if categories or missing:
-        total = sum(c["value"] for c in categories.values())
-        reps_list = [cat_reps[c] for c in categories]
-        up_reps = (np.sum(reps_list, axis=0) / len(CATEGORIES)
-                   if reps_list and all(r is not None for r in reps_list) else None)
-        upstream = {"value": total / len(CATEGORIES), "ci95": _ci(up_reps),
-                    "note": f"llm-jp-eval v1.4.1 style: the mean over all {len(CATEGORIES)} categories with "
-                            f"the {len(missing)} missing ones counted as 0"}
+            categories[cat], cat_reps[cat] = entry, reps
+        else:
+            extra[cat] = entry
+    avg, upstream = _averages(categories, cat_reps, missing)
     if missing:
         warnings.append(f"categories missing from AVG: {', '.join(missing)} (AVG is over the "
                         f"{len(categories)} present; avg_upstream counts them as 0)")
@@ -380,15 +448,37 @@ def _expected_by_category() -> dict[str, list[str]]:
     return out
 
 
-def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
-              tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> dict[str, Any]:
-    """Score every task of a run folder and (with write=True) write `scores.json` and `scores/<task>.jsonl`
-    atomically into it. Returns the scores.json content. Warnings are in its "warnings" list."""
-    t0 = time.perf_counter()
-    pp.get_profile(profile)  # unknown profile -> UsageError before any work
-    if n_bootstrap < 0:
-        raise ScoreError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
-    run_dir = Path(run_dir)
+# ----------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Scored:
+    """What scoring a run gives: the scores.json content and, per task, the lines of scores/<task>.jsonl."""
+    scores: dict[str, Any]
+    per_sample: dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class _TaskResult:
+    entry: dict[str, Any]
+    star_reps: np.ndarray | None
+    records: list[dict[str, Any]]
+
+
+def check_options(profile: str, n_bootstrap: int, seed: int) -> None:
+    """Refuse settings scoring cannot honour, before any work (one-line errors naming the option)."""
+    from jleval.errors import UsageError
+    from jleval.stats import MAX_BOOTSTRAP
+
+    pp.get_profile(profile)  # unknown profile -> UsageError
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or not 0 <= n_bootstrap <= MAX_BOOTSTRAP:
+        raise UsageError(f"--bootstrap must be a whole number from 0 to {MAX_BOOTSTRAP}, got {n_bootstrap!r}",
+                         "1000 replicates (the default) give stable 95% intervals")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"--seed must be a whole number >= 0, got {seed!r}", "e.g. --seed 0")
+
+
+def _outputs(run_dir: Path) -> dict[str, Path]:
     if not run_dir.is_dir():
         raise ScoreError(f"run folder {run_dir} does not exist", "pass the folder `jleval run` wrote (runs/<name>)")
     out_dir = run_dir / "outputs"
@@ -396,47 +486,152 @@ def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstra
     if not files:
         raise ScoreError(f"{run_dir} has no outputs (no {out_dir}/*.jsonl)",
                          "run `jleval run` first, or pass the folder it wrote")
+    return files
+
+
+def _task_names(run_dir: Path, files: dict[str, Path], mtasks: dict[str, Any], tasks: list[str] | None) -> list[str]:
+    names = sorted(set(files) | set(mtasks))
+    if not tasks:
+        return names
+    unknown = [t for t in tasks if t not in names]
+    if unknown:
+        raise ScoreError(f"{run_dir} has no outputs for {', '.join(unknown)}",
+                         f"tasks with outputs: {', '.join(sorted(files))}")
+    return [n for n in names if n in tasks]
+
+
+@dataclass
+class _Job:
+    """Everything scoring one task of a run needs besides the task's name."""
+    files: dict[str, Path]
+    mtasks: dict[str, Any]
+    profile: str
+    n_bootstrap: int
+    seed: int
+    prompt_style: str
+    tasks_dir: Path | None
+    warnings: list[str]
+
+
+def _score_one(name: str, job: _Job) -> _TaskResult | str:
+    """Score one task; a string = why it was skipped."""
+    if name not in job.files:
+        job.warnings.append(f"{name}: no outputs/{name}.jsonl; not scored")
+        return "listed in the manifest but has no outputs file"
+    info = _task_info(name, job.mtasks.get(name), job.warnings, job.tasks_dir)
+    if isinstance(info, str):
+        job.warnings.append(f"{name}: skipped: {info}")
+        return info
+    if info.category == "ARENA":
+        return "open-ended answers: ranked pairwise by `jleval arena judge` / `jleval arena rank`"
+    samples = read_outputs(job.files[name], job.warnings)
+    entry, reps, recs = score_task(info, samples, job.profile, job.n_bootstrap, job.seed, job.warnings,
+                                   prompt_style=job.prompt_style)
+    entry["outputs_sha256"] = sha256_file(job.files[name])
+    return _TaskResult(entry, reps, recs)
+
+
+def _per_sample_text(records: list[dict[str, Any]]) -> str:
+    return "".join(dumps_json(r, indent=None) + "\n" for r in records)
+
+
+def _same_files(run_dir: Path, entry: dict[str, Any] | None, name: str, job: _Job) -> bool:
+    """Was this task entry scored from the outputs file the run has now, and is scores/<task>.jsonl its file?"""
+    if not entry or name not in job.files or entry.get("outputs_sha256") != sha256_file(job.files[name]):
+        return False
+    path = run_dir / "scores" / f"{name}.jsonl"
+    return path.is_file() and entry.get("per_sample_sha256") == sha256_file(path)
+
+
+def _reusable(run_dir: Path, previous: dict[str, Any] | None, name: str, job: _Job) -> _TaskResult | None:
+    """A task's result from the scores.json being replaced (`score --tasks` merges by task): only when it was
+    scored with the same profile, replicates and seed, from the same outputs file, and its per-sample file is
+    the one scores.json names. Its ⭐ replicates are rebuilt from the per-sample values (same seeded indices)."""
+    entry = (previous or {}).get("tasks", {}).get(name)
+    if not _same_files(run_dir, entry, name, job):
+        return None
+    path = run_dir / "scores" / f"{name}.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    star = entry.get("star_metric")
+    if not (star and job.n_bootstrap and entry["metrics"].get(star, {}).get("value") is not None):
+        return _TaskResult(entry, None, records)
+    vals = [r["scores"].get(star) for r in records if "error" not in r]
+    if any(v is None for v in vals):
+        return None  # not a mean of per-sample values (a correlation): score it again
+    idx = bootstrap_indices(job.seed, name, len(vals), job.n_bootstrap)
+    return _TaskResult(entry, np.asarray(vals, dtype=float)[idx].mean(axis=1), records)
+
+
+def _previous(run_dir: Path, profile: str, n_bootstrap: int, seed: int, warnings: list[str]) -> dict[str, Any] | None:
+    """The run's current scores.json when its tasks can be merged with new ones (same profile, replicates, seed)."""
+    path = run_dir / "scores.json"
+    if not path.is_file():
+        return None
+    try:
+        old = dict(records.read_scores(path, lambda reason: ScoreError(f"{path} {reason}")))
+    except ScoreError as e:
+        warnings.append(f"{e.message}: every task is scored again")
+        return None
+    same = (old.get("profile") == profile and old.get("bootstrap", {}).get("n") == n_bootstrap
+            and old.get("bootstrap", {}).get("seed") == seed)
+    return old if same else None
+
+
+def _score_all(names: list[str], job: _Job, fresh: set[str] | None = None, run_dir: Path | None = None,
+               previous: dict[str, Any] | None = None) -> tuple[dict[str, _TaskResult], dict[str, str]]:
+    """Score `names` (those outside `fresh` are taken from `previous` when still valid); (results, skipped)."""
+    results: dict[str, _TaskResult] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        kept = None if fresh is None or name in fresh else _reusable(Path(run_dir or "."), previous, name, job)
+        res = kept or _score_one(name, job)
+        if isinstance(res, str):
+            skipped[name] = res
+        else:
+            results[name] = res
+    return results, skipped
+
+
+def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
+          tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> Scored:
+    """Score a run folder. With write=True, `scores.json` and `scores/` are replaced as one unit (see
+    write_scores), and `tasks` names the tasks to score again: the run's other tasks keep their scores when
+    they are still valid (merge by task), so scores.json never narrows. With write=False, `tasks` restricts
+    the result to those tasks (an in-memory view, e.g. `jleval table --tasks`)."""
+    t0 = time.perf_counter()
+    check_options(profile, n_bootstrap, seed)
+    run_dir = Path(run_dir)
+    files = _outputs(run_dir)
     warnings: list[str] = []
     manifest = _read_manifest(run_dir, warnings)
     mtasks = manifest.get("tasks") or {}
-    if not isinstance(mtasks, dict):
-        raise ScoreError(f"{run_dir / 'manifest.json'}: 'tasks' must be an object mapping task names to settings")
-    names = sorted(set(files) | set(mtasks))
-    if tasks:
-        unknown = [t for t in tasks if t not in names]
-        if unknown:
-            raise ScoreError(f"{run_dir} has no outputs for {', '.join(unknown)}",
-                             f"tasks with outputs: {', '.join(sorted(files))}")
-        names = [n for n in names if n in tasks]
+    names = _task_names(run_dir, files, mtasks, tasks)
+    job = _Job(files, mtasks, profile, n_bootstrap, seed, manifest.get("prompt_style") or "basic", tasks_dir,
+               warnings)
+    if write and tasks:  # every task of the run stays in scores.json: the others kept or scored again
+        previous = _previous(run_dir, profile, n_bootstrap, seed, warnings)
+        results, skipped = _score_all(sorted(set(files) | set(mtasks)), job, set(names), run_dir, previous)
+    else:
+        results, skipped = _score_all(names, job)
+    per_sample = {name: r.records for name, r in results.items()}
+    for name, r in results.items():
+        r.entry["per_sample_sha256"] = sha256_text(_per_sample_text(r.records))
+    agg = _aggregate({n: r.entry for n, r in results.items()}, {n: r.star_reps for n, r in results.items()},
+                     _expected_by_category(), warnings)
+    result = _document(profile, manifest, n_bootstrap, seed, agg, results, skipped, warnings)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    if write:
+        write_scores(run_dir, result, per_sample)
+    for w in warnings:
+        log.debug("warning: %s", w)
+    return Scored(result, per_sample)
 
-    task_scores: dict[str, dict[str, Any]] = {}
-    star_reps: dict[str, np.ndarray | None] = {}
-    skipped: dict[str, str] = {}
-    per_sample: dict[str, list[dict[str, Any]]] = {}
-    for name in names:
-        if name not in files:
-            skipped[name] = "listed in the manifest but has no outputs file"
-            warnings.append(f"{name}: no outputs/{name}.jsonl; not scored")
-            continue
-        info = _task_info(name, mtasks.get(name), warnings, tasks_dir)
-        if isinstance(info, str):
-            skipped[name] = info
-            warnings.append(f"{name}: skipped: {info}")
-            continue
-        if info.category == "ARENA":
-            skipped[name] = "open-ended answers: ranked pairwise by `jleval arena judge` / `jleval arena rank`"
-            continue
-        samples = read_outputs(files[name], warnings)
-        entry, reps, records = score_task(info, samples, profile, n_bootstrap, seed, warnings,
-                                          prompt_style=manifest.get("prompt_style") or "basic")
-        task_scores[name] = entry
-        star_reps[name] = reps
-        per_sample[name] = records
 
-    agg = _aggregate(task_scores, star_reps, _expected_by_category(), warnings)
+def _document(profile: str, manifest: dict[str, Any], n_bootstrap: int, seed: int, agg: dict[str, Any],
+              results: dict[str, _TaskResult], skipped: dict[str, str], warnings: list[str]) -> dict[str, Any]:
     import jleval
 
-    result: dict[str, Any] = {
+    return {
         "format": SCORES_FORMAT,
         "jleval_version": jleval.__version__,
         "profile": profile,
@@ -445,18 +640,77 @@ def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstra
         "bootstrap": {"n": n_bootstrap, "seed": seed, "method": "percentile", "level": CI_LEVEL,
                       "paired": "per task: indices from rng(seed, crc32(task)); AVG/categories: same replicate"},
         **agg,
-        "tasks": task_scores,
+        "tasks": {n: r.entry for n, r in results.items()},
         "skipped_tasks": skipped,
         "warnings": warnings,
         "seconds": None,
     }
-    if write:
-        for name, records in per_sample.items():
-            atomic_write_text(run_dir / "scores" / f"{name}.jsonl",
-                              "".join(dumps_json(r, indent=None) + "\n" for r in records))
-    result["seconds"] = round(time.perf_counter() - t0, 3)
-    if write:
+
+
+def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
+              tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> dict[str, Any]:
+    """Score every task of a run folder (see `score`); returns the scores.json content. Warnings are in its
+    "warnings" list."""
+    return score(run_dir, profile, n_bootstrap, seed, tasks, write, tasks_dir).scores
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _stage(staging: Path, per_sample: dict[str, list[dict[str, Any]]]) -> None:
+    staging.mkdir()
+    for name, recs in per_sample.items():
+        with open(staging / f"{name}.jsonl", "w", encoding="utf-8") as f:
+            f.write(_per_sample_text(recs))
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(staging)
+
+
+def write_scores(run_dir: Path, result: dict[str, Any], per_sample: dict[str, list[dict[str, Any]]]) -> None:
+    """Replace `scores/` and `scores.json` as one unit: the new per-sample files are written (and fsync'd) into a
+    hidden folder, which then takes the place of `scores/` by renames; scores.json is replaced last. scores.json
+    names the sha256 of every per-sample file, so a reader that meets the two halves of different scorings
+    (a kill -9 or a full disk between the renames) sees that they do not match (jleval.table re-scores then).
+    A failure leaves the previous scores in place and raises OutputError naming the run folder."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for left in [*run_dir.glob(".scores.new-*"), *run_dir.glob(".scores.old-*")]:  # an earlier crash's leftovers
+        shutil.rmtree(left, ignore_errors=True)
+    staging, old, final = run_dir / f".scores.new-{os.getpid()}", run_dir / f".scores.old-{os.getpid()}", \
+        run_dir / "scores"
+    try:
+        _stage(staging, per_sample)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staging, final)
         atomic_write_json(run_dir / "scores.json", result)
-    for w in warnings:
-        log.debug("warning: %s", w)
-    return result
+    except OSError as e:
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot write the scores of {run_dir}: {e.strerror or e}",
+                          "free some space or make the run folder writable, then score again") from None
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def per_sample_consistent(run_dir: Path, scores: dict[str, Any]) -> bool:
+    """Do the files in scores/ belong to this scores.json (each task's file has the sha256 it names)? A
+    scores.json written before the hashes existed names none and is taken as it is."""
+    for name, entry in scores.get("tasks", {}).items():
+        want = entry.get("per_sample_sha256")
+        if want is None:
+            continue
+        path = Path(run_dir) / "scores" / f"{name}.jsonl"
+        if not path.is_file() or sha256_file(path) != want:
+            return False
+    return True

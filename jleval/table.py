@@ -24,7 +24,7 @@ from typing import Any
 from jleval import defaults
 from jleval.errors import ScoreError, UsageError
 from jleval.fsutil import read_json_object
-from jleval.records import read_manifest
+from jleval.records import read_manifest, read_scores
 from jleval.stats import PairedResult
 from jleval.tasks import CATEGORIES
 
@@ -68,43 +68,77 @@ class Leaderboard:
     notes: list[str] = field(default_factory=list)
     arena: dict[str, Any] | None = None
 
+    @property
+    def profiles(self) -> str:
+        """The scoring profile(s) of the rows, for every header that draws the table."""
+        return ", ".join(sorted({str(r["profile"]) for r in self.rows if r.get("profile")})) or "unknown"
+
     def to_json(self) -> dict[str, Any]:
         """The leaderboard JSON document (`jleval table --format json`)."""
         return {"format": LEADERBOARD_FORMAT, "sort": self.sort, "mixed": self.mixed, "notes": self.notes,
                 "columns": self.columns, "rows": self.rows, "arena": self.arena}
 
 
+def _stored_scores(path: Path) -> dict[str, Any] | None:
+    """The run's scores.json: None when there is none or it is not JSON (it is scored again then); a wrongly
+    typed field is a one-line error naming the file and the field."""
+    scores_path = path / "scores.json"
+    if not scores_path.is_file() or read_json_object(scores_path) is None:
+        return None
+
+    def fail(reason: str) -> ScoreError:
+        return ScoreError(f"{scores_path} {reason}", f"score the run again: jleval score {path}")
+
+    return dict(read_scores(scores_path, fail))
+
+
+def _per_sample_from_files(path: Path, scores: dict[str, Any]) -> dict[str, dict[int, dict[str, float]]]:
+    out = {}
+    for task in scores.get("tasks", {}):
+        f = path / "scores" / f"{task}.jsonl"
+        if f.is_file():
+            try:
+                out[task] = {r["id"]: r.get("scores") or {} for r in
+                             (json.loads(l) for l in f.read_text(encoding="utf-8").splitlines() if l.strip())}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
+    return out
+
+
 def load_run(path: Path, score_if_needed: bool = True, profile: str | None = None,
              tasks_dir: Path | None = None) -> ScoredRun:
+    """A run folder with its scores. Stored scores are used when they are for `profile` (any, when None) and
+    scores/ matches scores.json; otherwise the run is scored: in memory when it already has scores (another
+    profile's, or a scores/ that does not match: never rewritten behind the user's back), and written when it
+    has none yet."""
+    from jleval import scoring
+
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise UsageError(f"{path} is not a run folder (no manifest.json)", "pass folders written by `jleval run`")
+
     def fail(reason: str) -> ScoreError:
         return ScoreError(f"{path / 'manifest.json'} is corrupt ({reason})",
                           "restore it, or re-run `jleval run` with the run's settings into a new folder")
 
     manifest = dict(read_manifest(path / "manifest.json", fail))
-    scores_path = path / "scores.json"
-    scores = read_json_object(scores_path) if scores_path.is_file() else None  # a corrupt one is re-scored
-    if scores is None or (profile and scores.get("profile") != profile):
-        if not score_if_needed:
-            raise ScoreError(f"{path} has no scores" + (f" for profile {profile}" if scores else ""),
-                             f"run `jleval score {path}` first")
-        from jleval.scoring import score_run
-
-        scores = score_run(path, tasks_dir=tasks_dir, **({"profile": profile} if profile else {}))
-    run = ScoredRun(path.name, path, manifest, scores)
-    for task in scores.get("tasks", {}):
-        f = path / "scores" / f"{task}.jsonl"
-        if f.is_file():
-            try:
-                run.per_sample[task] = {r["id"]: r.get("scores") or {} for r in
-                                        (json.loads(l) for l in f.read_text(encoding="utf-8").splitlines()
-                                         if l.strip())}
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
+    scores = _stored_scores(path)
+    usable = (scores is not None and (not profile or scores.get("profile") == profile)
+              and scoring.per_sample_consistent(path, scores))
+    if usable:
+        run = ScoredRun(path.name, path, manifest, scores)
+        run.per_sample = _per_sample_from_files(path, scores)
+        return run
+    if not score_if_needed:
+        raise ScoreError(f"{path} has no scores" + (f" for profile {profile}" if scores else ""),
+                         f"run `jleval score {path}` first")
+    kwargs: dict[str, Any] = {"tasks_dir": tasks_dir, "write": scores is None}
+    if profile or scores:
+        kwargs["profile"] = profile or scores["profile"]
+    scored = scoring.score(path, **kwargs)
+    run = ScoredRun(path.name, path, manifest, scored.scores)
+    run.per_sample = {t: {r["id"]: r.get("scores") or {} for r in recs} for t, recs in scored.per_sample.items()}
     return run
-
 
 
 def _model_info(run: ScoredRun) -> dict[str, Any]:

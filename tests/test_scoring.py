@@ -348,3 +348,122 @@ def test_signatures_name_the_extraction_that_ran(tmp_path):
                                                                           NLI_LABELS)},
                                  {"mytask": _nli(1, 2)}), n_bootstrap=10)
     assert "cot-extract" not in basic["tasks"]["mytask"]["metrics"]["exact_match"]["signature"]
+
+
+# ----- scores.json and scores/ replaced as one unit; merge by task; options refused up front (issues 16, 17) ------
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()
+            and p.parts[len(run.parts)] in ("scores", "scores.json")}
+
+
+def test_every_per_sample_line_names_its_profile_and_scores_json_names_each_file(small_run):
+    from jleval.fsutil import sha256_file
+    from jleval.scoring import per_sample_consistent
+
+    s = score_run(small_run, profile="jleval", n_bootstrap=20)
+    for task, entry in s["tasks"].items():
+        path = small_run / "scores" / f"{task}.jsonl"
+        assert {json.loads(x)["profile"] for x in path.read_text(encoding="utf-8").splitlines()} == {"jleval"}
+        assert entry["per_sample_sha256"] == sha256_file(path)
+    assert per_sample_consistent(small_run, s)
+
+
+def test_a_failure_mid_scoring_never_leaves_a_mix_a_reader_would_use(small_run, monkeypatch):
+    """A disk-full after scores/ was swapped but before scores.json was replaced (the kill -9 window), and a
+    disk-full after half of the per-sample files: the previous scores stay or the reader sees the mismatch."""
+    import os
+
+    from jleval import scoring, table
+    from jleval.errors import OutputError
+
+    score_run(small_run, n_bootstrap=30)  # llm-jp-eval-1.4.1
+    before = _files(small_run)
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # 1. fails writing scores.json: scores/ is already the jleval profile's
+        m.setattr(scoring, "atomic_write_json", full)
+        with pytest.raises(OutputError, match="No space left"):
+            score_run(small_run, profile="jleval", n_bootstrap=30)
+    stored = json.loads((small_run / "scores.json").read_bytes())
+    assert stored["profile"] == "llm-jp-eval-1.4.1"
+    assert '"profile": "jleval"' in (small_run / "scores" / "qa_a.jsonl").read_text(encoding="utf-8")  # the mix
+    assert not scoring.per_sample_consistent(small_run, stored)
+    run = table.load_run(small_run)  # the reader notices and scores in memory with the stored profile
+    assert run.scores["profile"] == "llm-jp-eval-1.4.1"
+    assert run.per_sample["qa_a"][1]["char_f1"] == 0.91  # llm-jp-eval-1.4.1's rounded char_f1, not jleval's
+    assert (small_run / "scores.json").read_bytes() == before["scores.json"]  # the reader wrote nothing
+
+    score_run(small_run, n_bootstrap=30)
+    before = _files(small_run)
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync_then_full(fd):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third per-sample file of four
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    with monkeypatch.context() as m:  # 2. fails after half the per-sample files: nothing changes
+        m.setattr(os, "fsync", fsync_then_full)
+        with pytest.raises(OutputError, match="No space left"):
+            score_run(small_run, profile="jleval", n_bootstrap=30)
+    assert _files(small_run) == before
+    assert not list(small_run.glob(".scores.*"))
+
+
+def test_score_tasks_merges_into_scores_json_by_task(small_run):
+    full = score_run(small_run, n_bootstrap=40, seed=3)
+    part = score_run(small_run, n_bootstrap=40, seed=3, tasks=["nli_a"])
+    assert set(part["tasks"]) == set(full["tasks"])  # never narrows what `table` needs
+    on_disk = json.loads((small_run / "scores.json").read_text(encoding="utf-8"))
+    for key in ("tasks", "categories", "avg", "avg_upstream"):
+        assert on_disk[key] == full[key], key  # kept tasks and the rebuilt replicates give the same CIs
+    assert set(on_disk["tasks"]) == {"nli_a", "nli_b", "qa_a", "sts_a"}
+    view = score_run(small_run, n_bootstrap=40, seed=3, tasks=["nli_a"], write=False)  # an in-memory subset
+    assert set(view["tasks"]) == {"nli_a"}
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"n_bootstrap": 10**9}, "--bootstrap must be"),
+                                            ({"n_bootstrap": -1}, "--bootstrap must be"),
+                                            ({"seed": -1}, "--seed must be")])
+def test_options_scoring_cannot_honour_are_refused(small_run, kwargs, needle):
+    from jleval.errors import UsageError
+
+    with pytest.raises(UsageError, match=needle):
+        score_run(small_run, **kwargs)
+    assert not (small_run / "scores.json").exists()
+
+
+def _jleval(*args) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "jleval.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def test_cli_score_bad_options_are_one_line_errors(small_run):
+    for args, needle in ((["--bootstrap", "1000000000"], "--bootstrap must be"), (["--seed", "-1"], "--seed must be")):
+        r = _jleval("score", small_run, *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr  # UsageError's exit code
+        assert needle in r.stderr and r.stderr.count("\n") <= 3
+
+
+def test_wrongly_typed_scores_json_is_one_line_error_naming_the_field(small_run):
+    score_run(small_run, n_bootstrap=10)
+    s = json.loads((small_run / "scores.json").read_text(encoding="utf-8"))
+    s["tasks"]["nli_a"]["metrics"]["exact_match"]["value"] = "0.8"
+    (small_run / "scores.json").write_text(json.dumps(s), encoding="utf-8")
+    r = _jleval("table", small_run, "--out", small_run.parent / "lb.csv")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "tasks.nli_a.metrics.exact_match.value" in r.stderr and "scores.json" in r.stderr
+    assert not (small_run.parent / "lb.csv").exists()
+    r = _jleval("score", small_run, "--tasks", "qa_a", "--bootstrap", "10")  # replaces it: every task scored again
+    assert r.returncode == 0, r.stderr
+    s = json.loads((small_run / "scores.json").read_text(encoding="utf-8"))
+    assert s["tasks"]["nli_a"]["metrics"]["exact_match"]["value"] == 0.8 and set(s["tasks"]) >= {"nli_a", "qa_a"}

@@ -90,6 +90,9 @@ def test_leaderboard_columns_values_and_significance(tmp_path):
         assert p.stat().st_size > 5000
     md = (tmp_path / "out" / "leaderboard.md").read_text(encoding="utf-8")
     assert md.count("\n| ") >= 3
+    # every drawing of the table names the scoring profile (the CSV in its profile column)
+    assert "Profile: llm-jp-eval-1.4.1." in md and "Profile: llm-jp-eval-1.4.1." in html
+    assert set(df["profile"]) == {"llm-jp-eval-1.4.1"}
 
 
 def test_mixed_runs_are_refused_unless_allowed(tmp_path):
@@ -122,9 +125,13 @@ def test_bad_inputs(tmp_path):
         table.build([a], sort="nope")
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     r = CliRunner().invoke(app, ["table", str(a), "--out", str(blocker / "lb.csv")])
-    assert r.exit_code != 0
-    assert not (tmp_path / "lb.csv").exists()
+    assert r.exit_code != 0 and "cannot write" in str(r.exception) and str(blocker) in str(r.exception)
+    # nothing of the table was written anywhere (no half set of csv/md/html/png), the blocker is untouched
+    after = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name not in ("scores",)
+                   and p.name != "scores.json")
+    assert [p for p in after if p not in before] == [] and blocker.read_text() == "x"
 
 
 def test_cli_table_writes_files(tmp_path):
@@ -300,3 +307,23 @@ def test_compare_styles_cli_writes_the_asked_format_and_refuses_ignored_options(
     assert r.returncode == 0 and json.loads((tmp_path / "cmp.json").read_text(encoding="utf-8"))["rows"]
     r = subprocess.run(cli + ["--sort", "NLI"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "--sort do(es) not apply" in r.stderr
+
+
+def test_table_profile_scores_in_memory_and_never_rewrites_scores_json(tmp_path):
+    from jleval import table
+    from jleval.render.console import print_leaderboard
+
+    a, b = make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)
+    table.build([a, b])  # scores both with the default profile, written
+    stored = {r: ((r / "scores.json").read_bytes(), (r / "scores" / "jamp.jsonl").read_bytes()) for r in (a, b)}
+    lb = table.build([a, b], profile="jleval")
+    assert {row["profile"] for row in lb.rows} == {"jleval"} and lb.profiles == "jleval"
+    assert all(((r / "scores.json").read_bytes(), (r / "scores" / "jamp.jsonl").read_bytes()) == stored[r]
+               for r in (a, b))
+    plain = table.build([a, b])  # a later plain table: still the stored profile, and it says so
+    assert plain.profiles == "llm-jp-eval-1.4.1"
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    print_leaderboard(plain, console=console)
+    assert "(profile llm-jp-eval-1.4.1; sorted by AVG" in " ".join(console.export_text().split())

@@ -105,7 +105,7 @@ def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> No
     if lb.sort not in cols:  # sorted by a metric column: show it
         cols.insert(2, lb.sort)
     best = best_values(lb.rows, cols)
-    t = Table(title=f"jleval leaderboard (sorted by {lb.sort}; ≫ = better than the next row beyond noise)",
+    t = Table(title=f"jleval leaderboard (profile {lb.profiles}; sorted by {lb.sort}; ≫ = better than the next row beyond noise)",
               box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     short = {"rank": "#", "better_than_next": "≫"}
     for c in cols:

@@ -68,7 +68,7 @@ def leaderboard_markdown(lb: "Leaderboard") -> str:
     for row in lb.rows:
         cells = (with_ci(row, c) if c in ("AVG", *CATEGORIES) else (fmt(row.get(c)) or "—") for c in cols)
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
-    out.append(f"\nSorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
+    out.append(f"\nProfile: {lb.profiles}. Sorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
                "row (over the samples both runs share) excludes 0.\n")
     return "".join(out)
 

@@ -42,4 +42,4 @@ def leaderboard_html(lb: "Leaderboard") -> str:
     cols = display_columns(lb.columns)
     best = best_values(lb.rows, cols)
     rows = [[_cell(row, c, best) for c in cols] for row in lb.rows]
-    return _environment().get_template(TEMPLATE).render(notes=lb.notes, sort=lb.sort, columns=cols, rows=rows)
+    return _environment().get_template(TEMPLATE).render(notes=lb.notes, sort=lb.sort, profiles=lb.profiles, columns=cols, rows=rows)
