@@ -14,6 +14,7 @@ from jleval.arena.bt import SCALE, _Problem, bootstrap, encode, fit_map, rank
 from jleval.arena.errors import EmptyJudgmentsError, JudgmentsFileError, UnknownModelError
 from jleval.arena.io import Judgment, JudgmentWriter, check_models, collect_outcomes, read_judgments
 from jleval.arena.simulate import coverage, tournament
+from jleval.errors import UsageError
 
 
 def lines(*triples, **kw):
@@ -231,3 +232,33 @@ def test_rank_judgments_gives_the_table_its_document(tmp_path):
     assert set(by_model) == {f"model-{k:02d}" for k in range(4)}
     assert all(m["ci95"][0] <= m["rating"] <= m["ci95"][1] for m in by_model.values())
     assert doc["settings"]["seed"] == 3
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"prior_sd": float("nan")}, "--prior-sd must be a finite number"),
+    ({"prior_sd": float("inf")}, "--prior-sd must be a finite number"),
+    ({"prior_sd": 0.0}, "--prior-sd must be a finite number"),
+    ({"seed": -1}, "--seed must be"),
+    ({"n_bootstrap": 10**9}, "--bootstrap must be"),
+    ({"method": "posterior", "draws": 0}, "--draws must be"),
+])
+def test_settings_the_ranking_cannot_honour_are_refused(kwargs, needle):
+    _, js = tournament(3, 60, seed=1)
+    with pytest.raises(UsageError, match=needle):
+        rank(js, **kwargs)
+
+
+def test_cli_rank_refuses_non_finite_prior_and_negative_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, js = tournament(3, 60, seed=1)
+    jl = write_jsonl(tmp_path / "j.jsonl", [j.to_json() for j in js])
+    for args, needle in ((["--prior-sd", "nan"], "--prior-sd"), (["--prior-sd", "inf"], "--prior-sd"),
+                         (["--seed", "-1"], "--seed")):
+        r = subprocess.run([sys.executable, "-m", "jleval.cli", "arena", "rank", str(jl), "--out",
+                            str(tmp_path / "out"), *args], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "200"})
+        assert r.returncode != 0 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
+        assert not (tmp_path / "out").exists()  # no arena.json with NaN in it

@@ -386,11 +386,8 @@ def _record(data: BTData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return matches.astype(float), wins, losses, ties
 
 
-def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> list[str]:
-    """The maximum-likelihood strengths are finite only if the "scored against" graph is strongly connected."""
-    from scipy import sparse
-    from scipy.sparse.csgraph import connected_components
-
+def _one_sided(data: BTData, prior_sd: float, wins, losses, ties) -> list[str]:
+    """Models with only wins or only losses: infinite maximum-likelihood strengths, held by the prior."""
     out = []
     for k, m in enumerate(data.models):
         if losses[k] == 0 and ties[k] == 0 and wins[k] > 0:
@@ -399,6 +396,15 @@ def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> li
         elif wins[k] == 0 and ties[k] == 0 and losses[k] > 0:
             out.append(f"{m} has only losses ({losses[k]:g}): its maximum-likelihood strength is -infinite; the "
                        f"N(0, {prior_sd:g}^2) prior keeps it finite, so read its rating as an upper bound")
+    return out
+
+
+def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> list[str]:
+    """The maximum-likelihood strengths are finite only if the "scored against" graph is strongly connected."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    out = _one_sided(data, prior_sd, wins, losses, ties)
     n = data.n_models
     i, j = data.ci[data.obs_cell], data.cj[data.obs_cell]
     y = data.obs_y
@@ -411,15 +417,109 @@ def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> li
         out.append("the models fall into groups that never met, directly or through others: "
                    + "; ".join("{" + ", ".join(g_) + "}" for g_ in groups)
                    + " — ratings across groups are set by the prior only: schedule matches between them")
-    else:
-        n_strong, _ = connected_components(g, directed=True, connection="strong")
-        if n_strong > 1 and not any("only" in w for w in out):
-            out.append("some group of models never scored against another (the win graph is not strongly "
-                       "connected): their gap is held finite by the prior; more matches will fix it")
+    elif not out and connected_components(g, directed=True, connection="strong")[0] > 1:
+        out.append("some group of models never scored against another (the win graph is not strongly "
+                   "connected): their gap is held finite by the prior; more matches will fix it")
     return out
 
 
 # ----- the public entry point ---------------------------------------------------------------------------------
+
+#: The most bootstrap resamples / posterior draws accepted (each resample is a fit held in memory at once).
+MAX_RESAMPLES = 100_000
+
+
+def check_options(method: str, n_bootstrap: int, seed: int, prior_sd: float, chains: int = 8, draws: int = 2500,
+                  burn: int = 500) -> None:
+    """Refuse settings the ranking cannot honour before any work: one line naming the option."""
+    from jleval.errors import UsageError
+
+    if method not in ("bootstrap", "posterior"):
+        raise UsageError(f"unknown ranking method {method!r}", "use 'bootstrap' or 'posterior'")
+    if not isinstance(prior_sd, (int, float)) or not math.isfinite(prior_sd) or prior_sd <= 0:
+        raise UsageError(f"--prior-sd must be a finite number above 0, got {prior_sd!r}", "use e.g. 3.0 (logits)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"--seed must be a whole number >= 0, got {seed!r}", "e.g. --seed 0")
+    for name, value, low in (("--bootstrap", n_bootstrap, 0), ("--chains", chains, 1), ("--draws", draws, 1),
+                             ("--burn", burn, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_RESAMPLES:
+            raise UsageError(f"{name} must be a whole number from {low} to {MAX_RESAMPLES}, got {value!r}")
+
+
+def _outcome_warnings(ostats: OutcomeStats) -> list[str]:
+    out = []
+    if ostats.incomplete:
+        out.append(f"{ostats.incomplete} two-order match(es) left out: one of their two verdicts is unusable")
+    if ostats.both_unusable:
+        out.append(f"{ostats.both_unusable} two-order match(es) left out: neither verdict is usable")
+    if ostats.errors:
+        out.append(f"{ostats.errors} judgment line(s) without a usable verdict left out "
+                   f"({', '.join(f'{k}: {v}' for k, v in sorted(ostats.error_reasons.items()))})")
+    return out
+
+
+@dataclass
+class _Draws:
+    """The ranking's centre (strengths + position term), its resamples or posterior draws, and diagnostics."""
+    center: np.ndarray
+    samples: np.ndarray | None
+    diagnostics: dict[str, Any]
+
+
+def _draw(data: BTData, theta_hat: np.ndarray, problem: _Problem, method: str, n_bootstrap: int, seed: int,
+          prior_sd: float, chains: int, draws: int, burn: int, warnings: list[str]) -> _Draws:
+    if method == "bootstrap" and n_bootstrap > 0:
+        samples, fallbacks = bootstrap(data, theta_hat, n_bootstrap, seed, prior_sd, problem)
+        return _Draws(theta_hat, samples, {"bootstrap_resamples": n_bootstrap, "lbfgs_fallbacks": fallbacks})
+    if method == "posterior":
+        samples, diagnostics = posterior(data, theta_hat, seed, prior_sd, chains, draws, burn, problem)
+        if diagnostics["max_split_rhat"] > 1.05:
+            warnings.append(f"the posterior chains may not have converged (split R-hat "
+                            f"{diagnostics['max_split_rhat']:.3f} > 1.05): raise --draws")
+        return _Draws(np.median(samples, axis=0), samples, diagnostics)
+    return _Draws(theta_hat, None, {})
+
+
+def _rows(data: BTData, d: _Draws, method: str, q: np.ndarray | None) -> list[ModelRating]:
+    n = data.n_models
+    strengths = d.center[:n]
+    order = np.argsort(-strengths, kind="stable")
+    p_next = None
+    if d.samples is not None and method == "posterior":
+        s = d.samples[:, order]
+        p_next = (s[:, :-1] > s[:, 1:]).mean(axis=0)
+    matches, wins, losses, ties = _record(data)
+    rows = []
+    for r, k in enumerate(order):
+        ci68 = ci95 = None
+        if q is not None:
+            ci68 = (float(to_rating(q[1, k])), float(to_rating(q[2, k])))
+            ci95 = (float(to_rating(q[0, k])), float(to_rating(q[3, k])))
+        rows.append(ModelRating(
+            rank=r + 1, model=data.models[k], rating=float(to_rating(strengths[k])), strength=float(strengths[k]),
+            ci68=ci68, ci95=ci95, matches=float(matches[k]), wins=float(wins[k]), losses=float(losses[k]),
+            ties=float(ties[k]),
+            p_stronger_than_next=(float(p_next[r]) if p_next is not None and r < n - 1 else None),
+        ))
+    return rows
+
+
+def _position(data: BTData, d: _Draws, q: np.ndarray | None, warnings: list[str]) -> dict[str, Any] | None:
+    if not data.has_position:
+        return None
+    n = data.n_models
+    a = float(d.center[n])
+    position: dict[str, Any] = {"strength": a, "rating_points": SCALE * a}
+    first = _first_position_share(data)
+    if first is not None and (first >= 0.95 or first <= 0.05):
+        warnings.append(f"the judge gave {first:.0%} of its single-order verdicts to the first-shown answer: "
+                        "the position term is then set by the prior more than by the data, and single-order "
+                        "judging cannot tell model strength from position; judge both orders (the default)")
+    if q is not None:
+        position["ci95_strength"] = [float(q[0, n]), float(q[3, n])]
+        position["ci68_strength"] = [float(q[1, n]), float(q[2, n])]
+    return position
+
 
 def rank(
     judgments: Iterable[Judgment] | None = None,
@@ -441,14 +541,7 @@ def rank(
     method="posterior": rating = posterior median; intervals = posterior quantiles; plus, for each model, the
     posterior probability that it is stronger than the model ranked just below it.
     """
-    if method not in ("bootstrap", "posterior"):
-        from jleval.errors import UsageError
-
-        raise UsageError(f"unknown ranking method {method!r}", "use 'bootstrap' or 'posterior'")
-    if prior_sd <= 0:
-        from jleval.errors import UsageError
-
-        raise UsageError(f"prior_sd must be positive, got {prior_sd}", "use e.g. 3.0 (logits)")
+    check_options(method, n_bootstrap, seed, prior_sd, chains, draws, burn)
     if outcomes is None:
         outcomes, ostats = collect_outcomes(judgments or [])
     else:
@@ -457,66 +550,17 @@ def rank(
     data = encode(outcomes)
     problem = _Problem(data, prior_sd)
     theta_hat = fit_map(data, prior_sd, problem)
-    n = data.n_models
-    matches, wins, losses, ties = _record(data)
-    warnings = _existence_warnings(data, prior_sd, wins, losses, ties)
-    if ostats.incomplete:
-        warnings.append(f"{ostats.incomplete} two-order match(es) left out: one of their two verdicts is unusable")
-    if ostats.both_unusable:
-        warnings.append(f"{ostats.both_unusable} two-order match(es) left out: neither verdict is usable")
-    if ostats.errors:
-        warnings.append(f"{ostats.errors} judgment line(s) without a usable verdict left out "
-                        f"({', '.join(f'{k}: {v}' for k, v in sorted(ostats.error_reasons.items()))})")
-
-    samples, diagnostics, p_next = None, {}, None
-    if method == "bootstrap" and n_bootstrap > 0:
-        samples, fallbacks = bootstrap(data, theta_hat, n_bootstrap, seed, prior_sd, problem)
-        diagnostics = {"bootstrap_resamples": n_bootstrap, "lbfgs_fallbacks": fallbacks}
-        center = theta_hat
-    elif method == "posterior":
-        samples, diagnostics = posterior(data, theta_hat, seed, prior_sd, chains, draws, burn, problem)
-        center = np.median(samples, axis=0)
-        if diagnostics["max_split_rhat"] > 1.05:
-            warnings.append(f"the posterior chains may not have converged (split R-hat "
-                            f"{diagnostics['max_split_rhat']:.3f} > 1.05): raise --draws")
-    else:
-        center = theta_hat
-    strengths = center[:n]
-    order = np.argsort(-strengths, kind="stable")
-    if samples is not None:
-        q = np.percentile(samples, [2.5, 16, 84, 97.5], axis=0)
-        if method == "posterior":
-            s = samples[:, order]
-            p_next = (s[:, :-1] > s[:, 1:]).mean(axis=0)
-    rows = []
-    for r, k in enumerate(order):
-        ci68 = ci95 = None
-        if samples is not None:
-            ci68 = (float(to_rating(q[1, k])), float(to_rating(q[2, k])))
-            ci95 = (float(to_rating(q[0, k])), float(to_rating(q[3, k])))
-        rows.append(ModelRating(
-            rank=r + 1, model=data.models[k], rating=float(to_rating(strengths[k])), strength=float(strengths[k]),
-            ci68=ci68, ci95=ci95, matches=float(matches[k]), wins=float(wins[k]), losses=float(losses[k]),
-            ties=float(ties[k]),
-            p_stronger_than_next=(float(p_next[r]) if p_next is not None and r < n - 1 else None),
-        ))
-    position = None
-    if data.has_position:
-        a = float(center[n])
-        position = {"strength": a, "rating_points": SCALE * a}
-        first = _first_position_share(data)
-        if first is not None and (first >= 0.95 or first <= 0.05):
-            warnings.append(f"the judge gave {first:.0%} of its single-order verdicts to the first-shown answer: "
-                            "the position term is then set by the prior more than by the data, and single-order "
-                            "judging cannot tell model strength from position; judge both orders (the default)")
-        if samples is not None:
-            position["ci95_strength"] = [float(q[0, n]), float(q[3, n])]
-            position["ci68_strength"] = [float(q[1, n]), float(q[2, n])]
-    settings = {"method": method if samples is not None else "none", "seed": seed, "prior_sd": prior_sd,
+    _, wins, losses, ties = _record(data)
+    warnings = _existence_warnings(data, prior_sd, wins, losses, ties) + _outcome_warnings(ostats)
+    d = _draw(data, theta_hat, problem, method, n_bootstrap, seed, prior_sd, chains, draws, burn, warnings)
+    q = None if d.samples is None else np.percentile(d.samples, [2.5, 16, 84, 97.5], axis=0)
+    rows = _rows(data, d, method, q)
+    position = _position(data, d, q, warnings)
+    settings = {"method": method if d.samples is not None else "none", "seed": seed, "prior_sd": prior_sd,
                 "n_bootstrap": n_bootstrap if method == "bootstrap" else 0,
                 "ties": "half a win each", "model": "Bradley-Terry with first-position term (Rakuda)",
                 "prior": f"N(0, {prior_sd:g}^2) on each strength and on the position term (penalised MLE)"}
     if method == "posterior":
         settings.update({"chains": chains, "draws": draws, "burn": burn})
-    stats = asdict(ostats) | {"outcomes": ostats.outcomes, "models": n}
-    return Ranking(rows, position, settings["method"], settings, stats, warnings, diagnostics)
+    stats = asdict(ostats) | {"outcomes": ostats.outcomes, "models": data.n_models}
+    return Ranking(rows, position, settings["method"], settings, stats, warnings, d.diagnostics)
