@@ -10,15 +10,19 @@ from typing import Any
 
 from jleval.errors import UsageError
 from jleval.stats import PairedResult
-from jleval.table import load_run, paired_groups
+from jleval.table import ScoredRun, load_run, paired_groups
 from jleval.tasks import CATEGORIES
 
 SAME = ("split", "num_few_shots", "max_num_samples", "profile")
 
 
-def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed: int = 0,
-                   profile: str | None = None) -> dict[str, Any]:
-    basic, cot = load_run(Path(basic_dir), profile=profile), load_run(Path(cot_dir), profile=profile)
+#: Settings two runs must share, beside the model, to be compared as basic vs CoT.
+SAME_SETTINGS = ("backend", "model_identity", "template", "chat_template", "system_prompt", "add_special_tokens",
+                 "backend_options")
+
+
+def _check_pair(basic: ScoredRun, cot: ScoredRun) -> None:
+    """A basic run then a CoT run of the same model and settings, or a one-line UsageError."""
     styles = (basic.setting("prompt_style") or "basic", cot.setting("prompt_style") or "basic")
     if styles != ("basic", "cot"):
         raise UsageError(f"--compare-styles wants a basic run then a cot run; got {styles[0]} and {styles[1]}",
@@ -26,42 +30,59 @@ def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed
     differ = [k for k in SAME if basic.setting(k) != cot.setting(k)]
     if basic.manifest.get("model") != cot.manifest.get("model"):
         differ.append("model")
-    for key in ("backend", "model_identity", "template", "chat_template", "system_prompt", "add_special_tokens",
-                "backend_options"):
+    for key in SAME_SETTINGS:
         a, b = basic.manifest.get("settings", {}).get(key), cot.manifest.get("settings", {}).get(key)
         if a != b and not (key == "model_identity" and (a is None or b is None)):
             differ.append(key)
     if differ:
         raise UsageError(f"the two runs differ in more than the prompt style: {', '.join(differ)}",
                          "compare runs of the same model, split, shots, sample count and profile")
-    rows = []
-    shared = [t for t in cot.scores["tasks"] if t in basic.scores["tasks"]]
+
+
+def _task_row(basic: ScoredRun, cot: ScoredRun, task: str, n_bootstrap: int, seed: int
+              ) -> tuple[dict[str, Any] | None, str | None]:
+    """A task's row (None when the two runs share no metric) and its ⭐ metric (None: it feeds no category)."""
+    b, c = basic.scores["tasks"][task], cot.scores["tasks"][task]
+    star = c.get("star_metric") or b.get("star_metric")
+    # a task without a ⭐ metric (mgsm, jsts...) still gets its row, on its first metric; it feeds no category
+    metric = star or next((m for m in c.get("metrics", {}) if m in b.get("metrics", {})), None)
+    if metric is None:
+        return None, None
+    res = paired_groups(cot, basic, {"_": [(task, metric)]}, n_bootstrap, seed)
+    row = {"level": "task", "name": task, "category": c.get("category"),
+           "metric": metric if star else f"{metric} (no ⭐)", **_diff(res),
+           "extraction_failure_rate": (c.get("cot_extraction") or {}).get("rate"), "tasks": task,
+           "n_shared": res.n_shared if res else 0}
+    return row, star if c.get("category") else None
+
+
+def _category_row(basic: ScoredRun, cot: ScoredRun, cat: str, members: list[tuple[str, str]],
+                  task_rows: list[dict[str, Any]], n_bootstrap: int, seed: int) -> dict[str, Any]:
+    res = paired_groups(cot, basic, {cat: members}, n_bootstrap, seed)
+    names = res.tasks if res else [t for t, _ in members]
+    fails = [r["extraction_failure_rate"] for r in task_rows
+             if r["name"] in names and r["extraction_failure_rate"] is not None]
+    return {"level": "category", "name": cat, "category": cat, "metric": "⭐ mean", **_diff(res),
+            "extraction_failure_rate": sum(fails) / len(fails) if fails else None,
+            "tasks": " ".join(names), "n_shared": res.n_shared if res else 0}
+
+
+def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed: int = 0,
+                   profile: str | None = None) -> dict[str, Any]:
+    """Basic vs CoT per task and per category: both scores and the paired difference on shared samples."""
+    basic, cot = load_run(Path(basic_dir), profile=profile), load_run(Path(cot_dir), profile=profile)
+    _check_pair(basic, cot)
+    rows: list[dict[str, Any]] = []
     by_cat: dict[str, list[tuple[str, str]]] = {}
-    for task in shared:
-        b, c = basic.scores["tasks"][task], cot.scores["tasks"][task]
-        star = c.get("star_metric") or b.get("star_metric")
-        # a task without a ⭐ metric (mgsm, jsts...) still gets its row, on its first metric; it feeds no category
-        metric = star or next((m for m in c.get("metrics", {}) if m in b.get("metrics", {})), None)
-        if metric is None:
-            continue
-        res = paired_groups(cot, basic, {"_": [(task, metric)]}, n_bootstrap, seed)
-        ext = c.get("cot_extraction") or {}
-        rows.append({"level": "task", "name": task, "category": c.get("category"),
-                     "metric": metric if star else f"{metric} (no ⭐)", **_diff(res),
-                     "extraction_failure_rate": ext.get("rate"), "tasks": task,
-                     "n_shared": res.n_shared if res else 0})
-        if star and c.get("category"):
-            by_cat.setdefault(c["category"], []).append((task, star))
-    for cat in CATEGORIES:
-        if cat not in by_cat:
-            continue
-        res = paired_groups(cot, basic, {cat: by_cat[cat]}, n_bootstrap, seed)
-        names = res.tasks if res else [t for t, _ in by_cat[cat]]
-        fails = [r["extraction_failure_rate"] for r in rows
-                 if r["level"] == "task" and r["name"] in names and r["extraction_failure_rate"] is not None]
-        rows.append({"level": "category", "name": cat, "category": cat, "metric": "⭐ mean", **_diff(res),
-                     "extraction_failure_rate": sum(fails) / len(fails) if fails else None,
-                     "tasks": " ".join(names), "n_shared": res.n_shared if res else 0})
+    for task in (t for t in cot.scores["tasks"] if t in basic.scores["tasks"]):
+        row, star = _task_row(basic, cot, task, n_bootstrap, seed)
+        if row is not None:
+            rows.append(row)
+        if star:
+            by_cat.setdefault(row["category"], []).append((task, star))
+    task_rows = list(rows)
+    rows += [_category_row(basic, cot, cat, by_cat[cat], task_rows, n_bootstrap, seed)
+             for cat in CATEGORIES if cat in by_cat]
     return {"basic": str(basic.path), "cot": str(cot.path), "model": cot.manifest.get("model"), "rows": rows,
             "note": "basic, CoT and diff = CoT − basic are all computed on the samples both runs share "
                     "(paired bootstrap, 95% CI); a category row averages only the tasks both runs have (column "

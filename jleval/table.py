@@ -276,85 +276,129 @@ def _shared_values(a: ScoredRun, b: ScoredRun, task: str, metric: str | None):
     return np.array([sa[i][metric] for i in ids], float), np.array([sb[i][metric] for i in ids], float)
 
 
-def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,
-          profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None) -> Leaderboard:
-    if not run_dirs:
-        raise UsageError("no run folder given", "pass one or more folders written by `jleval run`")
-    runs = [load_run(Path(p), profile=profile, tasks_dir=tasks_dir) for p in run_dirs]
-    if tasks is not None:
-        tasks = [t for t in tasks if t]
-        if not tasks:
-            raise UsageError("--tasks names no task", "e.g. --tasks jamp,jcommonsenseqa")
-        for r in runs:
-            missing = [t for t in tasks if t not in r.scores.get("tasks", {})]
-            if missing:
-                raise UsageError(f"run {r.name} has no scores for {', '.join(missing)}",
-                                 f"its scored tasks: {', '.join(sorted(r.scores.get('tasks', {})))}")
-        # AVG, categories, CIs and ranks over these tasks only: re-aggregated in memory, scores.json untouched
-        from jleval.scoring import score_run
+HEAD_COLUMNS = ("rank", "run", "model", "revision", "AVG", "AVG_ci_low", "AVG_ci_high")
+CATEGORY_COLUMNS = tuple(x for c in CATEGORIES for x in (c, f"{c}_ci_low", f"{c}_ci_high"))
+NEXT_COLUMNS = ("better_than_next", "diff_to_next", "diff_ci_low", "diff_ci_high")
+#: Columns a table cannot be sorted by (labels, not scores).
+NOT_SORTABLE = ("rank", "run", "model", "revision", *MODEL_COLUMNS, *NEXT_COLUMNS)
 
-        for r in runs:
-            r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or defaults.PROFILE,
-                                 n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False, tasks_dir=tasks_dir)
+
+def _restrict_to_tasks(runs: list[ScoredRun], tasks: list[str], profile: str | None, n_bootstrap: int, seed: int,
+                       tasks_dir: Path | None) -> list[str]:
+    """AVG, categories, CIs and ranks over these tasks only: re-aggregated in memory, scores.json untouched."""
+    from jleval.scoring import score_run
+
+    tasks = [t for t in tasks if t]
+    if not tasks:
+        raise UsageError("--tasks names no task", "e.g. --tasks jamp,jcommonsenseqa")
+    for r in runs:
+        missing = [t for t in tasks if t not in r.scores.get("tasks", {})]
+        if missing:
+            raise UsageError(f"run {r.name} has no scores for {', '.join(missing)}",
+                             f"its scored tasks: {', '.join(sorted(r.scores.get('tasks', {})))}")
+    for r in runs:
+        r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or defaults.PROFILE,
+                             n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False, tasks_dir=tasks_dir)
+    return tasks
+
+
+def _refuse_empty(runs: list[ScoredRun], arena_judgments: list[Path] | None) -> None:
     empty = [r.name for r in runs if not any(m.get("value") is not None for t in r.scores.get("tasks", {}).values()
                                              for m in (t.get("metrics") or {}).values())]
     if empty and not arena_judgments:
         raise UsageError(f"no task of run(s) {', '.join(empty)} has scores (no outputs scored, or only arena answers)",
                          "`jleval score RUN` says why; for runs of the rakuda task alone, pass --arena JUDGMENTS")
-    mixed = check_comparable(runs, allow_mixed)
+
+
+def _metric_columns(runs: list[ScoredRun], tasks: list[str] | None, tasks_dir: Path | None
+                    ) -> tuple[list[str], list[str]]:
+    """(⭐ metric columns, the other metric columns), only those of `tasks` when given."""
     star, other = _task_columns(runs, tasks_dir)
     if tasks:
         keep = tuple(f"{t}_" for t in tasks)
         star = [c for c in star if c.startswith(keep)]
         other = [c for c in other if c.startswith(keep)]
-    head = ["rank", "run", "model", "revision", "AVG", "AVG_ci_low", "AVG_ci_high"]
-    cats = [x for c in CATEGORIES for x in (c, f"{c}_ci_low", f"{c}_ci_high")]
-    sig = ["better_than_next", "diff_to_next", "diff_ci_low", "diff_ci_high"]
-    columns = head + cats + star + other + sig
-    if sort not in columns or sort in ("rank", "run", "model", "revision", *MODEL_COLUMNS) + tuple(sig):
-        metric_cols = star + other
-        raise UsageError(f"cannot sort by {sort!r}",
-                         f"use AVG, a category ({', '.join(CATEGORIES)}) or a metric column of these runs"
-                         + (f" ({', '.join(metric_cols[:8])}{', …' if len(metric_cols) > 8 else ''})"
-                            if metric_cols else ""))
-    rows = []
-    for r in runs:
-        row = {c: _cell(r, c) for c in head[4:] + cats + star + other}
-        backend = r.manifest.get("backend", {})
-        row.update(run=r.name, model=r.manifest.get("model", {}).get("id"),
-                   **_model_cells(r),
-                   num_few_shots=r.setting("num_few_shots"), split=r.setting("split"),
-                   max_num_samples=r.setting("max_num_samples"), profile=r.setting("profile"),
-                   prompt_style=r.setting("prompt_style"), backend=backend.get("backend", r.setting("backend")),
-                   engine_version=backend.get("engine_version"), jleval_version=r.manifest.get("jleval_version"),
-                   date=(r.manifest.get("finished_at") or r.manifest.get("created_at") or "")[:10],
-                   avg_upstream=(r.scores.get("avg_upstream") or {}).get("value"),
-                   complete=(r.scores.get("avg") or {}).get("complete"), mixed=",".join(mixed) or None)
-        rows.append(row)
+    return star, other
+
+
+def _check_sort(sort: str, columns: list[str], metric_cols: list[str]) -> None:
+    if sort in columns and sort not in NOT_SORTABLE:
+        return
+    raise UsageError(f"cannot sort by {sort!r}",
+                     f"use AVG, a category ({', '.join(CATEGORIES)}) or a metric column of these runs"
+                     + (f" ({', '.join(metric_cols[:8])}{', …' if len(metric_cols) > 8 else ''})"
+                        if metric_cols else ""))
+
+
+def _row(r: ScoredRun, value_columns: list[str], mixed: list[str]) -> dict[str, Any]:
+    """One run's row: its values, then its labels and settings (rank and the next-row columns come later)."""
+    row: dict[str, Any] = {c: _cell(r, c) for c in value_columns}
+    backend = r.manifest.get("backend", {})
+    row.update(run=r.name, model=r.manifest.get("model", {}).get("id"), **_model_cells(r),
+               num_few_shots=r.setting("num_few_shots"), split=r.setting("split"),
+               max_num_samples=r.setting("max_num_samples"), profile=r.setting("profile"),
+               prompt_style=r.setting("prompt_style"), backend=backend.get("backend", r.setting("backend")),
+               engine_version=backend.get("engine_version"), jleval_version=r.manifest.get("jleval_version"),
+               date=(r.manifest.get("finished_at") or r.manifest.get("created_at") or "")[:10],
+               avg_upstream=(r.scores.get("avg_upstream") or {}).get("value"),
+               complete=(r.scores.get("avg") or {}).get("complete"), mixed=",".join(mixed) or None)
+    return row
+
+
+def _ranked(rows: list[dict[str, Any]], runs: list[ScoredRun], sort: str
+            ) -> tuple[list[dict[str, Any]], list[ScoredRun]]:
+    """Rows and runs best first by `sort` (missing values last, ties by run name), numbered from 1."""
     if all(row[sort] is None for row in rows):
         raise UsageError(f"no run has a value in column {sort!r}", "sort by AVG or a column the runs have")
     sign = 1.0 if lower_is_better(sort) else -1.0
     order = sorted(range(len(runs)), key=lambda i: (rows[i][sort] is None, sign * (rows[i][sort] or 0.0),
                                                     runs[i].name))
-    rows = [rows[i] for i in order]
-    runs = [runs[i] for i in order]
-    for rank, (row, run) in enumerate(zip(rows, runs), start=1):
+    rows, runs = [rows[i] for i in order], [runs[i] for i in order]
+    for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
-        row.update(dict.fromkeys(sig))
+        row.update(dict.fromkeys(NEXT_COLUMNS))
+    return rows, runs
+
+
+def _mark_next(rows: list[dict[str, Any]], runs: list[ScoredRun], sort: str, n_bootstrap: int, seed: int) -> None:
+    """better_than_next and the paired difference to the next row, where both share samples."""
     for i in range(len(runs) - 1):
         res = paired_difference(runs[i], runs[i + 1], sort, n_bootstrap, seed)
         if res is not None:
             d, lo, hi = res
             rows[i].update(better_than_next="yes" if lo > 0 else "no", diff_to_next=d, diff_ci_low=lo, diff_ci_high=hi)
-    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS), rows, runs, sort,
-                     mixed)
-    if mixed:
-        lb.notes.append(f"MIXED TABLE: the runs differ in {', '.join(mixed)}; rankings are not comparable")
-    lb.notes += _model_notes(rows, runs)
-    if any(r["complete"] is False for r in rows):
+
+
+def _notes(lb: Leaderboard) -> None:
+    if lb.mixed:
+        lb.notes.append(f"MIXED TABLE: the runs differ in {', '.join(lb.mixed)}; rankings are not comparable")
+    lb.notes += _model_notes(lb.rows, lb.runs)
+    if any(r["complete"] is False for r in lb.rows):
         lb.notes.append("some runs miss categories: their AVG is over the categories present (avg_upstream counts "
                         "missing ones as 0, as llm-jp-eval v1.4.1 does)")
+
+
+def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,
+          profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+          arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None) -> Leaderboard:
+    """The leaderboard of `run_dirs`: one row per run, ranked by `sort`, each row marked whether it beats the
+    next beyond noise (paired bootstrap); `tasks` restricts columns and aggregates to those tasks."""
+    if not run_dirs:
+        raise UsageError("no run folder given", "pass one or more folders written by `jleval run`")
+    runs = [load_run(Path(p), profile=profile, tasks_dir=tasks_dir) for p in run_dirs]
+    if tasks is not None:
+        tasks = _restrict_to_tasks(runs, tasks, profile, n_bootstrap, seed, tasks_dir)
+    _refuse_empty(runs, arena_judgments)
+    mixed = check_comparable(runs, allow_mixed)
+    star, other = _metric_columns(runs, tasks, tasks_dir)
+    columns = [*HEAD_COLUMNS, *CATEGORY_COLUMNS, *star, *other, *NEXT_COLUMNS]
+    _check_sort(sort, columns, star + other)
+    values = [*HEAD_COLUMNS[4:], *CATEGORY_COLUMNS, *star, *other]
+    rows, runs = _ranked([_row(r, values, mixed) for r in runs], runs, sort)
+    _mark_next(rows, runs, sort, n_bootstrap, seed)
+    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS), rows, runs, sort,
+                     mixed)
+    _notes(lb)
     if arena_judgments:
         _add_arena(lb, arena_judgments, seed)
     return lb
