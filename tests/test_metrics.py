@@ -387,3 +387,26 @@ def test_profiles_are_data():
     up, fixed = PROFILES["llm-jp-eval-1.4.1"], PROFILES["jleval"]
     assert up.fuzzywuzzy_char_f1 and not fixed.fuzzywuzzy_char_f1
     assert for_profile("llm-jp-eval-1.4.1") == up.tokenizer == "ipadic" and for_profile("jleval") == "unidic-lite"
+
+
+def test_long_texts_are_tokenized_in_pieces_cut_after_a_sentence():
+    text = "今日は良い天気です。\n" * 30_000 + "終わり"
+    pieces = tk._pieces(text, limit=1000)
+    assert "".join(pieces) == text and all(len(p) <= 1000 for p in pieces)
+    assert all(p.endswith(("。", "\n")) for p in pieces[:-1])
+    assert tk._pieces("あ" * 2500, limit=1000) == ["あ" * 1000, "あ" * 1000, "あ" * 500]  # no boundary: hard cut
+    short = "東京は日本の首都です。"
+    assert tk.tokens(short, "unidic-lite") == tk.unidic_tokens(short)  # texts under the limit: tokenized whole
+
+
+@pytest.mark.slow
+def test_a_huge_generation_is_scored_as_one_sample_never_the_whole_task():
+    """A 3.2 M-character generation crashed fugashi (SIGSEGV), losing ROUGE for the whole task (or the process)."""
+    huge = "今日は良い天気です。" * 320_000
+    golds = ["今日は晴れ", "明日は雨"]
+    alone = compute_result("rouge2", ["今日は晴れ", "明日は雨"], golds, profile="jleval")
+    res = compute_result("rouge2", [huge, "明日は雨"], golds, profile="jleval")
+    assert res.score is not None and res.reason is None
+    assert res.per_sample[1] == alone.per_sample[1] == 100.0 and res.per_sample[0] < 1.0
+    bleu = compute_result("bleu_ja", [huge, "明日は雨"], golds, profile="jleval")
+    assert bleu.score is not None and bleu.per_sample[1] == pytest.approx(100.0)

@@ -40,7 +40,7 @@ def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFI
     if not p or not g:
         return 100.0 if p == g else 0.0
     if lang == "ja":
-        p, g = " ".join(tk.unidic_tokens(p)), " ".join(tk.unidic_tokens(g))
+        p, g = " ".join(tk.tokens(p, "unidic-lite")), " ".join(tk.tokens(g, "unidic-lite"))
         return _bleu(lang, True).corpus_score([p], [[g]]).score
     return _bleu(lang, False).corpus_score([p], [[g]]).score
 

@@ -56,12 +56,35 @@ def unidic_tokens(text: str) -> tuple[str, ...]:
     return tuple([node.surface for node in _unidic_tagger()(text)])
 
 
-def tokens(text: str, tokenizer: str) -> tuple[str, ...]:
+#: The longest text handed to MeCab at once. fugashi crashes the process (SIGSEGV) on a text of a few million
+#: characters; a longer text is tokenized in pieces cut after a newline or a "。" (never inside a sentence
+#: when one ends within the window), so one huge generation costs time, not the process. Texts up to this
+#: length, which is every real answer and gold, are tokenized whole, exactly as before.
+MAX_CHUNK = 100_000
+
+
+def _pieces(text: str, limit: int = MAX_CHUNK) -> list[str]:
+    pieces = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind("。", 0, limit)) + 1
+        cut = cut if cut > 0 else limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text]
+
+
+def _tokenize(text: str, tokenizer: str) -> tuple[str, ...]:
     if tokenizer == "ipadic":
         return ipadic_tokens(text)
     if tokenizer == "unidic-lite":
         return unidic_tokens(text)
     raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {TOKENIZERS}")
+
+
+def tokens(text: str, tokenizer: str) -> tuple[str, ...]:
+    if len(text) <= MAX_CHUNK:
+        return _tokenize(text, tokenizer)
+    return tuple(t for piece in _pieces(text) for t in _tokenize(piece, tokenizer))
 
 
 @functools.cache
