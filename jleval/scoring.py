@@ -36,7 +36,7 @@ import numpy as np
 from jleval import jsonl, records
 from jleval.errors import JlevalError, OutputError, ScoreError
 from jleval.fsutil import atomic_write_json, dumps_json, sha256_file, sha256_text
-from jleval.metrics import MetricResult, get_metric, metric_info, not_computed
+from jleval.metrics import MetricResult, Signature, get_metric, metric_info, not_computed
 from jleval.metrics import postprocess as pp
 from jleval.stats import CI_LEVEL, bootstrap_indices, mean_of_replicates
 from jleval.stats import percentile_ci as _ci
@@ -186,36 +186,40 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _bare_signature(metric: str, profile: str) -> Signature:
+    """The signature of a metric that could not run: its name and the post-processing."""
+    return Signature.of(("metric", metric), pp.signature_of(profile))
+
+
 def _compute_metric(metric: str, preds: list[str], golds: list[str], inputs: list[str],
                     profile: str) -> MetricResult:
     try:
         fn = get_metric(metric)
     except (JlevalError, ImportError) as e:
         msg = e.message if isinstance(e, JlevalError) else str(e)
-        return not_computed(f"metric:{metric}|{pp.signature(profile)}", f"metric unavailable: {msg}")
+        return not_computed(_bare_signature(metric, profile), f"metric unavailable: {msg}")
     try:
         return fn(preds, golds, inputs=inputs, profile=profile)
     except JlevalError as e:
-        return not_computed(f"metric:{metric}|{pp.signature(profile)}", e.message)
+        return not_computed(_bare_signature(metric, profile), e.message)
     except Exception as e:  # a metric bug must not lose the other tasks' scores
         log.debug("metric %s failed", metric, exc_info=True)
-        return not_computed(f"metric:{metric}|{pp.signature(profile)}",
+        return not_computed(_bare_signature(metric, profile),
                             f"failed: {type(e).__name__}: {e} (set JLEVAL_DEBUG=1 for details)")
 
 
 # ----------------------------------------------------------------------------------------------- scoring
 
 
-def _post_signature(sig: str, info: TaskInfo, profile: str, prompt_style: str) -> str:
+def _post_signature(sig: Signature | str, info: TaskInfo, profile: str, prompt_style: str) -> str:
     """A metric's signature with the post-processing this task really got: the task's own extraction pattern
     (jleval profile) and, for chain-of-thought runs, the answer extraction that runs before it."""
-    generic = pp.signature(profile)
-    actual = pp.signature(profile, info.pattern)
+    post = pp.post_value(profile, info.pattern)
     if prompt_style == "cot":
         from jleval.cot import EXTRACTION_VERSION
 
-        actual = actual.replace("|post:", f"|post:cot-extract-{EXTRACTION_VERSION}+", 1)
-    return sig.replace(generic, actual, 1)
+        post = f"cot-extract-{EXTRACTION_VERSION}+{post}"
+    return Signature.of(sig).update(post=post).format()
 
 
 @dataclass
@@ -332,7 +336,7 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
     inputs = [s.input for s in prep.good]
     for metric in info.metrics:
         res = (_compute_metric(metric, prep.preds, prep.golds, inputs, profile) if n else
-               not_computed(f"metric:{metric}|{pp.signature(profile)}", "no samples without errors to score"))
+               not_computed(_bare_signature(metric, profile), "no samples without errors to score"))
         reps = _replicates(res, idx)
         entry["metrics"][metric] = _metric_entry(metric, res, reps, n, info, profile, prompt_style, warnings)
         columns[metric] = res.per_sample

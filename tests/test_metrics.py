@@ -410,3 +410,16 @@ def test_a_huge_generation_is_scored_as_one_sample_never_the_whole_task():
     assert res.per_sample[1] == alone.per_sample[1] == 100.0 and res.per_sample[0] < 1.0
     bleu = compute_result("bleu_ja", [huge, "明日は雨"], golds, profile="jleval")
     assert bleu.score is not None and bleu.per_sample[1] == pytest.approx(100.0)
+
+
+def test_signature_is_an_object_with_ordered_settings():
+    from jleval.metrics.signature import Signature
+
+    sig = compute_result("exact_match", ["a"], ["a"]).signature
+    assert isinstance(sig, Signature) and sig.get("metric") == "exact_match" and sig.get("cmp") == "string-equality"
+    keys = [k for k, _ in sig.items()]
+    assert keys[:3] == ["metric", "cmp", "profile"] and keys[-1] == "jleval"  # jleval's version last, as sacrebleu
+    new = sig.update(post="cot-extract-2+cut-blank-line+nfkc+nostrip")
+    assert [k for k, _ in new.items()] == keys and new.get("post").startswith("cot-extract-2+")
+    assert str(new) == str(sig).replace("|post:", "|post:cot-extract-2+") and sig.get("post") != new.get("post")
+    assert Signature.of(("eff", True), "tok:13a|smooth:exp", ("n", 1)) == "eff:yes|tok:13a|smooth:exp|n:1"

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from jleval.metrics.postprocess import DEFAULT_PROFILE, PROFILES  # noqa: F401  (re-exported)
+from jleval.metrics.signature import Signature
 
 
 @dataclass(frozen=True)
 class MetricResult:
     score: float | None  # None = not computed (see `reason`); never a silent 0
     per_sample: tuple[float, ...] | None  # per-sample values when `score` is their mean, else None
-    signature: str
+    signature: "Signature | str"  # a Signature (jleval.metrics.signature); formatted text is accepted too
     reason: str | None = None
     #: A caveat about a computed score (e.g. a correlation undefined on constant predictions, reported as 0);
     #: scoring adds it to the run's warnings.
@@ -161,7 +162,7 @@ def compute(metric: str, generations: Sequence[str], golds: Sequence[str], profi
     return res.score
 
 
-def versions_signature(*dists: str) -> str:
+def versions_of(*dists: str) -> Signature:
     """`name:version` pairs for the libraries behind a number, plus jleval's own version (always last)."""
     import importlib.metadata
 
@@ -170,18 +171,23 @@ def versions_signature(*dists: str) -> str:
     parts = []
     for d in dists:
         try:
-            parts.append(f"{d}:{importlib.metadata.version(d)}")
+            parts.append((d, importlib.metadata.version(d)))
         except importlib.metadata.PackageNotFoundError:
-            parts.append(f"{d}:absent")
-    parts.append(f"jleval:{jleval.__version__}")
-    return "|".join(parts)
+            parts.append((d, "absent"))
+    parts.append(("jleval", jleval.__version__))
+    return Signature(parts)
 
 
-def not_computed(signature: str, reason: str) -> MetricResult:
+def versions_signature(*dists: str) -> str:
+    """versions_of(...), formatted."""
+    return versions_of(*dists).format()
+
+
+def not_computed(signature: "Signature | str", reason: str) -> MetricResult:
     return MetricResult(score=None, per_sample=None, signature=signature, reason=reason)
 
 
-def mean_result(values: Sequence[float], signature: str) -> MetricResult:
+def mean_result(values: Sequence[float], signature: "Signature | str") -> MetricResult:
     """A score that is the mean of per-sample values (0 samples: not computed)."""
     if not values:
         return not_computed(signature, "no samples to score")

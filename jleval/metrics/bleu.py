@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-from jleval.metrics import MetricResult, mean_result, register, versions_signature
+from jleval.metrics import MetricResult, Signature, mean_result, register, versions_of
 from jleval.metrics import postprocess as pp
 from jleval.metrics import tokenize as tk
 
@@ -45,14 +45,15 @@ def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFI
     return _bleu(lang, False).corpus_score([p], [[g]]).score
 
 
-def _signature(lang: str, profile: str) -> str:
+def _signature(lang: str, profile: str) -> Signature:
     tok = tk.signature(tk.for_profile(profile)) if lang == "ja" else "13a"
     if pp.get_profile(profile).upstream_bleu:
         how = "call:corpus_score(str,[str])-per-char-bug|empty:float(pred==gold)"
     else:
         how = "call:sentence|empty:both=100,one=0"
-    return (f"metric:bleu_{lang}|nrefs:1|case:mixed|eff:yes|tok:{tok}|smooth:exp|{how}|strip:yes|"
-            f"{pp.signature(profile)}|agg:mean-of-samples|" + versions_signature("sacrebleu"))
+    return Signature.of(("metric", f"bleu_{lang}"), ("nrefs", 1), ("case", "mixed"), ("eff", True), ("tok", tok),
+                        ("smooth", "exp"), how, ("strip", True), pp.signature_of(profile),
+                        ("agg", "mean-of-samples"), versions_of("sacrebleu"))
 
 
 def _make(lang: str):

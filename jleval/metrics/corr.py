@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jleval.metrics import MetricResult, not_computed, register, versions_signature
+from jleval.metrics import MetricResult, Signature, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp
 
 _NOT_NUMBER = re.compile(r"[^0-9.]")
@@ -77,8 +77,8 @@ def _make(kind: str):
                profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
         parse = "keep-digits-and-dot,unparsable=-2" if pp.get_profile(profile).keep_digits_parse else \
             "first-signed-number,unparsable=-2"
-        sig = (f"metric:{kind}|parse:{parse}|nan:0|{pp.signature(profile)}|agg:corpus|"
-               + versions_signature("numpy"))
+        sig = Signature.of(("metric", kind), ("parse", parse), ("nan", 0), pp.signature_of(profile),
+                           ("agg", "corpus"), versions_of("numpy"))
         if len(preds) < 2:
             return not_computed(sig, f"{kind} needs at least 2 samples, got {len(preds)}")
         try:

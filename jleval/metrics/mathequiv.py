@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Sequence
 
-from jleval.metrics import MetricResult, mean_result, not_computed, register, versions_signature
+from jleval.metrics import MetricResult, Signature, mean_result, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp
 
 
@@ -26,8 +26,8 @@ def _equivalent(pred: str, gold: str) -> float:
 @register("mathematical_equivalence")
 def mathematical_equivalence(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
                              profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-    sig = (f"metric:mathematical_equivalence|impl:math-verify-parse+verify|{pp.signature(profile)}|agg:mean|"
-           + versions_signature("math-verify"))
+    sig = Signature.of(("metric", "mathematical_equivalence"), ("impl", "math-verify-parse+verify"),
+                       pp.signature_of(profile), ("agg", "mean"), versions_of("math-verify"))
     if importlib.util.find_spec("math_verify") is None:
         return not_computed(sig, "the optional package 'math-verify' is not installed (pip install math-verify)")
     return mean_result([_equivalent(p, g) for p, g in zip(preds, golds)], sig)

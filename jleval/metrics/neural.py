@@ -15,7 +15,7 @@ import importlib.util
 import os
 from typing import Sequence
 
-from jleval.metrics import MetricResult, mean_result, not_computed, register, versions_signature
+from jleval.metrics import MetricResult, Signature, mean_result, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp
 
 COMET_MODEL = "Unbabel/wmt22-comet-da"
@@ -34,8 +34,8 @@ def _allow_download() -> bool:
 @register("comet_wmt22")
 def comet_wmt22(preds: Sequence[str], golds: Sequence[str], *, inputs: Sequence[str] | None = None,
                 profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-    sig = (f"metric:comet_wmt22|model:{COMET_MODEL}|batch:8|{pp.signature(profile)}|agg:system_score|"
-           + versions_signature("unbabel-comet"))
+    sig = Signature.of(("metric", "comet_wmt22"), ("model", COMET_MODEL), ("batch", 8), pp.signature_of(profile),
+                       ("agg", "system_score"), versions_of("unbabel-comet"))
     if reason := _missing("comet", "comet"):
         return not_computed(sig, reason)
     if inputs is None:
@@ -60,8 +60,8 @@ def comet_wmt22(preds: Sequence[str], golds: Sequence[str], *, inputs: Sequence[
 def _bert_score(lang: str):
     def metric(preds: Sequence[str], golds: Sequence[str], *, inputs=None,
                profile: str = pp.DEFAULT_PROFILE) -> MetricResult:
-        sig = (f"metric:bert_score_{lang}_f1|model:bert_score-default-{lang}|{pp.signature(profile)}|agg:mean|"
-               + versions_signature("bert-score"))
+        sig = Signature.of(("metric", f"bert_score_{lang}_f1"), ("model", f"bert_score-default-{lang}"),
+                           pp.signature_of(profile), ("agg", "mean"), versions_of("bert-score"))
         if reason := _missing("bert_score", "bertscore"):
             return not_computed(sig, reason)
         if not preds:

@@ -120,10 +120,22 @@ def normalize_gold(gold: str, profile: str = DEFAULT_PROFILE) -> str:
     return text.strip() if get_profile(profile).strip else text
 
 
-def signature(profile: str = DEFAULT_PROFILE, pattern: str | None = None) -> str:
-    """The post-processing part of a metric signature."""
+def post_value(profile: str = DEFAULT_PROFILE, pattern: str | None = None) -> str:
+    """What the post-processing does, as the `post` value of a signature."""
     prof = get_profile(profile)
     if prof.extract:
         how = "extract:first-para" if pattern in (None, ANSWER_PATTERNS["custom"]) else f"extract:re:{pattern}"
-        return f"profile:{prof.name}|post:{how}+nfkc+strip"
-    return f"profile:{prof.name}|post:cut-blank-line+nfkc+nostrip"
+        return f"{how}+nfkc+strip"
+    return "cut-blank-line+nfkc+nostrip"
+
+
+def signature_of(profile: str = DEFAULT_PROFILE, pattern: str | None = None):
+    """The post-processing part of a metric signature: profile and post."""
+    from jleval.metrics.signature import Signature
+
+    return Signature([("profile", get_profile(profile).name), ("post", post_value(profile, pattern))])
+
+
+def signature(profile: str = DEFAULT_PROFILE, pattern: str | None = None) -> str:
+    """The post-processing part of a metric signature, formatted."""
+    return signature_of(profile, pattern).format()

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jleval.metrics import MetricResult, not_computed, register, versions_signature
+from jleval.metrics import MetricResult, Signature, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp
 from jleval.metrics import tokenize as tk
 
@@ -134,9 +134,9 @@ def _make(name: str):
         tok = tk.for_profile(profile)
         upstream = pp.get_profile(profile).rouge_bootstrap_mid
         agg = f"bootstrap-mid(n={AGG_SAMPLES},seed={AGG_SEED})" if upstream else "mean"
-        sig = (f"metric:{name}|impl:rouge-score-0.1.2-equivalent|tok:{tk.signature(tok)}|"
-               f"sent-split:newline-after-。！？|score:fmeasure*{scale:g}|{pp.signature(profile)}|agg:{agg}|"
-               + versions_signature("numpy"))
+        sig = Signature.of(("metric", name), ("impl", "rouge-score-0.1.2-equivalent"), ("tok", tk.signature(tok)),
+                           ("sent-split", "newline-after-。！？"), ("score", f"fmeasure*{scale:g}"),
+                           pp.signature_of(profile), ("agg", agg), versions_of("numpy"))
         if not preds:
             return not_computed(sig, "no samples to score")
         vals = np.array([rouge_sample(p, g, base, tok) * scale for p, g in zip(preds, golds)])

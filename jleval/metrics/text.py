@@ -19,7 +19,7 @@ from typing import Sequence
 
 from rapidfuzz.distance import Indel
 
-from jleval.metrics import MetricResult, mean_result, register, versions_signature
+from jleval.metrics import MetricResult, Signature, mean_result, register, versions_of
 from jleval.metrics import postprocess as pp
 
 _LATIN1 = dict.fromkeys(range(128, 256))
@@ -76,8 +76,8 @@ def set_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> fl
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def _sig(metric: str, profile: str, extra: str, *dists: str) -> str:
-    return f"metric:{metric}|{extra}|{pp.signature(profile)}|agg:mean|" + versions_signature(*dists)
+def _sig(metric: str, profile: str, extra: str, *dists: str) -> Signature:
+    return Signature.of(("metric", metric), extra, pp.signature_of(profile), ("agg", "mean"), versions_of(*dists))
 
 
 @register("exact_match")
