@@ -434,6 +434,26 @@ def import_cmd(
             console.print(f"[yellow]differs from the file:[/] {escape(d)}")
 
 
+@app.command("view")
+def view_cmd(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One run folder, or two to compare side by side on the same samples.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (index.html + data/); an earlier report there is replaced.")],
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks (comma-separated; default: every task with outputs).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets the prompts are re-rendered from (default: $JLEVAL_HOME/jaster).")] = None,
+    tasks_dir: TasksDirOpt = None,
+) -> None:
+    """A static, offline HTML report of every sample: prompt, generation, gold, answer, metrics; filter, search."""
+    from jleval.view import build_view
+
+    report = build_view(run_dirs, out, data_dir=data_dir, tasks_dir=tasks_dir,
+                        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None)
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(f"{report.n_samples} samples of {len(report.tasks)} tasks in {report.n_chunks} data files "
+                  f"({report.bytes_total / 1e6:.1f} MB)")
+    console.print(f"open {report.index}")
+
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path("demo-out"),

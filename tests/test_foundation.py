@@ -231,6 +231,7 @@ def test_wheel_carries_tasks_and_prompts(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "jleval/_resources/tasks/jamp.toml" in names
     assert any(n.startswith("jleval/_resources/prompts/") for n in names)
+    assert {"jleval/templates/view/index.html.j2", "jleval/templates/view/view.js"} <= set(names)  # jleval view
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"

@@ -5,66 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from own_task_fixtures import TASK, jleval, make_task_dir, rows, write_jsonl
 
 from jleval.errors import MalformedDataError, TaskSpecError, UnknownTaskError, UsageError
 from jleval.jaster.preprocess import preprocess
 from jleval.tasks import catalogue, get_task, own_tasks, parse_task, resolve_tasks
 
-REPO = Path(__file__).resolve().parents[1]
-TASK = """name = "tashizan"
-category = "MR"
-instruction = "質問に数字で答えてください。"
-output_length = 5
-metrics = ["exact_match", "char_f1"]
-star_metric = "exact_match"
-license = "CC0-1.0"
-commercial_use = true
-[files]
-train = "train.jsonl"   # few-shots come from here
-dev = "dev.jsonl"
-test = "data/test.jsonl"
-"""
-
-
-def _rows(n: int, seed: int) -> list[dict]:
-    rnd = random.Random(seed)
-    out = []
-    for _ in range(n):
-        a, b = rnd.randint(1, 50), rnd.randint(1, 50)
-        out.append({"input": f"{a}たす{b}は？", "output": str(a + b), "source": "made up"})  # extra keys: ignored
-    return out
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 @pytest.fixture
 def task_dir(tmp_path) -> Path:
-    d = tmp_path / "mytasks"
-    d.mkdir()
-    (d / "tashizan.toml").write_text(TASK, encoding="utf-8")
-    _write_jsonl(d / "train.jsonl", _rows(6, 1))
-    _write_jsonl(d / "dev.jsonl", _rows(24, 2))
-    _write_jsonl(d / "data" / "test.jsonl", _rows(10, 3))
-    return d
-
-
-def jleval(*args, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    r = subprocess.run([sys.executable, "-m", "jleval.cli", *map(str, args)], capture_output=True, text=True,
-                       cwd=cwd, env=env, timeout=600)
-    if check is not None:
-        assert r.returncode == check, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-    return r
+    return make_task_dir(tmp_path / "mytasks")
 
 
 def test_schema_lookup_and_selection(task_dir):
@@ -115,12 +69,12 @@ def test_preprocess_builds_rebuilds_on_edit_and_names_bad_rows(task_dir, tmp_pat
     rep = preprocess([spec], out)
     assert [(r.status, r.sizes) for r in rep.results] == [("built", {"train": 6, "dev": 24, "test": 10})]
     built = json.loads((out / "1.4.1" / "evaluation" / "dev" / "tashizan.json").read_text(encoding="utf-8"))
-    assert built["samples"] == [{"input": r["input"], "output": r["output"]} for r in _rows(24, 2)]  # file order
+    assert built["samples"] == [{"input": r["input"], "output": r["output"]} for r in rows(24, 2)]  # file order
     assert built["instruction"] == "質問に数字で答えてください。" and built["metrics"] == ["exact_match", "char_f1"]
     manifest = json.loads((out / "1.4.1" / "manifest.json").read_text(encoding="utf-8"))["tashizan"]
     assert set(manifest["sources"]) == {"train.jsonl", "dev.jsonl", "data/test.jsonl"}
     assert preprocess([spec], out).results[0].status == "cached"
-    _write_jsonl(task_dir / "dev.jsonl", _rows(5, 9))  # the user edits a file: it is rebuilt, not served stale
+    write_jsonl(task_dir / "dev.jsonl", rows(5, 9))  # the user edits a file: it is rebuilt, not served stale
     assert preprocess([spec], out).results[0].sizes["dev"] == 5
     with (task_dir / "dev.jsonl").open("a", encoding="utf-8") as f:
         f.write('{"input": "1たす1は？", "output": 2}\n')
@@ -173,7 +127,7 @@ def test_own_task_end_to_end_with_tiny_model_and_oracle(task_dir, tmp_path, tiny
     jleval("prompts", *common, "--data-dir", data, "--num-few-shots", "2", "--out", tmp_path / "prompts", cwd=tmp_path)
     dump = json.loads((tmp_path / "prompts" / "tashizan.eval-prompt.json").read_text(encoding="utf-8"))
     first = dump["samples"][0]["prompt"]
-    shots = _rows(6, 1)
+    shots = rows(6, 1)
     assert "質問に数字で答えてください。" in first and shots[0]["input"] in first and shots[1]["output"] in first
     assert shots[2]["input"] not in first and first.endswith("### 応答:\n")  # 2 shots, the v1.4.1 layout
     runs = tmp_path / "runs"
@@ -192,6 +146,6 @@ def test_own_task_end_to_end_with_tiny_model_and_oracle(task_dir, tmp_path, tiny
     assert manifest["tasks"]["tashizan"]["n_samples"] == 24 and manifest["tasks"]["tashizan"]["task_file_sha256"]
     jleval("table", runs / "oracle", runs / "tiny", "--tasks-dir", task_dir, "--out", tmp_path / "lb.csv",
            "--no-charts", cwd=tmp_path)
-    rows = list(csv.DictReader((tmp_path / "lb.csv").open(encoding="utf-8")))
-    assert [r["run"] for r in rows][0] == "oracle" and float(rows[0]["tashizan_exact_match"]) == 1.0
-    assert float(rows[1]["tashizan_char_f1"]) == pytest.approx(task["metrics"]["char_f1"]["value"], abs=1e-4)
+    lb_rows = list(csv.DictReader((tmp_path / "lb.csv").open(encoding="utf-8")))
+    assert [r["run"] for r in lb_rows][0] == "oracle" and float(lb_rows[0]["tashizan_exact_match"]) == 1.0
+    assert float(lb_rows[1]["tashizan_char_f1"]) == pytest.approx(task["metrics"]["char_f1"]["value"], abs=1e-4)
