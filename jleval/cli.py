@@ -561,8 +561,8 @@ def _print_judge_report(report) -> None:
 
 @arena_app.command("rank")
 def arena_rank_cmd(
-    judgments: Annotated[list[Path], typer.Argument(help="Judgments JSONL file(s) (pooled).")],
-    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folders: every judged model must be one of them. Repeatable.")] = None,
+    judgments: Annotated[list[Path], typer.Argument(help="Judgments JSONL file(s) (pooled); run folders among them count as --runs.")],
+    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folders: every judged model must be one of them (--runs A B C, or --runs A --runs B).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for arena.csv, arena.json, arena.png.")] = Path("arena"),
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = defaults.BOOTSTRAP,
     posterior: Annotated[bool, typer.Option("--posterior", help="Bayesian posterior (MCMC) instead of the bootstrap; adds P(stronger than next).")] = False,
@@ -578,6 +578,12 @@ def arena_rank_cmd(
 
     if bootstrap < 0 or draws < 1 or chains < 1 or not 0 < prior_sd < float("inf"):  # refuses nan too
         raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
+    # `--runs A B C` gives A to --runs and B, C as arguments: a folder is never a judgments file, so it is a run
+    runs = [*(runs or []), *(p for p in judgments if p.is_dir())]
+    judgments = [p for p in judgments if not p.is_dir()]
+    if not judgments:
+        raise UsageError("no judgments file given (only run folders)",
+                         "jleval arena rank judgments.jsonl --runs runs/A runs/B")
     ranking = rank_files(judgments, runs=runs or None, n_bootstrap=bootstrap, seed=seed,
                          method="posterior" if posterior else "bootstrap", prior_sd=prior_sd, chains=chains,
                          draws=draws)

@@ -69,3 +69,21 @@ def test_leaderboard_gets_arena_columns(tmp_path):
     rows = {r["run"]: r for r in lb.rows}
     assert rows["a"]["arena_rating"] > rows["b"]["arena_rating"]
     assert rows["a"]["arena_ci95_low"] < rows["a"]["arena_rating"] < rows["a"]["arena_ci95_high"]
+
+
+def test_arena_rank_runs_as_documented(tmp_path):
+    """docs/arena.md's form, `--runs A B C`: B and C are run folders, not judgments files."""
+    from test_arena_judge import make_run
+
+    runs = [make_run(tmp_path / "runs", m) for m in ("alpha-7b", "beta-13b", "gamma-1b")]
+    _judgments(tmp_path / "j.jsonl", {"alpha-7b": 1.0, "beta-13b": 0.0, "gamma-1b": -1.0}, n=120)
+    cmd = [sys.executable, "-m", "jleval.cli", "arena", "rank", str(tmp_path / "j.jsonl"), "--out",
+           str(tmp_path / "arena"), "--bootstrap", "20", "--runs"]
+    r = subprocess.run(cmd + [str(p) for p in runs], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "arena" / "arena.json").read_text(encoding="utf-8"))
+    assert [m["model"] for m in doc["models"]] == ["alpha-7b", "beta-13b", "gamma-1b"]
+    r = subprocess.run(cmd + [str(p) for p in runs[:2]], capture_output=True, text=True)  # gamma is not among them
+    assert r.returncode != 0 and "gamma-1b" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(cmd[:5] + [str(runs[0]), "--runs", str(runs[1])], capture_output=True, text=True)
+    assert r.returncode == 2 and "no judgments file given" in r.stderr

@@ -99,6 +99,27 @@ class _RowStopper:
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
+def check_device(device: str) -> None:
+    """A --device this torch cannot use is one line naming the option and the fix, before anything is loaded."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device} is not a device torch knows",
+                         "use --device cpu, cuda, cuda:N (N = the GPU's index) or auto") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this torch {torch.__version__} cannot use CUDA (a CPU build, or no "
+                         "NVIDIA GPU and driver visible)",
+                         "use --device cpu (or auto), or install a CUDA build of torch on a machine with an NVIDIA GPU")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} GPUs (cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1})", "pick one of them, or --device cuda")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: Apple's MPS is not available on this machine", "use --device cpu")
+
+
 class HFBackend:
     """Runs a causal LM with transformers. See the module docstring for the decoding contract."""
 
@@ -124,6 +145,7 @@ class HFBackend:
         self.revision = revision
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_device(device)
         self.device = device
         torch_dtype = self._resolve_dtype(dtype, device)
         dtype_kw = "dtype" if _version_tuple(transformers.__version__) >= (4, 56) else "torch_dtype"
