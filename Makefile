@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
 
 .PHONY: install demo test test-slow test-all bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first: this spec resolves to the CPU build; anything else pulls ~3 GB of CUDA packages.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch first, its CPU build from PyTorch's CPU wheel index (plain PyPI's is the CUDA build, ~3 GB); the plain
+	# spec where that index is unreachable (tools/install-torch.sh says which it does)
+	sh tools/install-torch.sh $(BIN)/python $(TORCH_VERSION)
+	@echo "installing jleval and its dependencies (the dev extra)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
