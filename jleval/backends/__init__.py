@@ -44,7 +44,7 @@ def resolve_backend_name(name: str) -> str:
 
 def load_backend(name: str, model: str, data: DataSource | None = None, **options: Any) -> Backend:
     """Build the named backend for `model` (a Hub id, a local folder, or the served model's name)."""
-    from jleval.backends._common import check_options
+    from jleval.backends._common import check_hub_model, check_options
 
     name = resolve_backend_name(name)
     if name in BASELINES:
@@ -56,6 +56,8 @@ def load_backend(name: str, model: str, data: DataSource | None = None, **option
 
         check_options(SCRIPTED, options, scripted.OPTIONS)
         return scripted.ScriptedBackend(model=model)
+    if name in ("vllm", "hf"):
+        check_hub_model(model, options.get("revision"))  # before the engine's slow import and the Hub's retries
     if name == "vllm":
         from jleval.backends import vllm
 

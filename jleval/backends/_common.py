@@ -142,3 +142,50 @@ def check_options(backend: str, options: dict[str, Any], accepted: set[str]) -> 
             f"it takes: {', '.join(sorted(accepted))}",
         )
     return given
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached from here (None when a TCP connection to it opens, or when a
+    proxy is configured: then only a real request can tell)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host} cannot be reached ({e.strerror or e})"
+    return None
+
+
+def check_hub_model(model: str, revision: str | None = None) -> None:
+    """Fail at once, naming the model, when a Hub id is not in the local Hugging Face cache and cannot be
+    downloaded (HF_HUB_OFFLINE set, or the Hub unreachable): transformers would first spend about a minute in
+    retries. Called before the engine (torch, transformers, vLLM) is imported."""
+    import os
+
+    if is_local_model(model) or looks_like_path(model):
+        return
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+    except Exception:  # not a valid repo id, or an older huggingface_hub: the loader's own error says it
+        return
+    if isinstance(cached, str):
+        return
+    offline = next((k for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(k, "").lower() in _TRUE),
+                   None)
+    why = f"{offline} is set" if offline else _hub_unreachable()
+    if why:
+        raise RunError(f"model {model!r} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and cannot be "
+                       f"downloaded: {why}",
+                       "download it where there is network (`huggingface-cli download MODEL`) and copy the cache "
+                       "(HF_HOME), or pass a local model folder")
