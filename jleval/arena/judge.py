@@ -152,41 +152,49 @@ def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | N
     the manifest's model id)."""
     if names is not None and len(names) != len(run_dirs):
         raise UsageError(f"{len(names)} names for {len(run_dirs)} run folders", "give one name per run folder")
-    out: list[Answers] = []
-    for k, rd in enumerate(run_dirs):
-        rd = Path(rd)
-        man_path, outputs = rd / "manifest.json", rd / "outputs" / f"{task}.jsonl"
-        if not man_path.is_file():
-            raise AnswersError(f"{rd} is not a run folder (no manifest.json)",
-                               f"pass folders made by `jleval run MODEL --tasks {task} --split test`")
-        model = records.read_manifest(man_path, _manifest_fail(man_path), required=("model.id",))["model"]
-        model_id, revision = model["id"], model.get("revision")
-        if not outputs.is_file():
-            raise AnswersError(f"{rd} has no {task} answers ({outputs} is missing)",
-                               f"run `jleval run {model_id} --tasks {task} --split test` first")
-        latest: dict[int | str, dict] = {}
-        for row in _output_rows(outputs):
-            qid = row["id"]
-            if row.get("error") is None or qid not in latest or latest[qid].get("error") is not None:
-                latest[qid] = row  # a good answer is never replaced by a later failed retry
-        by_id = {q: (str(r.get("input", "")), str(r.get("generation") or "")) for q, r in latest.items()
-                 if r.get("error") is None}
-        name = names[k] if names is not None and names[k] else model_id
-        out.append(Answers(name, rd, model_id, revision, by_id, len(latest) - len(by_id), sha256_file(outputs)))
+    out = [_answers_of(Path(rd), names[k] if names is not None else None, task) for k, rd in enumerate(run_dirs)]
+    _check_distinct_models(out)
+    _check_same_questions(out)
+    return out
+
+
+def _answers_of(rd: Path, name: str | None, task: str) -> Answers:
+    man_path, outputs = rd / "manifest.json", rd / "outputs" / f"{task}.jsonl"
+    if not man_path.is_file():
+        raise AnswersError(f"{rd} is not a run folder (no manifest.json)",
+                           f"pass folders made by `jleval run MODEL --tasks {task} --split test`")
+    model = records.read_manifest(man_path, _manifest_fail(man_path), required=("model.id",))["model"]
+    model_id, revision = model["id"], model.get("revision")
+    if not outputs.is_file():
+        raise AnswersError(f"{rd} has no {task} answers ({outputs} is missing)",
+                           f"run `jleval run {model_id} --tasks {task} --split test` first")
+    latest: dict[int | str, dict] = {}
+    for row in _output_rows(outputs):
+        qid = row["id"]
+        if row.get("error") is None or qid not in latest or latest[qid].get("error") is not None:
+            latest[qid] = row  # a good answer is never replaced by a later failed retry
+    by_id = {q: (str(r.get("input", "")), str(r.get("generation") or "")) for q, r in latest.items()
+             if r.get("error") is None}
+    return Answers(name or model_id, rd, model_id, revision, by_id, len(latest) - len(by_id), sha256_file(outputs))
+
+
+def _check_distinct_models(answers: list[Answers]) -> None:
     seen: dict[str, Path] = {}
-    for a in out:
+    for a in answers:
         if a.model in seen:
             raise AnswersError(f"two run folders answer as model {a.model!r}: {seen[a.model]} and {a.run_dir}",
                                "pass one run per model, or give each a distinct name (--name RUN_DIR=NAME)")
         seen[a.model] = a.run_dir
+
+
+def _check_same_questions(answers: list[Answers]) -> None:
     questions: dict[int | str, tuple[str, Path]] = {}
-    for a in out:
+    for a in answers:
         for q, (text, _) in a.by_id.items():
             if q in questions and questions[q][0] != text:
                 raise AnswersError(f"question {q} differs between {questions[q][1]} and {a.run_dir}",
                                    "judge runs made from the same question set (same task data version)")
             questions.setdefault(q, (text, a.run_dir))
-    return out
 
 
 # ----- judging ------------------------------------------------------------------------------------------------------
