@@ -566,7 +566,7 @@ def arena_rank_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for arena.csv, arena.json, arena.png.")] = Path("arena"),
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = defaults.BOOTSTRAP,
     posterior: Annotated[bool, typer.Option("--posterior", help="Bayesian posterior (MCMC) instead of the bootstrap; adds P(stronger than next).")] = False,
-    seed: Annotated[int, typer.Option("--seed", min=0)] = defaults.SEED,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples or the posterior sampler.", min=0)] = defaults.SEED,
     prior_sd: Annotated[float, typer.Option("--prior-sd", help="Sd of the N(0, sd²) prior on strengths, in logits.")] = 3.0,
     draws: Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")] = 2500,
     chains: Annotated[int, typer.Option("--chains", help="Posterior chains.")] = 8,
