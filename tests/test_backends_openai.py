@@ -459,6 +459,47 @@ def test_odd_usage_and_lone_surrogates_keep_the_answer_and_stay_writable(server)
         json.dumps({"generation": got[k].text}, ensure_ascii=False).encode("utf-8")  # what run.py writes
 
 
+def test_any_200_body_is_a_completion_or_an_error_row_never_an_exception():
+    """Seeded fuzzing of the answer parser: random values in every field of a completion, truncated bodies and
+    random bytes. Each gives a Completion that is either a string answer or an error row, and writes as UTF-8."""
+    import random
+
+    rnd = random.Random(16)
+    atoms = [None, True, 0, -3, 2 ** 70, 1.5, "", "text", "\ud800", "a\udfffb", "\n\n", [], {}]
+
+    def value(depth=0):
+        if depth > 2 or rnd.random() < 0.6:
+            return rnd.choice(atoms)
+        if rnd.random() < 0.5:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 3))]
+        return {rnd.choice(["text", "message", "content", "usage", "x"]): value(depth + 1) for _ in range(2)}
+
+    def body():
+        choice = {k: value() for k in ("text", "finish_reason", "stop_reason") if rnd.random() < 0.8}
+        if rnd.random() < 0.5:
+            choice["message"] = {"content": value()} if rnd.random() < 0.8 else value()
+        obj = {"choices": [choice] if rnd.random() < 0.8 else value(), "usage": value() if rnd.random() < 0.5 else
+               {"prompt_tokens": value(), "completion_tokens": value()}}
+        data = json.dumps(obj).encode()
+        roll = rnd.random()
+        if roll < 0.1:
+            return data[:rnd.randint(0, len(data))]
+        return bytes(rnd.randrange(256) for _ in range(rnd.randint(0, 40))) if roll < 0.15 else data
+
+    b = OpenAIBackend("tiny", base_url="http://127.0.0.1:9/v1", probe=False)
+    kinds = set()
+    for _ in range(3000):
+        for path in ("/completions", "/chat/completions"):
+            c = b._parse(body(), path, req("p"), 0)
+            assert (c.error is None) == (c.finish_reason != "error") and isinstance(c.text, str)
+            assert c.error is None or c.text == ""
+            assert c.prompt_tokens is None or (type(c.prompt_tokens) is int and c.prompt_tokens >= 0)
+            assert c.finish_reason is None or isinstance(c.finish_reason, str)
+            json.dumps([c.text, c.error, c.finish_reason], ensure_ascii=False).encode("utf-8")
+            kinds.add("error" if c.error else "text" if c.text else "empty")
+    assert kinds == {"error", "text", "empty"}
+
+
 @pytest.mark.parametrize("marker", ["[huge:2097152]", "[huge-cl:2097152]"])
 def test_a_response_larger_than_the_cap_is_an_error_row(server, marker):
     got = collect(backend(server.url, max_response_bytes=1 << 20), [req(marker), req("fine", i=1)])
