@@ -143,9 +143,11 @@ def preprocess_cmd(
 
     specs = resolve_tasks(tasks, include_non_commercial=include_non_commercial, tasks_dir=tasks_dir)
     _warn_left_out(tasks, include_non_commercial, tasks_dir)
-    with _download_progress() as reporter:
+    from jleval.render.progress import PreprocessProgress
+
+    with PreprocessProgress(err_console) as (on_task, reporter):
         report = preprocess(specs, out or default_data_dir(), raw_dir=raw_dir, version=version, force=force,
-                            reporter=reporter)
+                            reporter=reporter, on_task=on_task)
     _print_preprocess_report(report, version)
     if not report.ok:
         what, hint = "Some raw files are missing", ("pass --raw-dir DIR holding these files, or run without "
@@ -268,7 +270,9 @@ def _run_with_progress(opts):
     from jleval.run import run
 
     try:
-        with _RunProgress() as progress:
+        from jleval.render.progress import RunProgress
+
+        with RunProgress(err_console) as progress:
             return run(opts, progress=progress)
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         err_console.print("[red]interrupted[/]: every completion written so far is kept; re-run the same command "
@@ -527,14 +531,11 @@ def arena_judge_cmd(
 
 
 def _judge_with_progress(judge, judge_backend, run_dirs, out, **kwargs):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from jleval.render.progress import JudgeProgress
 
     try:
-        with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err_console) as bar:
-            task = bar.add_task("judging", total=None)
-            return judge(judge_backend, run_dirs, out, **kwargs,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with JudgeProgress(err_console) as progress:
+            return judge(judge_backend, run_dirs, out, **kwargs, progress=progress)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]: every verdict written so far is kept; re-run the same command "
                           "to resume")
@@ -590,62 +591,6 @@ def arena_rank_cmd(
     print_arena(ranking, console=console, err_console=err_console)
     for p in write_ranking(ranking, out, title=title).values():
         console.print(f"wrote {p}")
-
-
-class _RunProgress:
-    """Rich progress: one bar per task, samples done, generated tokens per second."""
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[tps]}"), TimeElapsedColumn(), console=err_console)
-        self._ids: dict[str, object] = {}
-        self._tokens = 0
-        self._t0 = None
-        self._p.start()
-        return self.update
-
-    def update(self, task, completion, total, cached=0) -> None:
-        import time
-
-        if task not in self._ids:
-            self._ids[task] = self._p.add_task(task, total=total, completed=cached, tps="")
-        if completion is None:  # announced before generation starts: the rate is counted from here
-            self._t0 = time.perf_counter()
-            return
-        self._tokens += completion.completion_tokens or 0
-        rate = self._tokens / max(time.perf_counter() - self._t0, 1e-6)
-        self._p.update(self._ids[task], advance=1, tps=f"{rate:,.0f} tok/s")
-
-    def __exit__(self, *exc):
-        self._p.stop()
-        return False
-
-
-class _download_progress:
-    """A rich progress bar for downloads, shown only when a download actually starts."""
-
-    def __enter__(self):
-        self._progress = None
-        self._tasks: dict[str, object] = {}
-        return self.report
-
-    def report(self, label: str, done: int, total: int | None) -> None:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-        if self._progress is None:
-            self._progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), console=err_console)
-            self._progress.start()
-        if label not in self._tasks:
-            self._tasks[label] = self._progress.add_task(label, total=total)
-        self._progress.update(self._tasks[label], completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.stop()
-        return False
 
 
 def main() -> None:

@@ -351,6 +351,8 @@ def _judge_pass(judge_backend, out_path: Path, jp: JudgePrompt, answers: dict[st
         write_meta(out_path, meta)
         return report
     requests = [_render(judge_backend, jp, c, answers, gen, system_role, k) for k, c in enumerate(pending)]
+    if progress:  # the total is known before the (one, batched) generate call returns anything
+        progress(0, len(pending))
     failure: BaseException | None = None
     with JudgmentWriter(out_path) as writer:
         try:

@@ -13,6 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from jleval import __version__, defaults
 from jleval.errors import TaskSpecError, UsageError
@@ -150,6 +151,7 @@ def preprocess(
     allow_download: bool | None = None,
     reporter: Reporter | None = None,
     checksums: dict[str, str] | None = None,
+    on_task: Callable[[int, int, str], None] | None = None,
 ) -> PreprocessReport:
     """Build the evaluation (and tuning) sets of `tasks`. Missing raw files make a task "missing" (or
     "partial" when some splits can still be built); they never stop the other tasks. Bad data raises."""
@@ -166,7 +168,9 @@ def preprocess(
     manifest_path = root / "manifest.json"
     manifest, manifest_warning = _read_manifest(manifest_path)
     results = []
-    for spec in tasks:
+    for i, spec in enumerate(tasks):
+        if on_task:  # progress: (tasks done, tasks in all, the one starting now)
+            on_task(i, len(tasks), spec.name)
         res = TaskResult(spec.name, "missing")
         if not spec.commercial_use:
             res.warnings.append(f"{spec.name} is licensed {spec.license} (non-commercial): do not use it, or "
@@ -202,4 +206,6 @@ def preprocess(
         results.append(res)
     if any(r.status in ("built", "partial") for r in results):
         atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+    if on_task:
+        on_task(len(tasks), len(tasks), "")
     return PreprocessReport(root, results, [manifest_warning] if manifest_warning else [])
