@@ -115,16 +115,17 @@ def _check_metrics(path: Path, metrics: list) -> None:
         raise TaskSpecError(f"{path}: unknown metric {unknown[0]!r}", f"use one of: {', '.join(METRICS)}")
 
 
-def parse_task(path: Path) -> TaskSpec:
-    path = Path(path)
+def _load_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise TaskSpecError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise TaskSpecError(f"{path}: not UTF-8 text", "save the task file as UTF-8") from None
-    own = "files" in data
-    _check_keys(str(path), data, *((_OWN_REQUIRED, _OWN_OPTIONAL) if own else (_REQUIRED, _OPTIONAL)))
+
+
+def _check_identity(path: Path, data: dict[str, Any]) -> None:
+    """Name = file name, a known category, a positive output length."""
     if data["name"] != path.stem:
         raise TaskSpecError(f"{path}: name {data['name']!r} differs from the file name {path.stem!r}",
                             f"rename the file to {data['name']}.toml, or set name = {path.stem!r}")
@@ -133,14 +134,27 @@ def parse_task(path: Path) -> TaskSpec:
                             f"use one of {', '.join(CATEGORIES + EXTRA_CATEGORIES)}")
     if data["output_length"] <= 0:
         raise TaskSpecError(f"{path}: output_length must be positive")
-    files = _own_files(path, data["files"]) if own else ()
-    sources = () if own else _sources(path, data["sources"])
+
+
+def _splits(path: Path, data: dict[str, Any], own: bool, files: tuple[tuple[str, Path], ...]) -> tuple[str, ...]:
     splits = tuple(data.get("splits", [s for s in SPLITS if s in dict(files)] if own else SPLITS))
     if bad := set(splits) - set(SPLITS):
         raise TaskSpecError(f"{path}: unknown splits {sorted(bad)}")
     if own and (lacking := [s for s in splits if s not in dict(files)]):
         raise TaskSpecError(f"{path}: splits {lacking} have no file in [files]",
                             f"add {lacking[0]} = \"FILE.jsonl\" under [files], or drop it from splits")
+    return splits
+
+
+def parse_task(path: Path) -> TaskSpec:
+    path = Path(path)
+    data = _load_toml(path)
+    own = "files" in data
+    _check_keys(str(path), data, *((_OWN_REQUIRED, _OWN_OPTIONAL) if own else (_REQUIRED, _OPTIONAL)))
+    _check_identity(path, data)
+    files = _own_files(path, data["files"]) if own else ()
+    sources = () if own else _sources(path, data["sources"])
+    splits = _splits(path, data, own, files)
     _check_metrics(path, data["metrics"])
     star = data.get("star_metric")
     if star is not None and star not in data["metrics"]:
@@ -260,17 +274,16 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
     if not names:
         raise UnknownTaskError("no task selected", "pass --tasks all, --tasks leaderboard or a list of names")
     tasks = catalogue(tasks_dir)
+    suites = {"all": lambda t: t.in_all, "leaderboard": lambda t: t.on_leaderboard}
     out: list[TaskSpec] = []
     for name in names:
-        if name == "all":
-            out += [t for t in tasks.values() if t.in_all and (t.commercial_use or include_non_commercial)]
-        elif name == "leaderboard":
-            out += [t for t in tasks.values() if t.on_leaderboard and (t.commercial_use or include_non_commercial)]
+        if name in suites:
+            out += [t for t in tasks.values() if suites[name](t) and (t.commercial_use or include_non_commercial)]
         else:
             out.append(get_task(name, tasks_dir))
     seen: dict[str, TaskSpec] = {}
     for t in out:
-        seen.setdefault(t.name, t)
+        seen.setdefault(t.name, t)  # the first mention of a task keeps its place
     return list(seen.values())
 
 
