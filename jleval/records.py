@@ -230,3 +230,48 @@ SCORES_SCHEMA: dict[str, str] = {
 def read_scores(path: Path, fail: FailFn) -> Scores:
     """A scores.json, checked against SCORES_SCHEMA (`profile` and `tasks` must be present)."""
     return read_record(path, SCORES_FORMAT, SCORES_SCHEMA, fail, ("profile", "tasks"))  # type: ignore[return-value]
+
+
+# ----- leaderboard (`jleval table --format json`) ---------------------------------------------------------------
+
+LEADERBOARD_FORMAT = "jleval.leaderboard/1"
+
+Leaderboard = TypedDict("Leaderboard", {
+    "format": str, "sort": str, "mixed": "list[str]", "notes": "list[str]", "columns": "list[str]",
+    "rows": "list[dict[str, Any]]", "arena": "dict[str, Any] | None"}, total=False)
+
+LEADERBOARD_SCHEMA: dict[str, str] = {
+    "format": "str", "sort": "str", "mixed": "list", "mixed.*": "str", "notes": "list", "notes.*": "str",
+    "columns": "list", "columns.*": "str", "rows": "list", "rows.*": "object", "rows.*.run": "str",
+    "rows.*.rank": "int", "rows.*.AVG": "float|null", "rows.*.profile": "str|null", "arena": "object|null",
+}
+
+
+def read_leaderboard(path: Path, fail: FailFn) -> Leaderboard:
+    """A leaderboard JSON document, checked against LEADERBOARD_SCHEMA (`columns` and `rows` must be present)."""
+    return read_record(path, LEADERBOARD_FORMAT, LEADERBOARD_SCHEMA, fail,  # type: ignore[return-value]
+                       ("columns", "rows"))
+
+
+# ----- arena ranking (arena.json, written by `jleval arena rank`) ----------------------------------------------
+
+ARENA_FORMAT = "jleval.arena/1"
+
+ArenaRanking = TypedDict("ArenaRanking", {
+    "format": str, "models": "list[dict[str, Any]]", "position": "dict[str, Any] | None", "method": str,
+    "settings": "dict[str, Any]", "stats": "dict[str, Any]", "warnings": "list[str]",
+    "diagnostics": "dict[str, Any]", "scale": "dict[str, float]"}, total=False)
+
+ARENA_SCHEMA: dict[str, str] = {
+    "format": "str", "models": "list", "models.*": "object", "models.*.rank": "int", "models.*.model": "str",
+    "models.*.rating": "float", "models.*.strength": "float", "models.*.ci68": "list|null",
+    "models.*.ci95": "list|null", "models.*.ci95.*": "float", "models.*.matches": "float",
+    "models.*.p_stronger_than_next": "float|null", "position": "object|null", "method": "str",
+    "settings": "object", "settings.seed": "int", "settings.prior_sd": "float", "stats": "object",
+    "warnings": "list", "warnings.*": "str", "diagnostics": "object", "scale": "object",
+}
+
+
+def read_arena(path: Path, fail: FailFn) -> ArenaRanking:
+    """An arena.json, checked against ARENA_SCHEMA (`models` must be present)."""
+    return read_record(path, ARENA_FORMAT, ARENA_SCHEMA, fail, ("models",))  # type: ignore[return-value]

@@ -24,11 +24,10 @@ from typing import Any
 from jleval import defaults
 from jleval.errors import ScoreError, UsageError
 from jleval.fsutil import read_json_object
-from jleval.records import read_manifest, read_scores
+from jleval.records import LEADERBOARD_FORMAT, read_manifest, read_scores
 from jleval.stats import PairedResult
 from jleval.tasks import CATEGORIES
 
-LEADERBOARD_FORMAT = "jleval.leaderboard/1"
 COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
 #: The model's own columns, from the manifest's `model_info` (read from the model's files at run time).
 MODEL_COLUMNS = ("architecture", "params", "precision", "license", "base_model", "chat_template")

@@ -262,3 +262,20 @@ def test_cli_rank_refuses_non_finite_prior_and_negative_seed(tmp_path):
                            env={**os.environ, "COLUMNS": "200"})
         assert r.returncode != 0 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr
         assert not (tmp_path / "out").exists()  # no arena.json with NaN in it
+
+
+def test_arena_json_is_a_typed_record_read_back_by_its_reader(tmp_path):
+    from jleval.records import ARENA_FORMAT, read_arena
+
+    _, js = tournament(4, 200, seed=2)
+    paths = write_ranking(rank(js, n_bootstrap=50), tmp_path / "out")
+
+    def fail(reason):
+        return UsageError(f"{paths['json']} {reason}")
+
+    doc = read_arena(paths["json"], fail)
+    assert doc["format"] == ARENA_FORMAT and len(doc["models"]) == 4 and doc["settings"]["prior_sd"] == 3.0
+    doc["models"][0]["rating"] = None
+    paths["json"].write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(UsageError, match=r"arena\.json field 'models\[0\]\.rating' must be a number, found null"):
+        read_arena(paths["json"], fail)

@@ -327,3 +327,24 @@ def test_table_profile_scores_in_memory_and_never_rewrites_scores_json(tmp_path)
     console = Console(record=True, width=200)
     print_leaderboard(plain, console=console)
     assert "(profile llm-jp-eval-1.4.1; sorted by AVG" in " ".join(console.export_text().split())
+
+
+def test_leaderboard_json_is_a_typed_record_read_back_by_its_reader(tmp_path):
+    from jleval import table
+    from jleval.records import LEADERBOARD_FORMAT, read_leaderboard
+
+    lb = table.build([make_run(tmp_path, "a", 0.9), make_run(tmp_path, "b", 0.6)])
+    out = tmp_path / "lb.json"
+    write_leaderboard(lb, out, charts=False)
+
+    def fail(reason):
+        return UsageError(f"{out} {reason}")
+
+    doc = read_leaderboard(out, fail)
+    assert doc["format"] == LEADERBOARD_FORMAT and [r["run"] for r in doc["rows"]] == ["a", "b"]
+    assert doc["columns"] == lb.columns
+    bad = json.loads(out.read_text(encoding="utf-8"))
+    bad["rows"][1]["rank"] = "2"
+    out.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(UsageError, match=r"lb\.json field 'rows\[1\]\.rank' must be an integer, found a string"):
+        read_leaderboard(out, fail)

@@ -235,7 +235,9 @@ class Ranking:
             d["ci95"] = list(r.ci95) if r.ci95 else None
             d["plus_minus_68"] = r.plus_minus_68
             rows.append(d)
-        return {"models": rows, "position": self.position, "method": self.method, "settings": self.settings,
+        from jleval.records import ARENA_FORMAT
+
+        return {"format": ARENA_FORMAT, "models": rows, "position": self.position, "method": self.method, "settings": self.settings,
                 "stats": self.stats, "warnings": self.warnings, "diagnostics": self.diagnostics,
                 "scale": {"points_per_unit_strength": SCALE, "mean_rating": INIT}}
 
