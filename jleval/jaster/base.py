@@ -86,6 +86,15 @@ def malformed(path: Path | str, line: int | None, reason: str) -> MalformedDataE
                               "re-download it (delete it from the cache) or check --raw-dir")
 
 
+def check_label(labels: Sequence[str], value: str, path: Path | str, line: int | None, where: str = "") -> str:
+    """`value` when it is one of the task's `labels` (or the task has none); else a MalformedDataError naming
+    the raw file and line: a set with a label outside its label list would be scored against an answer the
+    prompt never offers."""
+    if labels and value not in labels:
+        raise malformed(path, line, f"{where}label {value!r} is not one of the task's labels ({', '.join(labels)})")
+    return value
+
+
 def tsv_rows(path: Path, min_cols: int, skip_header: bool = True) -> Iterator[tuple[int, list[str]]]:
     """Rows of a TSV split the way upstream reads them (line.split("\\t"), no CSV quoting), with line numbers."""
     text = read_text(path)

@@ -9,11 +9,12 @@ place that names paths.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from jleval.jaster.base import RawFiles, Sample, Splits, jsonl_records, malformed, read_text, split_9_1  # noqa: F401
+from jleval.jaster.base import RawFiles, Sample, Splits, check_label, jsonl_records, malformed, read_text, split_9_1  # noqa: F401
 from jleval.tasks import TaskSpec
 
 
@@ -58,31 +59,31 @@ def train_dev_test(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...], read)
 
 # --- JCommonsenseQA ----------------------------------------------------------------------------------------
 
-def _jcommonsenseqa_rows(path: Path) -> list[Sample]:
+def _jcommonsenseqa_rows(path: Path, labels: Sequence[str]) -> list[Sample]:
     samples = []
     for n, rec in jsonl_records(path):
         question = field(rec, "question", path, n)
         choices = [field(rec, f"choice{i}", path, n) for i in range(5)]
-        label = field(rec, "label", path, n, int)
+        label = check_label(labels, str(field(rec, "label", path, n, int)), path, n)
         listed = ",".join(f"{i}.{c}" for i, c in enumerate(choices))
-        samples.append(Sample(f"質問：{question}\n選択肢：{listed}", str(label)))
+        samples.append(Sample(f"質問：{question}\n選択肢：{listed}", label))
     return samples
 
 
 def jcommonsenseqa(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
-    return train_dev_test(spec, raw, splits, _jcommonsenseqa_rows)
+    return train_dev_test(spec, raw, splits, functools.partial(_jcommonsenseqa_rows, labels=spec.label_list))
 
 
 # --- JNLI ----------------------------------------------------------------------------------------------------
 
-def _jnli_rows(path: Path) -> list[Sample]:
+def _jnli_rows(path: Path, labels: Sequence[str]) -> list[Sample]:
     return [Sample(f"前提：{field(rec, 'sentence1', path, n)}\n仮説：{field(rec, 'sentence2', path, n)}",
-                   field(rec, "label", path, n))
+                   check_label(labels, field(rec, "label", path, n), path, n))
             for n, rec in jsonl_records(path)]
 
 
 def jnli(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
-    return train_dev_test(spec, raw, splits, _jnli_rows)
+    return train_dev_test(spec, raw, splits, functools.partial(_jnli_rows, labels=spec.label_list))
 
 
 # --- JSTS ----------------------------------------------------------------------------------------------------

@@ -3,26 +3,28 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Sequence
 
-from jleval.jaster.base import (RawFiles, Sample, Splits, malformed, read_text, split_8_1_1, split_9_1,
-                                tsv_rows)
+from jleval.jaster.base import (RawFiles, Sample, Splits, check_label, malformed, read_text, split_8_1_1,
+                                split_9_1, tsv_rows)
 from jleval.tasks import TaskSpec
 
 JAMP_TRAIN = "jamp/dataset/train_all.tsv"
 JAMP_TEST = "jamp/dataset/test_2.tsv"
 
 
-def _jamp_rows(path) -> list[Sample]:
+def _jamp_rows(path, labels: Sequence[str]) -> list[Sample]:
     # columns: num, premise, hypothesis, gold_label, ...; upstream splits on tabs and skips the header
-    return [Sample(f"前提：{row[1]}\n仮説：{row[2]}", row[3]) for _, row in tsv_rows(path, min_cols=4)]
+    return [Sample(f"前提：{row[1]}\n仮説：{row[2]}", check_label(labels, row[3], path, n))
+            for n, row in tsv_rows(path, min_cols=4)]
 
 
 def jamp(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     out: Splits = {}
     if "train" in splits or "dev" in splits:
-        out["train"], out["dev"] = split_9_1(_jamp_rows(raw.path(JAMP_TRAIN)))
+        out["train"], out["dev"] = split_9_1(_jamp_rows(raw.path(JAMP_TRAIN), spec.label_list))
     if "test" in splits:
-        out["test"] = _jamp_rows(raw.path(JAMP_TEST))
+        out["test"] = _jamp_rows(raw.path(JAMP_TEST), spec.label_list)
     return out
 
 
@@ -37,8 +39,9 @@ def janli(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     sentence_B_Ja, entailment_label_Ja, heuristics, number_of_NPs, semtag, split."""
     pool: list[Sample] = []
     test: list[Sample] = []
-    for _, row in tsv_rows(raw.path(JANLI), min_cols=4):
-        sample = Sample(f"前提：{row[1]}\n仮説：{row[2]}", row[3])
+    path = raw.path(JANLI)
+    for n, row in tsv_rows(path, min_cols=4):
+        sample = Sample(f"前提：{row[1]}\n仮説：{row[2]}", check_label(spec.label_list, row[3], path, n))
         (test if row[-1].strip() == "test" else pool).append(sample)
     out: Splits = {}
     if "train" in splits or "dev" in splits:
@@ -82,7 +85,7 @@ def _script(elem: ET.Element | None, path: Path, where: str) -> str:
     return (node.text or "").strip()
 
 
-def _jsem_rows(path: Path) -> list[Sample]:
+def _jsem_rows(path: Path, labels: Sequence[str]) -> list[Sample]:
     root = parse_xml(path)
     if root.tag != "jsem-dataset":
         raise malformed(path, None, f"expected a <jsem-dataset> root element, found <{root.tag}>")
@@ -99,14 +102,14 @@ def _jsem_rows(path: Path) -> list[Sample]:
             raise malformed(path, None, f"{where} has no premise <p>")
         premise = "".join(_script(p, path, where) for p in premises)
         hypothesis = _script(problem.find("h"), path, where)
-        samples.append(Sample(f"前提：{premise}\n仮説：{hypothesis}", answer))
+        samples.append(Sample(f"前提：{premise}\n仮説：{hypothesis}", check_label(labels, answer, path, None, f"{where}: ")))
     return samples
 
 
 def jsem(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     """JSeM: the problems of the 22 files (upstream's file order), answers in JSEM_DROPPED left out, premises
     (several <p>) concatenated; one pool shuffled (seed 42) and cut 80/10/10."""
-    pool = [s for name in JSEM_FILES for s in _jsem_rows(raw.path(jsem_path(name)))]
+    pool = [s for name in JSEM_FILES for s in _jsem_rows(raw.path(jsem_path(name)), spec.label_list)]
     train, dev, test = split_8_1_1(pool)
     return {k: v for k, v in (("train", train), ("dev", dev), ("test", test)) if k in splits}
 
@@ -117,16 +120,17 @@ JSICK_TRAIN = "jsick/jsick/train.tsv"
 JSICK_TEST = "jsick/jsick/test.tsv"
 
 
-def _jsick_rows(path: Path) -> list[Sample]:
+def _jsick_rows(path: Path, labels: Sequence[str]) -> list[Sample]:
     # columns 8, 9, 10: sentence_A_Ja, sentence_B_Ja, entailment_label_Ja
-    return [Sample(f"前提：{row[8]}\n仮説：{row[9]}", row[10]) for _, row in tsv_rows(path, min_cols=11)]
+    return [Sample(f"前提：{row[8]}\n仮説：{row[9]}", check_label(labels, row[10], path, n))
+            for n, row in tsv_rows(path, min_cols=11)]
 
 
 def jsick(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     """JSICK: train.tsv shuffled (seed 42) and cut 90/10 into train/dev; test.tsv in file order."""
     out: Splits = {}
     if "train" in splits or "dev" in splits:
-        out["train"], out["dev"] = split_9_1(_jsick_rows(raw.path(JSICK_TRAIN)))
+        out["train"], out["dev"] = split_9_1(_jsick_rows(raw.path(JSICK_TRAIN), spec.label_list))
     if "test" in splits:
-        out["test"] = _jsick_rows(raw.path(JSICK_TEST))
+        out["test"] = _jsick_rows(raw.path(JSICK_TEST), spec.label_list)
     return out
