@@ -77,17 +77,25 @@ def atomic_write_many(files: dict[Path, bytes]) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, busy: Exception) -> Iterator[None]:
-    """Hold an exclusive, non-blocking flock on `lock_path` (created with its folder) for the block; raise `busy`
-    when another process holds it. The kernel drops the lock if the holder dies, even by kill -9."""
+def exclusive(lock_path: Path, busy: Exception | None, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive flock on `lock_path` for the block: a file (created with its folder), or an existing
+    folder, locked itself so that no lock file is left in it. Raise `busy` when another process holds it, or
+    with `wait=True` wait for it (for short read-modify-writes). The kernel drops the lock if the holder dies,
+    even by kill -9."""
     lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
+    if lock_path.is_dir():
+        fd = os.open(lock_path, os.O_RDONLY)
+    else:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy from None
         yield
+    finally:
+        os.close(fd)
 
 
 def check_writable(folder: Path) -> None:

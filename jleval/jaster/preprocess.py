@@ -17,7 +17,7 @@ from typing import Callable
 
 from jleval import __version__, defaults
 from jleval.errors import TaskSpecError, UsageError
-from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json,
+from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json, exclusive,
                            read_json_object, sha256_file, sha256_text)
 from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
 from jleval.jaster.own import locate_own
@@ -142,6 +142,88 @@ def _missing_line(spec: TaskSpec, src, why: str) -> str:
             + (f"; needed for {', '.join(src.needed_for)}" if src.needed_for != spec.splits else ""))
 
 
+def _check_args(out_dir: Path, raw_dir: Path | None, version: str) -> None:
+    if raw_dir is not None and not Path(raw_dir).is_dir():
+        raise UsageError(f"--raw-dir {raw_dir} is not a folder", "pass the folder that holds the raw files")
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]*", version) or ".." in version:
+        raise UsageError(f"--version {version!r} is not a dataset version name",
+                         "use a plain name such as 1.4.1 (it becomes a folder under --out)")
+    check_writable(out_dir)
+
+
+def _convert(spec: TaskSpec, located: Located, buildable: tuple[str, ...], res: TaskResult) -> Splits:
+    """Run the task's converter on the located files; its warnings become the result's missing/warning lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = load_converter(spec)(spec, RawFiles(located.files), buildable)
+    res.missing += [str(w.message) for w in caught if issubclass(w.category, MissingPart)]
+    res.warnings += [str(w.message) for w in caught if not issubclass(w.category, MissingPart)]
+    return {s: splits[s] for s in spec.splits if s in splits}
+
+
+def _manifest_entry(spec: TaskSpec, located: Located, sizes: dict[str, int], hashes: dict[str, str]) -> dict:
+    return {
+        "jleval_version": __version__, "converter": spec.converter,
+        "sources": {k: located.hashes[k] for k in sorted(located.hashes)},
+        "missing_sources": sorted(src.path for src, _ in located.missing),
+        "sizes": sizes, "outputs": hashes,
+        **({"task_file_sha256": sha256_file(spec.file)} if spec.files and spec.file else {}),
+    }
+
+
+@dataclass
+class _Job:
+    """What one preprocess call shares between its tasks."""
+
+    out_dir: Path
+    raw_dir: Path | None
+    version: str
+    force: bool
+    allow_download: bool
+    reporter: Reporter | None
+    checksums: dict[str, str] | None
+    manifest: dict
+
+    @property
+    def root(self) -> Path:
+        return self.out_dir / self.version
+
+
+def _build_task(spec: TaskSpec, job: _Job) -> tuple[TaskResult, dict | None]:
+    """One task: cached, or located and converted and written. Returns its result and its new manifest entry
+    (None when nothing was built)."""
+    res = TaskResult(spec.name, "missing")
+    if not spec.commercial_use:
+        res.warnings.append(f"{spec.name} is licensed {spec.license} (non-commercial): do not use it, or "
+                            "models evaluated on it, commercially")
+    entry = job.manifest.get(spec.name)
+    located = locate_own(spec) if spec.files else None  # own files: cheap to hash, and edits must show
+    if not job.force and _up_to_date(job.out_dir, job.version, spec, entry, located):
+        res.status, res.sizes = "cached", entry["sizes"]
+        return res, None
+    located = located or locate(spec, job.raw_dir, job.allow_download, job.reporter, job.checksums)
+    res.warnings += located.warnings
+    blocked = {sp for src, _ in located.missing for sp in src.needed_for}
+    buildable = tuple(s for s in spec.splits if s not in blocked)
+    res.missing += [_missing_line(spec, src, why) for src, why in located.missing]
+    if not buildable:
+        return res, None
+    splits = _convert(spec, located, buildable, res)
+    hashes = _write_task(spec, splits, job.root)
+    res.sizes = {s: len(v) for s, v in splits.items()}
+    res.status = "built" if len(splits) == len(spec.splits) else "partial"
+    return res, _manifest_entry(spec, located, res.sizes, hashes)
+
+
+def _merge_manifest(path: Path, entries: dict[str, dict]) -> None:
+    """Write this call's task entries into the output manifest under a lock, merged with what is on disk
+    now: another `jleval preprocess` into the same folder may have added its tasks meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(path.parent, None, wait=True):  # the version folder itself: no lock file is left in it
+        on_disk, _ = _read_manifest(path)
+        atomic_write_json(path, dict(sorted({**on_disk, **entries}.items())))
+
+
 def preprocess(
     tasks: list[TaskSpec],
     out_dir: Path,
@@ -156,56 +238,21 @@ def preprocess(
     """Build the evaluation (and tuning) sets of `tasks`. Missing raw files make a task "missing" (or
     "partial" when some splits can still be built); they never stop the other tasks. Bad data raises."""
     out_dir = Path(out_dir)
-    if raw_dir is not None and not Path(raw_dir).is_dir():
-        raise UsageError(f"--raw-dir {raw_dir} is not a folder", "pass the folder that holds the raw files")
-    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._+-]*", version) or ".." in version:
-        raise UsageError(f"--version {version!r} is not a dataset version name",
-                         "use a plain name such as 1.4.1 (it becomes a folder under --out)")
-    check_writable(out_dir)
-    if allow_download is None:
-        allow_download = raw_dir is None
-    root = out_dir / version
-    manifest_path = root / "manifest.json"
+    _check_args(out_dir, raw_dir, version)
+    manifest_path = out_dir / version / "manifest.json"
     manifest, manifest_warning = _read_manifest(manifest_path)
-    results = []
+    job = _Job(out_dir, raw_dir, version, force, raw_dir is None if allow_download is None else allow_download,
+               reporter, checksums, manifest)
+    results, entries = [], {}
     for i, spec in enumerate(tasks):
         if on_task:  # progress: (tasks done, tasks in all, the one starting now)
             on_task(i, len(tasks), spec.name)
-        res = TaskResult(spec.name, "missing")
-        if not spec.commercial_use:
-            res.warnings.append(f"{spec.name} is licensed {spec.license} (non-commercial): do not use it, or "
-                                "models evaluated on it, commercially")
-        entry = manifest.get(spec.name)
-        located = locate_own(spec) if spec.files else None  # own files: cheap to hash, and edits must show
-        if not force and _up_to_date(out_dir, version, spec, entry, located):
-            res.status, res.sizes = "cached", entry["sizes"]
-            results.append(res)
-            continue
-        located = located or locate(spec, raw_dir, allow_download, reporter, checksums)
-        res.warnings += located.warnings
-        blocked = {sp for src, _ in located.missing for sp in src.needed_for}
-        buildable = tuple(s for s in spec.splits if s not in blocked)
-        res.missing += [_missing_line(spec, src, why) for src, why in located.missing]
-        if buildable:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                splits = load_converter(spec)(spec, RawFiles(located.files), buildable)
-            res.missing += [str(w.message) for w in caught if issubclass(w.category, MissingPart)]
-            res.warnings += [str(w.message) for w in caught if not issubclass(w.category, MissingPart)]
-            splits = {s: splits[s] for s in spec.splits if s in splits}
-            hashes = _write_task(spec, splits, root)
-            res.sizes = {s: len(v) for s, v in splits.items()}
-            res.status = "built" if len(splits) == len(spec.splits) else "partial"
-            manifest[spec.name] = {
-                "jleval_version": __version__, "converter": spec.converter,
-                "sources": {k: located.hashes[k] for k in sorted(located.hashes)},
-                "missing_sources": sorted(src.path for src, _ in located.missing),
-                "sizes": res.sizes, "outputs": hashes,
-                **({"task_file_sha256": sha256_file(spec.file)} if spec.files and spec.file else {}),
-            }
+        res, entry = _build_task(spec, job)
         results.append(res)
-    if any(r.status in ("built", "partial") for r in results):
-        atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+        if entry is not None:
+            entries[spec.name] = entry
+    if entries:
+        _merge_manifest(manifest_path, entries)
     if on_task:
         on_task(len(tasks), len(tasks), "")
-    return PreprocessReport(root, results, [manifest_warning] if manifest_warning else [])
+    return PreprocessReport(job.root, results, [manifest_warning] if manifest_warning else [])
