@@ -545,6 +545,9 @@ def _judge_with_progress(judge, judge_backend, run_dirs, out, **kwargs):
 def _print_judge_report(report) -> None:
     console.print(f"[bold]{report.out_path}[/]: {report.judged} verdicts judged now, {report.already_done} already "
                   f"there, {report.scheduled} scheduled ({len(report.models)} models)")
+    if report.rejudged:
+        err_console.print(f"[yellow]{report.rejudged} verdicts were made on answers that changed since (a run folder "
+                          "was re-run): judged again; the new lines supersede the old ones in the ranking[/]")
     if report.verdict_errors:
         err_console.print(f"[yellow]{report.verdict_errors} verdicts had no usable [[1]]/[[2]]/[[3]] marker "
                           "(kept as errors, left out of the ranking; --retry-errors re-asks them)[/]")

@@ -337,3 +337,58 @@ def test_rank_with_runs_knows_names_given_at_judging_time(tmp_path, runs):
     assert {r.model for r in rank_files([out], runs=runs, n_bootstrap=20).rows} == {"alpha", "beta-13b", "gamma-1b"}
     with pytest.raises(UnknownModelError, match="alpha"):
         rank_files([out], runs=runs[1:], n_bootstrap=20)
+
+
+# ----- answers that change between passes (issue 16) ------------------------------------------------------------
+
+def _rewrite_answer(run_dir: Path, qid: int, text: str) -> None:
+    path = run_dir / "outputs" / "rakuda.jsonl"
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    rows.append({**rows[qid], "generation": text})  # a re-run appends; the last line per id wins
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _prefers_best(first, second, req):
+    """Like the default judge, except that an answer saying BEST always wins."""
+    user = req.messages[-1][1]
+    a1 = user.split("[アシスタント1の回答の開始]")[1].split("[アシスタント1の回答の終了]")[0]
+    a2 = user.split("[アシスタント2の回答の開始]")[1].split("[アシスタント2の回答の終了]")[0]
+    if ("BEST" in a1) != ("BEST" in a2):
+        return "[[1]]" if "BEST" in a1 else "[[2]]"
+    return "[[1]]" if STRENGTH[first] > STRENGTH[second] else "[[2]]"
+
+
+def test_resume_rejudges_only_the_matches_whose_answers_changed(tmp_path, runs):
+    out = tmp_path / "j.jsonl"
+    judge(FakeJudge(decide=_prefers_best), runs, out)
+    _rewrite_answer(runs[2], 1, "<gamma-1b> answer 1 BEST")  # gamma's answer to question 1 changed
+    fake = FakeJudge(decide=_prefers_best)
+    rep = judge(fake, runs, out)
+    # gamma plays alpha and beta on question 1, in both orders: 4 calls, and nothing else
+    assert rep.rejudged == 4 and rep.judged == 4 and fake.batches == [4] and rep.already_done == 20
+    assert all("BEST" in r.messages[-1][1] for r in fake.requests)
+    meta = json.loads(meta_path(out).read_text(encoding="utf-8"))
+    assert meta["history"][-1]["rejudged"] == 4
+    # the new verdicts supersede the old ones in the ranking: gamma now wins question 1 against both
+    ranking = rank_files([out], n_bootstrap=50)
+    assert ranking.stats["superseded"] == 4
+    gamma = next(r for r in ranking.rows if r.model == "gamma-1b")
+    assert gamma.wins == 2
+    # a third pass has nothing left to do
+    assert judge(FakeJudge(decide=_prefers_best), runs, out).judged == 0
+
+
+def test_lines_without_answer_hashes_are_trusted_only_while_the_outputs_are_unchanged(tmp_path, runs):
+    out = tmp_path / "j.jsonl"
+    judge(FakeJudge(), runs, out)
+    # a judgments file written before lines carried their answers' hash
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    out.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "answers_sha256"}) + "\n" for x in lines),
+                   encoding="utf-8")
+    assert judge(FakeJudge(), runs, out).judged == 0  # outputs unchanged: every verdict still stands
+    _rewrite_answer(runs[0], 3, "<alpha-7b> answer 3, revised")
+    fake = FakeJudge()
+    rep = judge(fake, runs, out)
+    # which of alpha's answers changed is unknown for those lines: every match of alpha is judged again
+    assert rep.rejudged == rep.judged == 16 and fake.batches == [16]
+    assert judge(FakeJudge(), runs, out).judged == 0

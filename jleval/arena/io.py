@@ -18,6 +18,8 @@ jleval's judge writes more (all optional when reading):
                  counted as a win or a tie, only reported
     error_kind   "verdict" (the judge answered without a usable marker) | "judge" (the call itself failed)
     tstamp       unix time of the verdict
+    answers_sha256  sha256 of the question and both answers judged (model_a's, then model_b's): a resumed
+                 `arena judge` re-judges a line whose answers have changed since
 
 Rakuda's own judgment lines (`model1_id`, `model2_id`, `winner`: 1 | 2 | 3 | "error") are read too: model1 is
 shown first, 3 is a tie, "error" an unusable verdict. See docs/arena.md.
@@ -54,6 +56,7 @@ class Judgment:
     error: str | None = None
     error_kind: str | None = None
     tstamp: float | None = None
+    answers_sha256: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -130,6 +133,7 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
         judgment=rec.get("judgment") if isinstance(rec.get("judgment"), str) else None,
         error=error, error_kind=rec.get("error_kind") if error is not None else None,
         tstamp=rec.get("tstamp") if isinstance(rec.get("tstamp"), (int, float)) else None,
+        answers_sha256=rec["answers_sha256"] if isinstance(rec.get("answers_sha256"), str) else None,
     )
 
 

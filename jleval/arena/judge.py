@@ -210,6 +210,7 @@ class JudgeReport:
     verdict_errors: int  # ... of which unparsable (excluded from the ranking)
     judge_errors: int  # ... of which failed judge calls (retried on the next run)
     missing_answers: dict[str, int] = field(default_factory=dict)
+    rejudged: int = 0  # calls judged again because a model's answers changed since their verdict
 
 
 ProgressFn = Callable[[int, int], None]  # (calls finished in this pass, calls in this pass)
@@ -310,91 +311,175 @@ def judge(
                            progress=progress)
 
 
-def _judge_pass(judge_backend, out_path: Path, jp: JudgePrompt, answers: dict[str, Answers], calls: list[Call],
-                gen: GenParams, identity: dict[str, Any], *, n: int | None, seed: int, both_orders: bool,
-                system_role: bool, retry_errors: bool, progress: ProgressFn | None) -> JudgeReport:
-    fingerprint = identity["judge"]
-    max_tokens = gen.max_tokens
-    existing = read_judgments(out_path, allow_missing=True)
-    old_meta = _check_resume(out_path, identity, existing)
-    done = set()
+def answers_sha256(answers: dict[str, Answers], match) -> str:
+    """What a verdict on `match` depends on: the question and both models' answers (in the match's sorted
+    model order, so both presentation orders share it). Every judgment line carries it, so a resume after a
+    model's answers changed re-judges exactly the matches whose answers changed."""
+    q = match.question_id
+    question = answers[match.model_x].by_id[q][0]
+    return sha256_text(json.dumps([question, answers[match.model_x].by_id[q][1], answers[match.model_y].by_id[q][1]],
+                                  ensure_ascii=False))
+
+
+@dataclass
+class _Plan:
+    """A pass: the calls still to make, and what the file already holds."""
+
+    pending: list[Call]
+    hashes: dict[tuple[str, str], str]  # call key -> answers_sha256 of the answers judged now
+    stale: int  # calls whose verdict on disk was made on answers that changed since (judged again)
+
+
+def _unkeyed_answers(old_meta: dict | None) -> dict[str, str]:
+    """For lines written before verdicts carried their answers' hash: each model's outputs_sha256 they were
+    judged on (recorded once, from the sidecar of that time, and carried forward)."""
+    if not old_meta:
+        return {}
+    kept = old_meta.get("unkeyed_answers")
+    if isinstance(kept, dict):
+        return kept
+    models = old_meta.get("models") if isinstance(old_meta.get("models"), dict) else {}
+    return {m: v.get("outputs_sha256") for m, v in models.items() if isinstance(v, dict)}
+
+
+def _judged_on(j: Judgment, unkeyed: dict[str, str], answers: dict[str, Answers]) -> str | None:
+    """The answers hash a line was judged on; for a line without one, the current hash when the sidecar shows
+    both models' outputs unchanged since, else None (stale)."""
+    if j.answers_sha256 is not None:
+        return j.answers_sha256
+    same = all(m in answers and unkeyed.get(m) == answers[m].outputs_sha256 for m in (j.model_a, j.model_b))
+    return "unchanged" if same else None
+
+
+def _plan(existing: list[Judgment], calls: list[Call], answers: dict[str, Answers], fingerprint: str,
+          retry_errors: bool, unkeyed: dict[str, str]) -> _Plan:
+    """The latest line per call (the one `rank` counts) decides: a call is done when that line is a verdict
+    (or an unparsable one, unless retry_errors) made on the answers there are now."""
+    latest: dict[tuple[str, str | None], Judgment] = {}
     for j in existing:
-        if j.judge == fingerprint and j.match is not None and (
-                j.valid or (j.error_kind == "verdict" and not retry_errors)):
-            done.add((j.match, j.first_model))
-    pending = [c for c in calls if c.key not in done]
+        if j.judge == fingerprint and j.match is not None:
+            latest[(j.match, j.first_model)] = j
+    hashes = {c.key: answers_sha256(answers, c.match) for c in calls}
+    pending, stale = [], 0
+    for c in calls:
+        j = latest.get(c.key)
+        if j is None or not (j.valid or (j.error_kind == "verdict" and not retry_errors)):
+            pending.append(c)
+            continue
+        on = _judged_on(j, unkeyed, answers)
+        if on != hashes[c.key] and on != "unchanged":
+            pending.append(c)
+            stale += 1
+    return _Plan(pending, hashes, stale)
+
+
+def _meta(judge_backend, jp: JudgePrompt, answers: dict[str, Answers], identity: dict[str, Any],
+          old_meta: dict | None, schedule_info: dict, unkeyed: dict[str, str], has_unkeyed: bool) -> dict:
+    old = old_meta or {}
+    fingerprint = identity["judge"]
     meta = {
         "format": "jleval-arena-judgments/1",
         "jleval_version": __version__,
-        "created_at": (old_meta or {}).get("created_at") or _now(),
+        "created_at": old.get("created_at") or _now(),
         "identity": identity,
         "judge": {"name": getattr(judge_backend, "name", None), "fingerprint": fingerprint,
                   "describe": judge_backend.describe()},
         "prompt": {"name": jp.name, "sha256": jp.sha256,
                    "source": "yuzu-ai/japanese-llm-ranking jrank/data/judge_prompts.jsonl 'pair-ja' (Apache-2.0), "
                              "adapted to [[1]]/[[2]]/[[3]] markers"},
-        "schedule": {"kind": "pairwise-all" if n is None else "pairwise-n", "n": n, "seed": seed,
-                     "both_orders": both_orders, "calls": len(calls)},
-        "models": dict(sorted({**(old_meta or {}).get("models", {}), **{  # earlier passes' models are kept
+        "schedule": schedule_info,
+        "models": dict(sorted({**old.get("models", {}), **{  # earlier passes' models are kept
             m: {"run_dir": str(a.run_dir.resolve()), "model_id": a.model_id, "revision": a.revision,
                 "answers": len(a.by_id), "missing_answers": a.missing, "outputs_sha256": a.outputs_sha256}
             for m, a in answers.items()}}.items())),
-        "history": list((old_meta or {}).get("history", [])),
+        "history": list(old.get("history", [])),
     }
-    report = JudgeReport(out_path, meta_path(out_path), sorted(answers), len(calls), len(calls) - len(pending), 0, 0, 0,
-                         {m: a.missing for m, a in answers.items() if a.missing})
-    entry = {"started_at": _now(), "pending": len(pending)}
+    if has_unkeyed:
+        meta["unkeyed_answers"] = unkeyed
+    return meta
+
+
+def _judgment(call: Call, comp, fingerprint: str, max_tokens: int, answers_hash: str) -> Judgment:
+    """The line for one judge completion: its verdict, or why it has none."""
+    m = call.match
+    first = "a" if call.first == m.model_x else "b"
+    if comp.error is not None:
+        verdict, error, kind = None, f"judge call failed: {comp.error}", "judge"
+    else:
+        verdict, error = parse_verdict(comp.text)
+        kind = None if error is None else "verdict"
+        if error and comp.finish_reason == "length":
+            error += f" (the judge hit max_tokens={max_tokens})"
+    winner = None
+    if verdict is not None:
+        shown_first_wins = verdict == "1"
+        winner = "tie" if verdict == "3" else ("a" if (first == "a") == shown_first_wins else "b")
+    return Judgment(model_a=m.model_x, model_b=m.model_y, winner=winner, question_id=m.question_id, first=first,
+                    match=call.match_id, judge=fingerprint, verdict=verdict, judgment=comp.text, error=error,
+                    error_kind=kind, tstamp=round(time.time(), 3), answers_sha256=answers_hash)
+
+
+def _generate(judge_backend, requests: list[Request], plan: _Plan, out_path: Path, fingerprint: str,
+              gen: GenParams, report: JudgeReport, progress: ProgressFn | None) -> None:
+    """Send the pass's calls as one batch and append each verdict as it arrives."""
+    with JudgmentWriter(out_path) as writer:
+        for idx, comp in judge_backend.generate(requests):
+            call = plan.pending[idx]
+            j = _judgment(call, comp, fingerprint, gen.max_tokens, plan.hashes[call.key])
+            writer.write(j)
+            report.judged += 1
+            report.verdict_errors += j.error_kind == "verdict"
+            report.judge_errors += j.error_kind == "judge"
+            if progress:
+                progress(report.judged, len(plan.pending))
+
+
+def _judge_pass(judge_backend, out_path: Path, jp: JudgePrompt, answers: dict[str, Answers], calls: list[Call],
+                gen: GenParams, identity: dict[str, Any], *, n: int | None, seed: int, both_orders: bool,
+                system_role: bool, retry_errors: bool, progress: ProgressFn | None) -> JudgeReport:
+    existing = read_judgments(out_path, allow_missing=True)
+    old_meta = _check_resume(out_path, identity, existing)
+    unkeyed = _unkeyed_answers(old_meta)
+    plan = _plan(existing, calls, answers, identity["judge"], retry_errors, unkeyed)
+    schedule_info = {"kind": "pairwise-all" if n is None else "pairwise-n", "n": n, "seed": seed,
+                     "both_orders": both_orders, "calls": len(calls)}
+    meta = _meta(judge_backend, jp, answers, identity, old_meta, schedule_info, unkeyed,
+                 any(j.answers_sha256 is None for j in existing))
+    report = JudgeReport(out_path, meta_path(out_path), sorted(answers), len(calls),
+                         len(calls) - len(plan.pending), 0, 0, 0,
+                         {m: a.missing for m, a in answers.items() if a.missing}, rejudged=plan.stale)
+    entry = {"started_at": _now(), "pending": len(plan.pending), **({"rejudged": plan.stale} if plan.stale else {})}
     meta["history"].append(entry)
     write_meta(out_path, meta)
-    if not pending:
+    if not plan.pending:
         entry.update(finished_at=_now(), judged=0)
         write_meta(out_path, meta)
         return report
-    requests = [_render(judge_backend, jp, c, answers, gen, system_role, k) for k, c in enumerate(pending)]
+    requests = [_render(judge_backend, jp, c, answers, gen, system_role, k) for k, c in enumerate(plan.pending)]
     if progress:  # the total is known before the (one, batched) generate call returns anything
-        progress(0, len(pending))
+        progress(0, len(plan.pending))
     failure: BaseException | None = None
-    with JudgmentWriter(out_path) as writer:
-        try:
-            for idx, comp in judge_backend.generate(requests):
-                call = pending[idx]
-                m = call.match
-                first = "a" if call.first == m.model_x else "b"
-                if comp.error is not None:
-                    verdict, error, kind = None, f"judge call failed: {comp.error}", "judge"
-                else:
-                    verdict, error = parse_verdict(comp.text)
-                    kind = None if error is None else "verdict"
-                    if error and comp.finish_reason == "length":
-                        error += f" (the judge hit max_tokens={max_tokens})"
-                winner = None
-                if verdict is not None:
-                    shown_first_wins = verdict == "1"
-                    winner = "tie" if verdict == "3" else ("a" if (first == "a") == shown_first_wins else "b")
-                writer.write(Judgment(
-                    model_a=m.model_x, model_b=m.model_y, winner=winner, question_id=m.question_id, first=first,
-                    match=call.match_id, judge=fingerprint, verdict=verdict, judgment=comp.text, error=error,
-                    error_kind=kind, tstamp=round(time.time(), 3)))
-                report.judged += 1
-                report.verdict_errors += kind == "verdict"
-                report.judge_errors += kind == "judge"
-                if progress:
-                    progress(report.judged, len(pending))
-        except BaseException as e:  # keep the history honest, then say how to resume
-            failure = e
-        finally:
-            entry.update(finished_at=_now(), judged=report.judged, verdict_errors=report.verdict_errors,
-                         judge_errors=report.judge_errors)
-            if failure is not None:
-                entry["failed"] = f"{type(failure).__name__}: {failure}"
-            write_meta(out_path, meta)
+    try:
+        _generate(judge_backend, requests, plan, out_path, identity["judge"], gen, report, progress)
+    except BaseException as e:  # keep the history honest, then say how to resume
+        failure = e
+    finally:
+        entry.update(finished_at=_now(), judged=report.judged, verdict_errors=report.verdict_errors,
+                     judge_errors=report.judge_errors)
+        if failure is not None:
+            entry["failed"] = f"{type(failure).__name__}: {failure}"
+        write_meta(out_path, meta)
     if failure is not None:
-        if not isinstance(failure, Exception):
-            raise failure  # KeyboardInterrupt and friends: everything written so far is on disk
-        total_done = report.already_done + report.judged
-        raise JudgeFailedError(
-            f"the judge failed after {report.judged} of {len(pending)} verdicts in this pass: "
-            f"{type(failure).__name__}: {failure}",
-            f"the {total_done} verdicts made so far are saved in {out_path}; fix the judge (endpoint, memory) "
-            "and re-run the same command to resume") from failure
+        _raise_failure(failure, report, len(plan.pending), out_path)
     return report
+
+
+def _raise_failure(failure: BaseException, report: JudgeReport, pending: int, out_path: Path) -> None:
+    if not isinstance(failure, Exception):
+        raise failure  # KeyboardInterrupt and friends: everything written so far is on disk
+    total_done = report.already_done + report.judged
+    raise JudgeFailedError(
+        f"the judge failed after {report.judged} of {pending} verdicts in this pass: "
+        f"{type(failure).__name__}: {failure}",
+        f"the {total_done} verdicts made so far are saved in {out_path}; fix the judge (endpoint, memory) "
+        "and re-run the same command to resume") from failure
