@@ -458,6 +458,44 @@ def view_cmd(
     console.print(f"open {report.index}")
 
 
+@app.command("sweep")
+def sweep_cmd(
+    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.toml: [run] (the task selection, defaults) and one [[model]] table per model (docs/gpu.md).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (models, backends, options, run folders) and run nothing.")] = False,
+    charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Write the leaderboard's PNG charts.")] = True,
+) -> None:
+    """Many models x one task selection: run each (resumable), score, and write one leaderboard."""
+    from jleval import sweep
+
+    plan = sweep.load(sweep_file)
+    for row in sweep.plan_rows(plan):
+        options = " ".join(f"{k}={v}" for k, v in row["options"].items())
+        console.print(f"{row['name']}: {row['model']} --backend {row['backend']} {options}".rstrip()
+                      + f" -> {row['run_dir']} ({row['state']})", highlight=False, soft_wrap=True)
+    if dry_run:
+        console.print(f"{len(plan.models)} model(s), {'one after another' if plan.parallel == 1 else f'{plan.parallel} at once'}; "
+                      f"leaderboard -> {plan.leaderboard}")
+        return
+    result = sweep.run_sweep(plan, say=lambda s: err_console.print(f"[cyan]{escape(s)}[/]", soft_wrap=True))
+    if result.leaderboard is not None:
+        from jleval.render import console as show
+        from jleval.render import files
+
+        show.print_leaderboard(result.leaderboard, console=console)
+        for p in files.write_leaderboard(result.leaderboard, plan.leaderboard, charts=charts):
+            console.print(f"wrote {p}")
+    for name, why in result.failed.items():
+        err_console.print(f"[red]{escape(name)} failed:[/] {escape(why)}", highlight=False, soft_wrap=True)
+    if not result.ran:
+        raise JlevalError(f"no model of {sweep_file} could run ({len(result.failed)} failed, reasons above)",
+                          "fix the models named above, then re-run the same command")
+    errors = sweep.errors_in(result)
+    if errors:
+        err_console.print(f"[yellow]{errors} requests failed; re-run the same command to retry them[/]")
+    if result.failed or errors:
+        raise typer.Exit(3)
+
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo writes.")] = Path("demo-out"),

@@ -77,6 +77,11 @@ BACKEND_OPTIONS: tuple[BackendOption, ...] = (
         "and retried (default: 120).")]),
     BackendOption("max_retries", "max_retries", Annotated[Optional[int], _opt(
         "--max-retries", "openai: retries on 429/5xx/timeouts, with backoff (default: 5).", min=0)]),
+    BackendOption("ray", "ray", Annotated[Optional[str], _opt(
+        "--ray", "Run the vllm/hf engine's replicas on Ray: local (a cluster on this machine for this run), auto "
+        "(the one `ray start` began here) or HEAD:PORT (docs/gpu.md).")]),
+    BackendOption("replicas", "replicas", Annotated[Optional[str], _opt(
+        "--replicas", "With --ray: engine replicas, N or auto (one per GPU group; one per node on CPUs).")]),
 )
 
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
@@ -97,6 +102,12 @@ def check_backend_options(options: dict[str, Any]) -> None:
         from jleval.backends.openai import parse_base_urls  # light: httpx is imported when a backend is built
 
         parse_base_urls(options["base_url"])
+    if "replicas" in options and "ray" not in options:
+        raise UsageError("--replicas needs --ray", "add --ray local (this machine) or --ray HEAD:PORT (a cluster)")
+    if "ray" in options:
+        from jleval.backends.ray import parse_replicas  # no Ray import: the module imports it when it runs
+
+        parse_replicas(options.get("replicas"))
 
 
 def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -139,6 +139,7 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
         _record_start(plan, resume, manifest, backend, progress)
         if resume.misses:
             _generate(backend, resume.misses, plan.run_dir / "outputs", resume.counts, progress)
+            manifest["backend"] = backend.describe()  # what the session learned (a halved batch, replicas)
         _record_finish(plan, resume, manifest, session)
     return RunResult(plan.run_dir, resume.counts, plan.skipped)
 
@@ -441,6 +442,13 @@ def make_backend(plan: RunPlan):
     from jleval.backends import load_backend
 
     opts = plan.opts
+    if opts.backend_options.get("ray") is not None:  # the same engine, its replicas in Ray actors
+        from jleval.backends.ray import RayBackend
+
+        options = {k: v for k, v in opts.backend_options.items() if k not in ("ray", "replicas")}
+        return RayBackend(plan.backend_name, opts.model, address=opts.backend_options["ray"],
+                          replicas=opts.backend_options.get("replicas"), revision=opts.revision,
+                          expected_identity=plan.settings["model_identity"], run_dir=plan.run_dir, **options)
     return load_backend(opts.backend, opts.model, data=DataSource(plan.data_dir, opts.version),
                         revision=opts.revision, **opts.backend_options)
 
