@@ -73,8 +73,7 @@ class SweepResult:
     sweep: Sweep
     ran: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"run_dir", "counts"}
     failed: dict[str, str] = field(default_factory=dict)  # name -> why (one line)
-    leaderboard: Any = None
-    written: list[Path] = field(default_factory=list)
+    leaderboard: Any = None  # table.Leaderboard over the models that ran
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
@@ -189,9 +188,10 @@ def _run_child(m: SweepModel) -> dict[str, Any]:
     return reply
 
 
-def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None, charts: bool = True) -> SweepResult:
-    """Run every model (one after another, or `parallel` at once in child processes), then score them all and
-    write one leaderboard. A model that fails is recorded in `failed` and the others go on."""
+def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None) -> SweepResult:
+    """Run every model (one after another, or `parallel` at once in child processes), then score them all into
+    one leaderboard (written by the caller to `sweep.leaderboard`). A model that fails is recorded in `failed`
+    and the others go on."""
     from jleval import table
 
     result = SweepResult(sweep)
@@ -214,8 +214,7 @@ def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None, charts:
             one(m)
     done = [Path(result.ran[m.name]["run_dir"]) for m in sweep.models if m.name in result.ran]
     if done:
-        result.leaderboard = table.build(done, allow_mixed=True)
-        result.written = table.write(result.leaderboard, sweep.leaderboard, charts=charts)
+        result.leaderboard = table.build(done, allow_mixed=True, tasks_dir=sweep.models[0].options.tasks_dir)
     return result
 
 
