@@ -350,9 +350,11 @@ def table_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: leaderboard.csv; style-comparison.csv with --compare-styles). A CSV also gets .md, .html and PNG charts beside it.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="csv | md | html | json (default: from --out's extension, else csv).")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="AVG, a category (NLI, QA, …) or a metric column.")] = "AVG",
+    sort: Annotated[Optional[str], typer.Option("--sort", help="AVG (the default), a category (NLI, QA, …), a metric column, or arena_rating with --arena (the default when the runs have arena answers only).")] = None,
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks' metric columns (comma-separated).")] = None,
-    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Rank runs with different settings (the table is marked).")] = False,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Rank runs with different settings together (the table is marked MIXED).")] = False,
+    group: Annotated[Optional[str], typer.Option("--group", help="Rank this group of comparable runs (the names are printed; default: the largest group).")] = None,
+    all_groups: Annotated[bool, typer.Option("--all-groups", help="One table per group of comparable runs, files named <out stem>.<group>.<ext>.")] = False,
     profile: Annotated[Optional[str], typer.Option("--profile", help="Re-score with this profile first.")] = None,
     arena: Annotated[Optional[list[Path]], typer.Option("--arena", help="Judgments JSONL from `jleval arena judge`: adds arena ratings.")] = None,
     compare_styles: Annotated[bool, typer.Option("--compare-styles", help="Compare two runs, basic vs chain-of-thought, per task and category.")] = False,
@@ -370,8 +372,9 @@ def table_cmd(
 
         if len(run_dirs) != 2:
             raise UsageError("--compare-styles takes exactly two runs: RUN_BASIC RUN_COT")
-        ignored = [flag for flag, given in (("--sort", sort != "AVG"), ("--tasks", tasks), ("--arena", arena),
-                                            ("--allow-mixed", allow_mixed), ("--no-charts", not charts),
+        ignored = [flag for flag, given in (("--sort", sort is not None), ("--tasks", tasks), ("--arena", arena),
+                                            ("--allow-mixed", allow_mixed), ("--group", group is not None),
+                                            ("--all-groups", all_groups), ("--no-charts", not charts),
                                             ("--wandb", wandb)) if given]
         if ignored:
             raise UsageError(f"{', '.join(ignored)} do(es) not apply to --compare-styles",
@@ -382,16 +385,20 @@ def table_cmd(
             console.print(f"wrote {p}")
         return
     out = out or Path("leaderboard.csv")
-    lb = table.build(run_dirs, sort=sort, allow_mixed=allow_mixed,
-                     tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
-                     arena_judgments=arena, tasks_dir=tasks_dir)
-    show.print_leaderboard(lb, console=console)
-    for p in files.write_leaderboard(lb, out, fmt=fmt, charts=charts):
+    tables = table.build_tables(run_dirs, sort=sort, allow_mixed=allow_mixed,
+                                tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
+                                arena_judgments=arena, tasks_dir=tasks_dir, group=group, all_groups=all_groups)
+    written = files.write_leaderboards(tables, out, fmt=fmt, charts=charts, per_group=all_groups)
+    for lb in tables:
+        show.print_leaderboard(lb, console=console)
+    show.print_left_out(tables, console=err_console)
+    for p in written:
         console.print(f"wrote {p}")
     if wandb:
         from jleval.wandb_log import log_leaderboard
 
-        err_console.print(f"W&B: logged to {log_leaderboard(lb, wandb)}")
+        for lb in tables:
+            err_console.print(f"W&B: logged to {log_leaderboard(lb, wandb)}")
 
 
 @app.command("export")

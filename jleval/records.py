@@ -238,12 +238,17 @@ LEADERBOARD_FORMAT = "jleval.leaderboard/1"
 
 Leaderboard = TypedDict("Leaderboard", {
     "format": str, "sort": str, "mixed": "list[str]", "notes": "list[str]", "columns": "list[str]",
-    "rows": "list[dict[str, Any]]", "arena": "dict[str, Any] | None"}, total=False)
+    "rows": "list[dict[str, Any]]", "arena": "dict[str, Any] | None",
+    # the group of comparable runs ranked, its settings, every group of the runs given, the runs left out and why
+    "group": "str | None", "settings": "dict[str, Any]", "groups": "list[str]", "left_out": "list[dict[str, Any]]"},
+    total=False)
 
 LEADERBOARD_SCHEMA: dict[str, str] = {
     "format": "str", "sort": "str", "mixed": "list", "mixed.*": "str", "notes": "list", "notes.*": "str",
     "columns": "list", "columns.*": "str", "rows": "list", "rows.*": "object", "rows.*.run": "str",
     "rows.*.rank": "int", "rows.*.AVG": "float|null", "rows.*.profile": "str|null", "arena": "object|null",
+    "group": "str|null", "settings": "object", "groups": "list", "groups.*": "str", "left_out": "list",
+    "left_out.*": "object", "left_out.*.run": "str", "left_out.*.reason": "str", "left_out.*.group": "str|null",
 }
 
 

@@ -12,6 +12,10 @@ Column order (stable; documented in docs/leaderboard.md):
     architecture, params, precision, license, base_model, chat_template.
 Missing cells are empty (NaN for pandas), never 0.
 
+Runs are ranked only against runs made with the same settings (GROUP_KEYS): the runs given are sorted into groups
+of comparable runs, the largest group (or the one `group=` names) is ranked, and every run left out is named with
+the reason (`Leaderboard.left_out`), so `jleval table runs/*` works over a folder of mixed runs.
+
 This module computes; jleval.render draws the result (rich table, CSV/Markdown/JSON, the HTML page, PNG charts).
 """
 from __future__ import annotations
@@ -28,7 +32,12 @@ from jleval.records import LEADERBOARD_FORMAT, read_manifest, read_scores
 from jleval.stats import PairedResult
 from jleval.tasks import CATEGORIES
 
-COMPARABLE = ("split", "num_few_shots", "max_num_samples", "profile", "prompt_style", "tasks")
+#: The settings runs must share to be ranked together (a group of comparable runs shares all of them).
+GROUP_KEYS = ("split", "num_few_shots", "prompt_style", "max_num_samples", "template", "template_sha256",
+              "data_version", "profile", "tasks")
+COMPARABLE = GROUP_KEYS  # the former name
+#: Columns that rank by the arena (with --arena); higher is better.
+ARENA_COLUMNS = ("arena_rating", "arena_ci95_low", "arena_ci95_high")
 #: The model's own columns, from the manifest's `model_info` (read from the model's files at run time).
 MODEL_COLUMNS = ("architecture", "params", "precision", "license", "base_model", "chat_template")
 #: Where a row's outputs came from when not from `jleval run`: the format `jleval import` read (e.g. llm-jp-eval).
@@ -66,6 +75,10 @@ class Leaderboard:
     mixed: list[str]  # the settings that differ when --allow-mixed was used
     notes: list[str] = field(default_factory=list)
     arena: dict[str, Any] | None = None
+    group: str | None = None  # the name of the group of comparable runs ranked here (None with --allow-mixed)
+    settings: dict[str, Any] = field(default_factory=dict)  # the settings its runs share (GROUP_KEYS)
+    left_out: list[LeftOut] = field(default_factory=list)  # the runs given that are not in this table, and why
+    groups: list[str] = field(default_factory=list)  # every group the runs given form, largest first
 
     @property
     def profiles(self) -> str:
@@ -75,8 +88,28 @@ class Leaderboard:
     def to_json(self) -> dict[str, Any]:
         """The leaderboard JSON document (`jleval table --format json`)."""
         return {"format": LEADERBOARD_FORMAT, "sort": self.sort, "mixed": self.mixed, "notes": self.notes,
+                "group": self.group, "settings": self.settings, "groups": self.groups,
+                "left_out": [x.to_json() for x in self.left_out],
                 "columns": self.columns, "rows": self.rows, "arena": self.arena}
 
+
+@dataclass
+class LeftOut:
+    """A run given to `jleval table` that is not in the table: its path as given, and why."""
+    run: str
+    reason: str
+    group: str | None = None  # the group it belongs to, when it was left out for its settings
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "reason": self.reason, "group": self.group}
+
+
+@dataclass
+class RunGroup:
+    """Runs made with the same settings (the values of GROUP_KEYS), under a short name for --group."""
+    name: str
+    settings: dict[str, Any]
+    runs: list[ScoredRun]
 
 def _stored_scores(path: Path) -> dict[str, Any] | None:
     """The run's scores.json: None when there is none or it is not JSON (it is scored again then); a wrongly
@@ -162,24 +195,6 @@ def _model_notes(rows: list[dict[str, Any]], runs: list[ScoredRun]) -> list[str]
         if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
             notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
     return notes
-
-
-def check_comparable(runs: list[ScoredRun], allow_mixed: bool) -> list[str]:
-    names = [r.name for r in runs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UsageError(f"two runs have the same name: {', '.join(dupes)}",
-                         "rename one run folder (its name is the row label)")
-    differ = []
-    for key in COMPARABLE:
-        values = {json.dumps(r.setting(key), sort_keys=True) for r in runs}
-        if len(values) > 1:
-            differ.append(key)
-    if differ and not allow_mixed:
-        detail = "; ".join(f"{k}: " + ", ".join(f"{r.name}={r.setting(k)!r}" for r in runs) for k in differ)
-        raise UsageError(f"these runs are not comparable ({detail})",
-                         "rank runs made with the same settings, or pass --allow-mixed to mark the table as mixed")
-    return differ
 
 
 def _task_columns(runs: list[ScoredRun], tasks_dir: Path | None = None) -> tuple[list[str], list[str]]:
@@ -275,38 +290,169 @@ def _shared_values(a: ScoredRun, b: ScoredRun, task: str, metric: str | None):
     return np.array([sa[i][metric] for i in ids], float), np.array([sb[i][metric] for i in ids], float)
 
 
+# ----------------------------------------------------------------------------------------------- which runs
+
+
+def _not_a_run(path: Path) -> str:
+    """Why a path given to the table is not a run folder."""
+    if not path.exists():
+        return "does not exist"
+    if not path.is_dir():
+        return "not a run folder (a file)"
+    entries = list(path.iterdir())
+    if not entries:
+        return "an empty folder (no manifest.json: a run that failed before it started?)"
+    if any((e / "manifest.json").is_file() for e in entries if e.is_dir()):
+        return f"a folder of runs, not a run (pass {path}/* to table the runs in it)"
+    return "not a run folder (no manifest.json)"
+
+
+def _has_scores(run: ScoredRun) -> bool:
+    return any(m.get("value") is not None for t in run.scores.get("tasks", {}).values()
+               for m in (t.get("metrics") or {}).values())
+
+
+def _arena_answers(run: ScoredRun) -> bool:
+    return any(isinstance(t, dict) and t.get("category") == "ARENA" for t in (run.manifest.get("tasks") or {}).values())
+
+
+def _unusable(run: ScoredRun, tasks: list[str] | None, arena: bool) -> str | None:
+    """Why a loaded run cannot be ranked (None when it can)."""
+    if tasks:
+        missing = [t for t in tasks if t not in run.scores.get("tasks", {})]
+        if missing:
+            return (f"has no scores for {', '.join(missing)} (its scored tasks: "
+                    f"{', '.join(sorted(run.scores.get('tasks', {}))) or 'none'})")
+    if _has_scores(run):
+        return None
+    if _arena_answers(run):
+        return None if arena else "arena answers only (rakuda): pass --arena JUDGMENTS to rank it by arena rating"
+    return f"no task has scores (no outputs scored): `jleval score {run.path}` says why"
+
+
+def load_runs(run_dirs: list[Path], profile: str | None = None, tasks_dir: Path | None = None,
+              tasks: list[str] | None = None, arena: bool = False) -> tuple[list[ScoredRun], list[LeftOut]]:
+    """The runs that can be ranked, and every other path given with the reason (not a run folder, an empty
+    folder left by a failed run, a corrupt run, no scores, arena answers without --arena)."""
+    runs, left = [], []
+    for p in map(Path, run_dirs):
+        if not (p / "manifest.json").is_file():
+            left.append(LeftOut(str(p), _not_a_run(p)))
+            continue
+        try:
+            run = load_run(p, profile=profile, tasks_dir=tasks_dir)
+        except ScoreError as e:
+            left.append(LeftOut(str(p), e.message))
+            continue
+        why = _unusable(run, tasks, arena)
+        if why:
+            left.append(LeftOut(str(p), why))
+        else:
+            runs.append(run)
+    return runs, left
+
+
+# ----------------------------------------------------------------------------------------------- groups
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "tasks":
+        return f"{len(value)} tasks" if value else "no scored task"
+    return repr(value)
+
+
+def _group_label(settings: dict[str, Any]) -> str:
+    """A short readable name: split, shots, style, samples, task count, then what is not the default."""
+    import re
+
+    n = settings.get("max_num_samples")
+    tasks = settings.get("tasks") or ()
+    parts = [str(settings.get("split")), f"{settings.get('num_few_shots')}shot", str(settings.get("prompt_style")),
+             "nall" if n == -1 else f"n{n}", f"{len(tasks)}tasks" if tasks else "arena"]
+    extras = (("template", defaults.TEMPLATE, ""), ("data_version", defaults.DATA_VERSION, "data"),
+              ("profile", defaults.PROFILE, ""))
+    parts += [prefix + str(settings[k]) for k, default, prefix in extras if settings.get(k) not in (None, default)]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
+
+
+def group_runs(runs: list[ScoredRun]) -> list[RunGroup]:
+    """Runs sorted into groups of comparable runs (the same GROUP_KEYS values), largest first. A group's name
+    is its readable label, with a short hash of its settings where two groups would get the same label."""
+    import hashlib
+
+    by_key: dict[str, RunGroup] = {}
+    for r in runs:
+        settings = {k: r.setting(k) for k in GROUP_KEYS}
+        key = json.dumps(settings, sort_keys=True, default=str)
+        by_key.setdefault(key, RunGroup("", settings, [])).runs.append(r)
+    labels = {key: _group_label(g.settings) for key, g in by_key.items()}
+    for key, g in by_key.items():
+        clash = list(labels.values()).count(labels[key]) > 1
+        g.name = labels[key] + (f"-{hashlib.sha256(key.encode()).hexdigest()[:6]}" if clash else "")
+    return sorted(by_key.values(), key=lambda g: (-len(g.runs), g.name))
+
+
+def _differences(runs: list[ScoredRun]) -> list[str]:
+    """The GROUP_KEYS in which the runs differ."""
+    return [k for k in GROUP_KEYS if len({json.dumps(r.setting(k), sort_keys=True, default=str) for r in runs}) > 1]
+
+
+def _tie_detail(runs: list[ScoredRun]) -> str:
+    """What tied groups differ in: "num_few_shots: 4 (a, b) / 0 (c)"."""
+    parts = []
+    for k in _differences(runs):
+        by_value: dict[str, list[str]] = {}
+        for r in runs:
+            by_value.setdefault(_show(k, r.setting(k)), []).append(r.name)
+        parts.append(f"{k}: " + " / ".join(f"{v} ({', '.join(names)})" for v, names in by_value.items()))
+    return "; ".join(parts)
+
+
+def _arena_group(g: RunGroup) -> bool:
+    return all(_arena_answers(r) and not _has_scores(r) for r in g.runs)
+
+
+def _listing(groups: list[RunGroup]) -> str:
+    return "; ".join(f"{g.name} ({len(g.runs)} run{'s' if len(g.runs) > 1 else ''})" for g in groups)
+
+
+def _largest(groups: list[RunGroup], arena: bool) -> list[RunGroup]:
+    """The largest groups; with `arena` (--arena given) a group of arena answers wins a tie."""
+    tied = [g for g in groups if len(g.runs) == len(groups[0].runs)]
+    in_arena = [g for g in tied if _arena_group(g)]
+    return in_arena if arena and len(in_arena) == 1 else tied
+
+
+def choose_group(groups: list[RunGroup], name: str | None = None, arena: bool = False) -> RunGroup:
+    """The group `name` names, else the largest (`_largest`); a tie for the largest is refused."""
+    if name is not None:
+        named = [g for g in groups if g.name == name]
+        if not named:
+            raise UsageError(f"--group {name}: no group of these runs has that name",
+                             f"the groups: {_listing(groups)}")
+        return named[0]
+    tied = _largest(groups, arena)
+    if len(tied) > 1:
+        detail = _tie_detail([r for g in tied for r in g.runs])
+        raise UsageError(f"these runs are not comparable ({detail}) and no group of them is the largest",
+                         f"pass --group NAME to rank one group ({_listing(groups)}), --all-groups for one table "
+                         "per group, or --allow-mixed to rank them together in a table marked mixed")
+    return tied[0]
+
+
+def _other_group(g: RunGroup, ranked: RunGroup) -> str:
+    detail = ", ".join(f"{k} {_show(k, g.settings[k])}" for k in GROUP_KEYS if g.settings[k] != ranked.settings[k])
+    return f"other settings than the ranked group ({detail}): rank its group with --group {g.name}"
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
 HEAD_COLUMNS = ("rank", "run", "model", "revision", "AVG", "AVG_ci_low", "AVG_ci_high")
 CATEGORY_COLUMNS = tuple(x for c in CATEGORIES for x in (c, f"{c}_ci_low", f"{c}_ci_high"))
 NEXT_COLUMNS = ("better_than_next", "diff_to_next", "diff_ci_low", "diff_ci_high")
 #: Columns a table cannot be sorted by (labels, not scores).
 NOT_SORTABLE = ("rank", "run", "model", "revision", *MODEL_COLUMNS, *NEXT_COLUMNS)
-
-
-def _restrict_to_tasks(runs: list[ScoredRun], tasks: list[str], profile: str | None, n_bootstrap: int, seed: int,
-                       tasks_dir: Path | None) -> list[str]:
-    """AVG, categories, CIs and ranks over these tasks only: re-aggregated in memory, scores.json untouched."""
-    from jleval.scoring import score_run
-
-    tasks = [t for t in tasks if t]
-    if not tasks:
-        raise UsageError("--tasks names no task", "e.g. --tasks jamp,jcommonsenseqa")
-    for r in runs:
-        missing = [t for t in tasks if t not in r.scores.get("tasks", {})]
-        if missing:
-            raise UsageError(f"run {r.name} has no scores for {', '.join(missing)}",
-                             f"its scored tasks: {', '.join(sorted(r.scores.get('tasks', {})))}")
-    for r in runs:
-        r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or defaults.PROFILE,
-                             n_bootstrap=n_bootstrap, seed=seed, tasks=tasks, write=False, tasks_dir=tasks_dir)
-    return tasks
-
-
-def _refuse_empty(runs: list[ScoredRun], arena_judgments: list[Path] | None) -> None:
-    empty = [r.name for r in runs if not any(m.get("value") is not None for t in r.scores.get("tasks", {}).values()
-                                             for m in (t.get("metrics") or {}).values())]
-    if empty and not arena_judgments:
-        raise UsageError(f"no task of run(s) {', '.join(empty)} has scores (no outputs scored, or only arena answers)",
-                         "`jleval score RUN` says why; for runs of the rakuda task alone, pass --arena JUDGMENTS")
 
 
 def _metric_columns(runs: list[ScoredRun], tasks: list[str] | None, tasks_dir: Path | None
@@ -320,11 +466,12 @@ def _metric_columns(runs: list[ScoredRun], tasks: list[str] | None, tasks_dir: P
     return star, other
 
 
-def _check_sort(sort: str, columns: list[str], metric_cols: list[str]) -> None:
-    if sort in columns and sort not in NOT_SORTABLE:
+def _check_sort(sort: str, columns: list[str], metric_cols: list[str], arena: bool = False) -> None:
+    if (sort in columns and sort not in NOT_SORTABLE) or (arena and sort in ARENA_COLUMNS):
         return
     raise UsageError(f"cannot sort by {sort!r}",
-                     f"use AVG, a category ({', '.join(CATEGORIES)}) or a metric column of these runs"
+                     f"use AVG, a category ({', '.join(CATEGORIES)}), " + ("arena_rating, " if arena else "")
+                     + "or a metric column of these runs"
                      + (f" ({', '.join(metric_cols[:8])}{', …' if len(metric_cols) > 8 else ''})"
                         if metric_cols else ""))
 
@@ -348,7 +495,8 @@ def _ranked(rows: list[dict[str, Any]], runs: list[ScoredRun], sort: str
             ) -> tuple[list[dict[str, Any]], list[ScoredRun]]:
     """Rows and runs best first by `sort` (missing values last, ties by run name), numbered from 1."""
     if all(row[sort] is None for row in rows):
-        raise UsageError(f"no run has a value in column {sort!r}", "sort by AVG or a column the runs have")
+        raise UsageError(f"no run has a value in column {sort!r}",
+                         "sort by AVG or a column the runs have (arena_rating with --arena for arena answers)")
     sign = 1.0 if lower_is_better(sort) else -1.0
     order = sorted(range(len(runs)), key=lambda i: (rows[i][sort] is None, sign * (rows[i][sort] or 0.0),
                                                     runs[i].name))
@@ -371,36 +519,130 @@ def _mark_next(rows: list[dict[str, Any]], runs: list[ScoredRun], sort: str, n_b
 def _notes(lb: Leaderboard) -> None:
     if lb.mixed:
         lb.notes.append(f"MIXED TABLE: the runs differ in {', '.join(lb.mixed)}; rankings are not comparable")
+    if lb.left_out:
+        lb.notes.append(f"{len(lb.left_out)} run(s) left out: {', '.join(Path(x.run).name for x in lb.left_out)} "
+                        "(the reasons: `jleval table` prints them, the JSON output's left_out holds them)")
     lb.notes += _model_notes(lb.rows, lb.runs)
     if any(r["complete"] is False for r in lb.rows):
         lb.notes.append("some runs miss categories: their AVG is over the categories present (avg_upstream counts "
                         "missing ones as 0, as llm-jp-eval v1.4.1 does)")
 
 
-def build(run_dirs: list[Path], sort: str = "AVG", allow_mixed: bool = False, tasks: list[str] | None = None,
+@dataclass
+class _Options:
+    sort: str | None
+    tasks: list[str] | None
+    n_bootstrap: int
+    seed: int
+    arena: list[Path] | None
+    tasks_dir: Path | None
+
+
+def build(run_dirs: list[Path], sort: str | None = None, allow_mixed: bool = False, tasks: list[str] | None = None,
           profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
-          arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None) -> Leaderboard:
-    """The leaderboard of `run_dirs`: one row per run, ranked by `sort`, each row marked whether it beats the
-    next beyond noise (paired bootstrap); `tasks` restricts columns and aggregates to those tasks."""
+          arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None,
+          group: str | None = None) -> Leaderboard:
+    """The leaderboard of the comparable runs among `run_dirs`: the largest group (or `group`), the others left
+    out by name (`Leaderboard.left_out`); with `allow_mixed` every usable run, the table marked mixed."""
+    return build_tables(run_dirs, sort, allow_mixed, tasks, profile, n_bootstrap, seed, arena_judgments, tasks_dir,
+                        group)[0]
+
+
+def build_tables(run_dirs: list[Path], sort: str | None = None, allow_mixed: bool = False,
+                 tasks: list[str] | None = None, profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+                 arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None,
+                 group: str | None = None, all_groups: bool = False) -> list[Leaderboard]:
+    """One leaderboard per group with `all_groups` (largest first), else the one `build` returns."""
+    tasks = _check_options(run_dirs, tasks, allow_mixed=allow_mixed, group=group is not None,
+                           all_groups=all_groups)
+    opts = _Options(sort, tasks, n_bootstrap, seed, arena_judgments, tasks_dir)
+    runs, left = load_runs(run_dirs, profile, tasks_dir, tasks, bool(arena_judgments))
+    if not runs:
+        raise UsageError("no run to rank: " + "; ".join(f"{x.run}: {x.reason}" for x in left),
+                         "pass folders written by `jleval run` (e.g. runs/*)")
+    _check_names(runs)
+    if tasks:
+        _restrict(runs, tasks, profile, opts)
+    if allow_mixed:
+        return [_rank(runs, opts, left, mixed=_differences(runs))]
+    groups = group_runs(runs)
+    chosen = groups if all_groups else [choose_group(groups, group, bool(arena_judgments))]
+    return [_rank(g.runs, opts, left + [LeftOut(str(r.path), _other_group(o, g), o.name)
+                                        for o in groups if o is not g for r in o.runs],
+                  group=g, groups=[x.name for x in groups]) for g in chosen]
+
+
+def _check_options(run_dirs: list[Path], tasks: list[str] | None, **flags: bool) -> list[str] | None:
+    """The tasks asked for (None: all); refuses no run, an empty --tasks and flags that exclude each other."""
     if not run_dirs:
         raise UsageError("no run folder given", "pass one or more folders written by `jleval run`")
-    runs = [load_run(Path(p), profile=profile, tasks_dir=tasks_dir) for p in run_dirs]
+    given = ["--" + flag.replace("_", "-") for flag, on in flags.items() if on]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} exclude each other", "pass one of them")
     if tasks is not None:
-        tasks = _restrict_to_tasks(runs, tasks, profile, n_bootstrap, seed, tasks_dir)
-    _refuse_empty(runs, arena_judgments)
-    mixed = check_comparable(runs, allow_mixed)
-    star, other = _metric_columns(runs, tasks, tasks_dir)
+        tasks = [t for t in tasks if t]
+        if not tasks:
+            raise UsageError("--tasks names no task", "e.g. --tasks jamp,jcommonsenseqa")
+    return tasks
+
+
+def _check_names(runs: list[ScoredRun]) -> None:
+    names = [r.name for r in runs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"two runs have the same name: {', '.join(dupes)}",
+                         "rename one run folder (its name is the row label)")
+
+
+def _restrict(runs: list[ScoredRun], tasks: list[str], profile: str | None, opts: _Options) -> None:
+    """AVG, categories, CIs and ranks over these tasks only: re-aggregated in memory, scores.json untouched."""
+    from jleval.scoring import score_run
+
+    for r in runs:
+        r.scores = score_run(r.path, profile=r.scores.get("profile") or profile or defaults.PROFILE,
+                             n_bootstrap=opts.n_bootstrap, seed=opts.seed, tasks=tasks, write=False,
+                             tasks_dir=opts.tasks_dir)
+
+
+def _default_sort(rows: list[dict[str, Any]], sort: str | None, arena: bool) -> str:
+    """AVG, unless no row has one and arena ratings are there (a table of arena answers alone)."""
+    if sort is not None:
+        return sort
+    return "arena_rating" if arena and all(r.get("AVG") is None for r in rows) else "AVG"
+
+
+def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed: list[str] | None = None,
+          group: RunGroup | None = None, groups: list[str] | None = None) -> Leaderboard:
+    """The leaderboard of `runs`: one row per run, ranked by the sort column, each row marked whether it beats
+    the next beyond noise (paired bootstrap)."""
+    mixed = mixed or []
+    star, other = _metric_columns(runs, opts.tasks, opts.tasks_dir)
     columns = [*HEAD_COLUMNS, *CATEGORY_COLUMNS, *star, *other, *NEXT_COLUMNS]
-    _check_sort(sort, columns, star + other)
     values = [*HEAD_COLUMNS[4:], *CATEGORY_COLUMNS, *star, *other]
-    rows, runs = _ranked([_row(r, values, mixed) for r in runs], runs, sort)
-    _mark_next(rows, runs, sort, n_bootstrap, seed)
-    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS), rows, runs, sort,
-                     mixed)
+    lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS),
+                     [_row(r, values, mixed) for r in runs], runs, "", mixed, left_out=left_out,
+                     group=group and group.name, settings=dict(group.settings) if group else {}, groups=groups or [])
+    if opts.arena:
+        _add_arena(lb, opts.arena, opts.seed)
+    lb.sort = _default_sort(lb.rows, opts.sort, bool(opts.arena))
+    _check_sort(lb.sort, columns, star + other, bool(opts.arena))
+    lb.rows, lb.runs = _ranked(lb.rows, lb.runs, lb.sort)
+    _mark_next(lb.rows, lb.runs, lb.sort, opts.n_bootstrap, opts.seed)
+    arena_notes, lb.notes = lb.notes, []
     _notes(lb)
-    if arena_judgments:
-        _add_arena(lb, arena_judgments, seed)
+    lb.notes += arena_notes
     return lb
+
+
+def row_mixes(lb: Leaderboard) -> list[list[str]]:
+    """For each row of a mixed table, the mixed settings in which its run differs from most runs
+    ("num_few_shots=0"): the MIXED mark of the HTML page and the charts."""
+    from collections import Counter
+
+    common = {k: Counter(json.dumps(r.setting(k), default=str) for r in lb.runs).most_common(1)[0][0]
+              for k in lb.mixed}
+    return [[f"{k}={_show(k, r.setting(k)) if k == 'tasks' else r.setting(k)}" for k in lb.mixed
+             if json.dumps(r.setting(k), default=str) != common[k]] for r in lb.runs]
 
 
 def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
@@ -409,7 +651,6 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
     ranking = rank_judgments(judgments, seed=seed)
     lb.arena = ranking
     by_model = {m["model"]: m for m in ranking["models"]}
-    extra = ["arena_rating", "arena_ci95_low", "arena_ci95_high"]
     matched = set()
     for row in lb.rows:
         key = row["model"] if row["model"] in by_model else row["run"]
@@ -423,7 +664,7 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
         lb.notes.append(f"arena models that match no run (by model id or run folder name): {', '.join(unmatched)}; "
                         "their ratings are in the arena section only")
     i = lb.columns.index("num_few_shots")
-    lb.columns[i:i] = extra
+    lb.columns[i:i] = ARENA_COLUMNS
 
 
 def lower_is_better(col: str) -> bool:

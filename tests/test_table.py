@@ -100,7 +100,8 @@ def test_mixed_runs_are_refused_unless_allowed(tmp_path):
 
     a = make_run(tmp_path, "a", 0.8, shots=4)
     b = make_run(tmp_path, "b", 0.8, shots=0)
-    with pytest.raises(UsageError, match=r"not comparable \(num_few_shots: a=4, b=0\)"):
+    # two groups of one run each: no largest group, so nothing is ranked silently
+    with pytest.raises(UsageError, match=r"not comparable \(num_few_shots: 0 \(b\) / 4 \(a\)\) and no group"):
         table.build([a, b])
     lb = table.build([a, b], allow_mixed=True)
     assert lb.mixed == ["num_few_shots"] and any("MIXED" in n for n in lb.notes)
@@ -115,7 +116,7 @@ def test_bad_inputs(tmp_path):
 
     not_run = tmp_path / "empty"
     not_run.mkdir()
-    with pytest.raises(UsageError, match="is not a run folder"):
+    with pytest.raises(UsageError, match="no run to rank: .*empty: an empty folder"):
         table.build([not_run])
     a = make_run(tmp_path / "x", "same", 0.8)
     b = make_run(tmp_path / "y", "same", 0.7)
@@ -145,7 +146,7 @@ def test_cli_table_writes_files(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "lb" / "leaderboard.csv").is_file() and (tmp_path / "lb" / "leaderboard.html").is_file()
     r = subprocess.run([sys.executable, "-m", "jleval.cli", "table", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and "is not a run folder" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "a folder of runs, not a run" in r.stderr and "/* to table" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_compare_styles_shows_the_known_difference(tmp_path):
@@ -257,12 +258,17 @@ def test_corrupt_and_empty_runs(tmp_path):
     assert table.build([a, b]).rows[0]["run"] == "a"
     (b / "manifest.json").write_text("{bad", encoding="utf-8")
     with pytest.raises(ScoreError, match="manifest.json is corrupt"):
-        table.build([a, b])
+        table.load_run(b)
+    lb = table.build([a, b])  # a corrupt run is left out by name, the others are ranked
+    assert [r["run"] for r in lb.rows] == ["a"]
+    assert [(x.run, x.reason.split(" (")[0]) for x in lb.left_out] == [(str(b), f"{b / 'manifest.json'} is corrupt")]
     empty = make_run(tmp_path, "empty", 0.5)
     for f in (empty / "outputs").iterdir():
         f.write_text("", encoding="utf-8")
-    with pytest.raises(UsageError, match="no task of run"):
-        table.build([a, empty])
+    lb = table.build([a, empty])
+    assert [r["run"] for r in lb.rows] == ["a"] and "no task has scores" in lb.left_out[0].reason
+    with pytest.raises(UsageError, match="no run to rank: .*empty: no task has scores"):
+        table.build([empty])
 
 
 def test_outputs_are_all_or_nothing_and_follow_the_extension(tmp_path):

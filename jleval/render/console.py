@@ -92,6 +92,16 @@ def _leaderboard_cell(v: Any, best: Any, highlight: bool) -> str:
     return f"[bold green]{s}[/]" if highlight and best is not None and v == best else s
 
 
+def _main_columns(lb: "Leaderboard", present: list[str]) -> list[str]:
+    """rank, run, AVG (when a row has one), the categories present, the arena rating, ≫; and the sort column."""
+    has_avg = any(r.get("AVG") is not None for r in lb.rows)
+    cols = ["rank", "run", *(["AVG"] if has_avg else []), *present, *(["arena_rating"] if lb.arena else []),
+            "better_than_next"]
+    if lb.sort not in cols:  # sorted by a metric column: show it
+        cols.insert(2, lb.sort)
+    return cols
+
+
 def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> None:
     """The leaderboard's main columns (rank, run, AVG, the categories present, ≫), best values in green."""
     from rich import box
@@ -101,11 +111,11 @@ def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> No
 
     console = _console(console)
     present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
-    cols = ["rank", "run", "AVG", *present, "better_than_next"]
-    if lb.sort not in cols:  # sorted by a metric column: show it
-        cols.insert(2, lb.sort)
+    cols = _main_columns(lb, present)
     best = best_values(lb.rows, cols)
-    t = Table(title=f"jleval leaderboard (profile {lb.profiles}; sorted by {lb.sort}; ≫ = better than the next row beyond noise)",
+    group = f"group {lb.group}; " if lb.group else ""
+    t = Table(title=f"jleval leaderboard (profile {lb.profiles}; sorted by {lb.sort}; {group}≫ = better than the "
+                    "next row beyond noise)",
               box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     short = {"rank": "#", "better_than_next": "≫"}
     for c in cols:
@@ -118,6 +128,22 @@ def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> No
         console.print(f"[dim]no run has a score in: {', '.join(missing)}[/]")
     for n in lb.notes:
         console.print(f"[yellow]{n}[/]")
+
+
+def print_left_out(tables: "list[Leaderboard]", console: "Console | None" = None) -> None:
+    """One line per run given that is in no table, with the reason; with one table also the runs of the other
+    groups (and how to rank them)."""
+    from rich.markup import escape
+
+    console = _console(console)
+    several = len(tables) > 1
+    left = [x for x in tables[0].left_out if not (several and x.group)] if tables else []
+    if left:
+        console.print(f"[yellow]left out ({len(left)}):[/]")
+    for x in left:
+        console.print(f"  {escape(x.run)}: {escape(x.reason)}", soft_wrap=True)
+    if not several and len(tables[0].groups) > 1:
+        console.print("[dim]one table per group: --all-groups[/]")
 
 
 # ----------------------------------------------------------------------------------------------- comparison

@@ -70,6 +70,10 @@ def leaderboard_markdown(lb: "Leaderboard") -> str:
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
     out.append(f"\nProfile: {lb.profiles}. Sorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
                "row (over the samples both runs share) excludes 0.\n")
+    if lb.group:
+        out.append(f"\nGroup of comparable runs: `{lb.group}`.\n")
+    if lb.left_out:
+        out.append("\nLeft out:\n\n" + "".join(f"- `{x.run}`: {x.reason}\n" for x in lb.left_out))
     return "".join(out)
 
 
@@ -87,12 +91,7 @@ LEADERBOARD_TEXT: dict[str, Callable[["Leaderboard"], str]] = {
     "csv": leaderboard_csv, "md": leaderboard_markdown, "html": leaderboard_html, "json": leaderboard_json}
 
 
-def write_leaderboard(lb: "Leaderboard", out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
-    """Write the table in `fmt` (from --out's extension when None); a CSV also gets its Markdown and HTML pages
-    beside it; charts go beside `out` as `<stem>.radar.png` / `<stem>.avg_ci.png`. Everything is rendered first
-    and written all or nothing: a path that cannot be written leaves no new file behind. Returns the paths."""
-    out = Path(out)
-    fmt = format_for(out, fmt)
+def _leaderboard_files(lb: "Leaderboard", out: Path, fmt: str, charts: bool) -> dict[Path, bytes]:
     files: dict[Path, bytes] = {out: LEADERBOARD_TEXT[fmt](lb).encode("utf-8")}
     if fmt == "csv":
         for suffix, other in ((".html", "html"), (".md", "md")):
@@ -101,6 +100,30 @@ def write_leaderboard(lb: "Leaderboard", out: Path, fmt: str | None = None, char
         from jleval.render.charts import leaderboard_charts
 
         files.update(leaderboard_charts(lb, out.parent, out.stem))
+    return files
+
+
+def group_path(out: Path, group: str | None) -> Path:
+    """Where the table of one group goes with --all-groups: `leaderboard.csv` -> `leaderboard.<group>.csv`."""
+    return out if not group else out.with_name(f"{out.stem}.{group}{out.suffix}")
+
+
+def write_leaderboard(lb: "Leaderboard", out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
+    """Write the table in `fmt` (from --out's extension when None); a CSV also gets its Markdown and HTML pages
+    beside it; charts go beside `out` as `<stem>.radar.png` / `<stem>.avg_ci.png`. Everything is rendered first
+    and written all or nothing: a path that cannot be written leaves no new file behind. Returns the paths."""
+    return write_leaderboards([lb], out, fmt, charts)
+
+
+def write_leaderboards(tables: Sequence["Leaderboard"], out: Path, fmt: str | None = None, charts: bool = True,
+                       per_group: bool = False) -> list[Path]:
+    """`write_leaderboard` for several tables at once, all or nothing; with `per_group` each table's files are
+    named after its group (`group_path`), else every table is written to `out` (pass one table)."""
+    out = Path(out)
+    fmt = format_for(out, fmt)
+    files: dict[Path, bytes] = {}
+    for lb in tables:
+        files.update(_leaderboard_files(lb, group_path(out, lb.group) if per_group else out, fmt, charts))
     return _write_all(files, out)
 
 
