@@ -56,7 +56,7 @@ def _task_row(basic: ScoredRun, cot: ScoredRun, task: str, n_bootstrap: int, see
     return row, star if c.get("category") else None
 
 
-def _category_row(basic: ScoredRun, cot: ScoredRun, cat: str, members: list[tuple[str, str]],
+def _category_row(basic: ScoredRun, cot: ScoredRun, cat: str, members: list[tuple[str, str | None]],
                   task_rows: list[dict[str, Any]], n_bootstrap: int, seed: int) -> dict[str, Any]:
     res = paired_groups(cot, basic, {cat: members}, n_bootstrap, seed)
     names = res.tasks if res else [t for t, _ in members]
@@ -73,11 +73,12 @@ def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed
     basic, cot = load_run(Path(basic_dir), profile=profile), load_run(Path(cot_dir), profile=profile)
     _check_pair(basic, cot)
     rows: list[dict[str, Any]] = []
-    by_cat: dict[str, list[tuple[str, str]]] = {}
+    by_cat: dict[str, list[tuple[str, str | None]]] = {}
     for task in (t for t in cot.scores["tasks"] if t in basic.scores["tasks"]):
         row, star = _task_row(basic, cot, task, n_bootstrap, seed)
-        if row is not None:
-            rows.append(row)
+        if row is None:
+            continue
+        rows.append(row)
         if star:
             by_cat.setdefault(row["category"], []).append((task, star))
     task_rows = list(rows)

@@ -219,7 +219,7 @@ def _post_signature(sig: Signature | str, info: TaskInfo, profile: str, prompt_s
         from jleval.cot import EXTRACTION_VERSION
 
         post = f"cot-extract-{EXTRACTION_VERSION}+{post}"
-    return Signature.of(sig).update(post=post).format()
+    return str(Signature.of(sig).update(post=post))
 
 
 @dataclass
@@ -572,7 +572,7 @@ def _previous(run_dir: Path, profile: str, n_bootstrap: int, seed: int, warnings
     if not path.is_file():
         return None
     try:
-        old = dict(records.read_scores(path, lambda reason: ScoreError(f"{path} {reason}")))
+        old: dict[str, Any] = dict(records.read_scores(path, lambda reason: ScoreError(f"{path} {reason}")))
     except ScoreError as e:
         warnings.append(f"{e.message}: every task is scored again")
         return None

@@ -55,7 +55,7 @@ def mean_of_replicates(reps_list: Sequence["np.ndarray | None"]) -> "np.ndarray 
 
     if not reps_list or any(r is None for r in reps_list):
         return None
-    return np.mean(reps_list, axis=0)
+    return np.mean([r for r in reps_list if r is not None], axis=0)
 
 
 @dataclass

@@ -155,9 +155,8 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
 
     manifest = dict(read_manifest(path / "manifest.json", fail))
     scores = _stored_scores(path)
-    usable = (scores is not None and (not profile or scores.get("profile") == profile)
-              and scoring.per_sample_consistent(path, scores))
-    if usable:
+    if scores is not None and (not profile or scores.get("profile") == profile) \
+            and scoring.per_sample_consistent(path, scores):
         run = ScoredRun(path.name, path, manifest, scores)
         run.per_sample = _per_sample_from_files(path, scores)
         return run
@@ -166,7 +165,7 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
                          f"run `jleval score {path}` first")
     kwargs: dict[str, Any] = {"tasks_dir": tasks_dir, "write": scores is None}
     if profile or scores:
-        kwargs["profile"] = profile or scores["profile"]
+        kwargs["profile"] = profile or (scores or {})["profile"]
     scored = scoring.score(path, **kwargs)
     run = ScoredRun(path.name, path, manifest, scored.scores)
     run.per_sample = {t: {r["id"]: r.get("scores") or {} for r in recs} for t, recs in scored.per_sample.items()}
@@ -203,7 +202,8 @@ def _task_columns(runs: list[ScoredRun], tasks_dir: Path | None = None) -> tuple
     order = list(catalogue(tasks_dir))
     tasks = sorted({t for r in runs for t in r.scores.get("tasks", {})},
                    key=lambda t: (order.index(t) if t in order else len(order), t))
-    star, other = [], []
+    star: list[str] = []
+    other: list[str] = []
     for t in tasks:
         entry = next(r.scores["tasks"][t] for r in runs if t in r.scores.get("tasks", {}))
         for metric in entry.get("metrics", {}):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -438,11 +441,7 @@ def test_options_scoring_cannot_honour_are_refused(small_run, kwargs, needle):
     assert not (small_run / "scores.json").exists()
 
 
-def _jleval(*args) -> "subprocess.CompletedProcess[str]":
-    import os
-    import subprocess
-    import sys
-
+def _jleval(*args) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "jleval.cli", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "200"})
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -558,11 +557,12 @@ def rank(
     q = None if d.samples is None else np.percentile(d.samples, [2.5, 16, 84, 97.5], axis=0)
     rows = _rows(data, d, method, q)
     position = _position(data, d, q, warnings)
-    settings = {"method": method if d.samples is not None else "none", "seed": seed, "prior_sd": prior_sd,
+    used = method if d.samples is not None else "none"
+    settings: dict[str, Any] = {"method": used, "seed": seed, "prior_sd": prior_sd,
                 "n_bootstrap": n_bootstrap if method == "bootstrap" else 0,
                 "ties": "half a win each", "model": "Bradley-Terry with first-position term (Rakuda)",
                 "prior": f"N(0, {prior_sd:g}^2) on each strength and on the position term (penalised MLE)"}
     if method == "posterior":
         settings.update({"chains": chains, "draws": draws, "burn": burn})
     stats = asdict(ostats) | {"outcomes": ostats.outcomes, "models": data.n_models}
-    return Ranking(rows, position, settings["method"], settings, stats, warnings, d.diagnostics)
+    return Ranking(rows, position, used, settings, stats, warnings, d.diagnostics)

@@ -180,7 +180,7 @@ def versions_of(*dists: str) -> Signature:
 
 def versions_signature(*dists: str) -> str:
     """versions_of(...), formatted."""
-    return versions_of(*dists).format()
+    return str(versions_of(*dists))
 
 
 def not_computed(signature: "Signature | str", reason: str) -> MetricResult:

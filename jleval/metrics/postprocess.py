@@ -138,4 +138,4 @@ def signature_of(profile: str = DEFAULT_PROFILE, pattern: str | None = None):
 
 def signature(profile: str = DEFAULT_PROFILE, pattern: str | None = None) -> str:
     """The post-processing part of a metric signature, formatted."""
-    return signature_of(profile, pattern).format()
+    return str(signature_of(profile, pattern))

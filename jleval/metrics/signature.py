@@ -1,5 +1,5 @@
 """A metric's signature as an object (sacrebleu's `Signature`): the ordered settings that change a number, one
-formatter, and `update()` for the steps after the metric (the post-processing a task really got).
+formatter (`str(sig)`: a Signature is its text), and `update()` for the steps after the metric (the post-processing a task really got).
 
     sig = Signature.of(("metric", "exact_match"), ("cmp", "string-equality"), pp.signature_of(profile),
                        ("agg", "mean"), versions_of())
@@ -53,9 +53,6 @@ class Signature(str):
         pairs = dict(self._pairs)
         pairs.update({k: _text(v) for k, v in changes.items()})
         return Signature(pairs.items())
-
-    def format(self) -> str:  # type: ignore[override]  (str.format is not meant here)
-        return str.__str__(self)
 
     def __repr__(self) -> str:
         return f"Signature({str.__str__(self)!r})"

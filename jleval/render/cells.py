@@ -53,7 +53,8 @@ def best_values(rows: list[dict[str, Any]], cols: list[str]) -> dict[str, Any]:
 
     best = {}
     for c in cols:
-        vals = [r.get(c) for r in rows if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
+        vals: list[float] = [r[c] for r in rows
+                             if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)]
         if vals and c not in NOT_RANKED:
             best[c] = min(vals) if lower_is_better(c) else max(vals)
     return best
