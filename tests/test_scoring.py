@@ -459,7 +459,7 @@ def test_wrongly_typed_scores_json_is_one_line_error_naming_the_field(small_run)
     s["tasks"]["nli_a"]["metrics"]["exact_match"]["value"] = "0.8"
     (small_run / "scores.json").write_text(json.dumps(s), encoding="utf-8")
     r = _jleval("table", small_run, "--out", small_run.parent / "lb.csv")
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr  # the run is left out, named with why
     assert "tasks.nli_a.metrics.exact_match.value" in r.stderr and "scores.json" in r.stderr
     assert not (small_run.parent / "lb.csv").exists()
     r = _jleval("score", small_run, "--tasks", "qa_a", "--bootstrap", "10")  # replaces it: every task scored again
