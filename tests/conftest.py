@@ -9,6 +9,10 @@ import pytest
 
 pytest_plugins = ["tiny_fixtures"]  # the session-wide `tiny_model` fixture
 
+# tests/vllm_real/ runs against the real vLLM engine in its own venv (`make test-vllm` sets JLEVAL_REAL_VLLM=1);
+# the main suite tests the vLLM backend against tests/fake_vllm instead.
+collect_ignore = [] if os.environ.get("JLEVAL_REAL_VLLM") else ["vllm_real"]
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,7 +1,7 @@
 """Inference backends behind one protocol (see base.py). Each module imports its engine lazily.
 
 `load_backend(name, model, **options)` is the one way in: `name` is "vllm", "hf", "openai" or "auto" (vllm
-when it imports and a CUDA GPU is present, else hf), a baseline ("oracle", "majority": baselines.py) or the
+when it imports and its platform works, CUDA or CPU, else hf), a baseline ("oracle", "majority": baselines.py) or the
 test backend "scripted" (scripted.py). Options left at None are dropped, so a caller can pass every CLI option
 and each backend takes the ones it knows; an option a model backend does not take is a UsageError that names it.
 `data` (where the run's evaluation sets live) is offered to every backend; only the majority baseline reads it.
@@ -9,6 +9,7 @@ and each backend takes the ones it knows; an option a model backend does not tak
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any
 
 from jleval.backends.base import Backend
@@ -21,22 +22,28 @@ BASELINES = ("oracle", "majority")
 SCRIPTED = "scripted"
 
 
-def _cuda_available() -> bool:
+def vllm_platform() -> str | None:
+    """The device vLLM would run on here ("cuda", "cpu", ...): None when vLLM is not installed, does not import,
+    or finds no platform it supports (e.g. a CUDA build without a GPU)."""
     try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+        if importlib.util.find_spec("vllm") is None:
+            return None
+        from jleval.backends.vllm import platform_of
+
+        return platform_of(None)
+    except Exception:  # noqa: BLE001 (a vLLM that fails to import is a vLLM that cannot run)
+        return None
 
 
 def resolve_backend_name(name: str) -> str:
-    """'auto' -> 'vllm' when vLLM is importable and a CUDA GPU is present, else 'hf'; other names checked."""
+    """'auto' -> 'vllm' when vLLM imports and its platform works (CUDA or CPU), else 'hf' (the choice is
+    logged to stderr; the run records it); other names checked."""
     if name == "auto":
-        try:
-            has_vllm = importlib.util.find_spec("vllm") is not None  # without importing it (slow)
-        except (ImportError, ValueError):
-            has_vllm = False
-        return "vllm" if has_vllm and _cuda_available() else "hf"
+        platform = vllm_platform()
+        chosen = "vllm" if platform else "hf"
+        why = f"vLLM on its {platform} platform" if platform else "no vLLM here with a platform it can run on"
+        logging.getLogger("jleval").warning("--backend auto: %s (%s)", chosen, why)
+        return chosen
     if name not in BACKENDS + BASELINES + (SCRIPTED,):
         raise UsageError(f"unknown backend {name!r}", f"use one of: auto, {', '.join(BACKENDS + BASELINES)}")
     return name

@@ -1,12 +1,18 @@
-"""Data parallelism for the vLLM backend: N engine processes, each on its own GPUs, fed contiguous slices.
+"""Data parallelism for the vLLM backend: N engine processes, each on its own devices, fed contiguous slices.
 
 vLLM's offline `LLM` refuses `data_parallel_size > 1` in one process, so each rank is a spawned process that
-sets CUDA_VISIBLE_DEVICES to its `gpus_per_rank` devices before importing vLLM, builds a one-rank
-VLLMBackend, and streams `(index, Completion)` back through a queue as each request finishes. The workers live
-as long as the backend, so the engines start once per run, not once per `generate` call.
+pins itself to its share of the devices before importing vLLM (on a GPU: CUDA_VISIBLE_DEVICES set to its
+`gpus_per_rank` GPUs; on vLLM's CPU platform: VLLM_CPU_OMP_THREADS_BIND set to its share of the cores), builds
+a one-rank VLLMBackend, and streams `(index, Completion)` back through a queue as each request finishes. The
+workers live as long as the backend, so the engines start once per run, not once per `generate` call.
+
+The rank processes are not daemonic: vLLM's engine starts processes of its own, which a daemonic process may
+not. So the parent closes them (VLLMBackend.close, which `jleval run` calls on every path), and a rank whose
+parent is gone (killed, even with SIGKILL) stops by itself.
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -30,6 +36,42 @@ def visible_gpus() -> list[str]:
         return []
 
 
+def visible_cores() -> list[str]:
+    """The CPU cores this process may run on (its affinity), as vLLM's CPU platform numbers them."""
+    try:
+        return [str(c) for c in sorted(os.sched_getaffinity(0))]
+    except AttributeError:  # pragma: no cover (not Linux)
+        return [str(c) for c in range(os.cpu_count() or 1)]
+
+
+def rank_environments(platform: str | None, ranks: int, per_rank: int) -> list[dict[str, str]]:
+    """The environment each rank starts with: its own devices. A UsageError when there are too few."""
+    if platform == "cpu":
+        cores = visible_cores()
+        if len(cores) < ranks * per_rank:
+            raise UsageError(
+                f"--data-parallel-size {ranks} x {per_rank} engine worker(s) each needs {ranks * per_rank} CPU "
+                f"cores on vLLM's CPU platform; {len(cores)} available",
+                "lower --data-parallel-size (or --tensor-parallel-size)",
+            )
+        share = len(cores) // ranks
+        envs = []
+        for rank in range(ranks):
+            mine = cores[rank * share:(rank + 1) * share]
+            step = len(mine) // per_rank  # one core list per worker of the rank's engine, "|"-separated
+            groups = [",".join(mine[w * step:(w + 1) * step]) for w in range(per_rank)]
+            envs.append({"VLLM_CPU_OMP_THREADS_BIND": "|".join(groups)})
+        return envs
+    gpus = visible_gpus()
+    if len(gpus) < ranks * per_rank:
+        raise UsageError(
+            f"data parallelism {ranks} x {per_rank} GPU(s) per engine needs {ranks * per_rank} "
+            f"GPUs; {len(gpus)} visible",
+            "lower --data-parallel-size / --tensor-parallel-size, or set CUDA_VISIBLE_DEVICES",
+        )
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[r * per_rank:(r + 1) * per_rank])} for r in range(ranks)]
+
+
 def split_balanced(requests: Sequence[Request], parts: int) -> list[list[int]]:
     """Contiguous slices of the request indices with about equal cost (prompt chars + max tokens), so each
     task's requests (which share a few-shot prefix) mostly land on the same engine."""
@@ -44,8 +86,40 @@ def split_balanced(requests: Sequence[Request], parts: int) -> list[list[int]]:
     return slices
 
 
-def _worker(rank: int, gpus: str, model: str, options: dict[str, Any], inbox, outbox) -> None:
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+def _parent_alive() -> bool:
+    parent = mp.parent_process()
+    return parent is None or parent.is_alive()
+
+
+def _next_job(inbox) -> Any:
+    """The next job, or None when told to stop or when the parent is gone."""
+    while True:
+        try:
+            return inbox.get(timeout=1.0)
+        except queue_module.Empty:
+            if not _parent_alive():
+                return None
+
+
+def _serve(rank: int, backend: Any, inbox, outbox) -> None:
+    while (job := _next_job(inbox)) is not None:
+        job_id, items = job
+        try:
+            for local, completion in backend.generate([req for _, req in items]):
+                outbox.put(("done", rank, job_id, items[local][0], completion))
+                if not _parent_alive():
+                    return
+        except JlevalError as err:
+            outbox.put(("fatal", rank, type(err).__name__, err.message, err.hint))
+            return
+        except Exception as err:  # noqa: BLE001
+            outbox.put(("fatal", rank, "BackendError", f"{type(err).__name__}: {err}", RESUME_HINT))
+            return
+        outbox.put(("end", rank, job_id))
+
+
+def _worker(rank: int, env: dict[str, str], model: str, options: dict[str, Any], inbox, outbox) -> None:
+    os.environ.update(env)
     from jleval.backends.vllm import VLLMBackend
 
     try:
@@ -56,45 +130,28 @@ def _worker(rank: int, gpus: str, model: str, options: dict[str, Any], inbox, ou
     except Exception as err:  # noqa: BLE001 (reported to the parent, which raises)
         outbox.put(("fatal", rank, "RunError", f"{type(err).__name__}: {err}", None))
         return
-    outbox.put(("ready", rank, {**backend.describe(), "cuda_visible_devices": gpus}))
-    while True:
-        job = inbox.get()
-        if job is None:
-            break
-        job_id, items = job
-        try:
-            for local, completion in backend.generate([req for _, req in items]):
-                outbox.put(("done", rank, job_id, items[local][0], completion))
-        except JlevalError as err:
-            outbox.put(("fatal", rank, type(err).__name__, err.message, err.hint))
-            break
-        except Exception as err:  # noqa: BLE001
-            outbox.put(("fatal", rank, "BackendError", f"{type(err).__name__}: {err}", RESUME_HINT))
-            break
-        outbox.put(("end", rank, job_id))
-    backend.close()
+    outbox.put(("ready", rank, {**backend.describe(), **{k.lower(): v for k, v in env.items()}}))
+    try:
+        _serve(rank, backend, inbox, outbox)
+    finally:
+        backend.close()
 
 
 class DataParallelEngines:
-    def __init__(self, model: str, options: dict[str, Any], ranks: int, gpus_per_rank: int,
-                 start_timeout: float = 1800.0) -> None:
-        gpus = visible_gpus()
-        if len(gpus) < ranks * gpus_per_rank:
-            raise UsageError(
-                f"data parallelism {ranks} x {gpus_per_rank} GPU(s) per engine needs {ranks * gpus_per_rank} "
-                f"GPUs; {len(gpus)} visible",
-                "lower --data-parallel-size / --tensor-parallel-size, or set CUDA_VISIBLE_DEVICES",
-            )
+    def __init__(self, model: str, options: dict[str, Any], ranks: int, per_rank: int,
+                 platform: str | None = "cuda", start_timeout: float = 1800.0) -> None:
+        envs = rank_environments(platform, ranks, per_rank)
         ctx = mp.get_context("spawn")  # CUDA cannot be used in forked children
         self.outbox = ctx.Queue()
         self.inboxes = [ctx.Queue() for _ in range(ranks)]
         self.procs = []
         for rank in range(ranks):
-            mine = ",".join(gpus[rank * gpus_per_rank:(rank + 1) * gpus_per_rank])
-            proc = ctx.Process(target=_worker, args=(rank, mine, model, options, self.inboxes[rank], self.outbox),
-                               name=f"jleval-vllm-dp{rank}", daemon=True)
+            # not daemonic: vLLM's engine core is a child process of the rank
+            proc = ctx.Process(target=_worker, args=(rank, envs[rank], model, options, self.inboxes[rank],
+                                                     self.outbox), name=f"jleval-vllm-dp{rank}", daemon=False)
             proc.start()
             self.procs.append(proc)
+        atexit.register(self.close)  # before multiprocessing's own exit hook, which would wait for the ranks
         self.workers: dict[int, dict[str, Any]] = {}
         self.jobs = 0
         try:
@@ -149,6 +206,7 @@ class DataParallelEngines:
                 self._raise(msg)
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         for inbox, proc in zip(self.inboxes, self.procs):
             if proc.is_alive():
                 inbox.put(None)

@@ -7,7 +7,9 @@ It decodes the way the vLLM backend does, so a score does not depend on which en
   min/no-repeat lengths, ...) are not applied, as vLLM ignores them when given explicit sampling params;
 - each row stops at its own `max_tokens`, at EOS, or at the first stop string, checked after every token in
   the order given, and the text is cut at the start of the stop string (vLLM's default, stop string
-  excluded); finish_reason is "stop" or "length" with the same meaning.
+  excluded); finish_reason is "stop" or "length" with the same meaning;
+- the text is what vLLM's incremental detokenizer releases: trailing tokens whose bytes end in an incomplete
+  UTF-8 character are held back, and dropped when generation ends there (`released_text`).
 
 Batches: requests are grouped by decoding settings and max_tokens, sorted by prompt length (longest first, so
 an out-of-memory shows up in the first batch), and cut into batches of at most `batch_size` rows and
@@ -55,6 +57,21 @@ class _Row:
     request: Request
 
 
+def released_text(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The text vLLM's detokenizer has released for these generated ids.
+
+    vLLM decodes incrementally (tokenizers' DecodeStream) and holds a token's text back while the decoded text
+    ends in U+FFFD, the mark of an incomplete UTF-8 character; a request that ends there (max_tokens, EOS)
+    loses those trailing tokens' text. So: the decoded text of the longest prefix of `ids` that does not end
+    in U+FFFD. (Replacement characters inside the text stay, as in vLLM.)"""
+    k = len(ids)
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    while k and text.endswith("\ufffd"):
+        k -= 1
+        text = tokenizer.decode(ids[:k], skip_special_tokens=True)
+    return text
+
+
 class _RowStopper:
     """A per-row stopping criterion for `generate`: EOS, the row's max_tokens, or a stop string.
 
@@ -72,7 +89,7 @@ class _RowStopper:
         self.stop_str: list[str | None] = [None] * len(rows)
 
     def _decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return released_text(self.tokenizer, ids)
 
     def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 (transformers' signature)
         import torch
@@ -192,6 +209,11 @@ class HFBackend:
     def fingerprint(self) -> str:
         identity = model_identity(self.model_id, self.revision, getattr(self.model.config, "_commit_hash", None))
         return fingerprint_of("hf", identity, str(self.model.dtype))
+
+    def context_length(self) -> int | None:
+        """The positions the model was built for (config.max_position_embeddings), None when it does not say."""
+        n = getattr(self.model.config, "max_position_embeddings", None)
+        return n if isinstance(n, int) and n > 0 else None
 
     def count_tokens(self, text: str, add_special_tokens: bool = False) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))

@@ -50,6 +50,59 @@ def import_vllm():
     return vllm
 
 
+def platform_of(vllm: Any) -> str | None:  # noqa: ARG001 (the module, to say it is imported)
+    """The device type vLLM runs on here ("cuda", "cpu", "rocm", ...), or None when it found no platform."""
+    try:
+        from vllm.platforms import current_platform
+    except Exception:  # noqa: BLE001 (an old or broken vLLM: no platform layer to ask)
+        return None
+    if getattr(current_platform, "is_unspecified", lambda: False)():
+        return None
+    return str(getattr(current_platform, "device_type", "") or "") or None
+
+
+def refusal_errors(vllm: Any) -> tuple[type[BaseException], ...]:
+    """The exceptions vLLM raises for one bad request at submission (vLLM >= 0.3x: VLLMValidationError, which
+    is not a ValueError; older releases: ValueError/TypeError)."""
+    own = getattr(getattr(vllm, "exceptions", None), "VLLMValidationError", None)
+    if own is None:
+        try:
+            from vllm.exceptions import VLLMValidationError as own
+        except ImportError:
+            own = None
+    return (ValueError, TypeError) + ((own,) if isinstance(own, type) else ())
+
+
+def attention_head_dim(config: Any) -> int | None:
+    """The width of the model's attention heads, from its (text) config."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    head_dim = getattr(text, "head_dim", None)
+    heads, hidden = getattr(text, "num_attention_heads", None), getattr(text, "hidden_size", None)
+    if not isinstance(head_dim, int) and isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
+        head_dim = hidden // heads
+    return head_dim if isinstance(head_dim, int) else None
+
+
+def unsupported_here(model: str, revision: str | None, trust_remote_code: bool, platform: str | None) -> str | None:
+    """Why vLLM cannot run this model on this platform, found before an engine starts (on the CPU platform a
+    head width its attention does not take passes the engine's start and fails the first forward pass), or
+    None when nothing is known to be wrong (the engine has the last word)."""
+    if platform != "cpu":
+        return None
+    try:
+        from transformers import AutoConfig
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        sizes = list(CPUAttentionBackend.get_supported_head_sizes())
+    except Exception:  # noqa: BLE001 (no config or an older vLLM: the engine reports what is wrong)
+        return None
+    head_dim = attention_head_dim(config)
+    if head_dim is None or head_dim in sizes:
+        return None
+    return f"its attention heads are {head_dim} wide and vLLM's CPU attention takes {', '.join(map(str, sizes))}"
+
+
 def sampling_params(vllm: Any, gen: GenParams) -> Any:
     """The per-request SamplingParams that mirror a GenParams (and the hf backend's decoding)."""
     return vllm.SamplingParams(
@@ -88,12 +141,16 @@ class VLLMBackend:
                  tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, data_parallel_size: int = 1,
                  max_model_len: int | None = None, gpu_memory_utilization: float | None = None,
                  trust_remote_code: bool = False, distributed_executor_backend: str | None = None,
-                 enable_prefix_caching: bool = True, seed: int = 0, enforce_eager: bool = False,
+                 enable_prefix_caching: bool = True, seed: int = 0, enforce_eager: bool | None = None,
                  max_num_seqs: int | None = None, engine_kwargs: dict[str, Any] | None = None) -> None:
         if min(tensor_parallel_size, pipeline_parallel_size, data_parallel_size) < 1:
             raise UsageError("parallel sizes must be >= 1")
         self.model_id = model
         self.revision = revision
+        self.vllm = import_vllm()
+        self.platform = platform_of(self.vllm)
+        if enforce_eager is None:  # compiling takes minutes on the CPU platform, for little gain on small runs
+            enforce_eager = self.platform == "cpu"
         self.settings = {
             "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
             "pipeline_parallel_size": pipeline_parallel_size, "data_parallel_size": data_parallel_size,
@@ -103,7 +160,6 @@ class VLLMBackend:
             "max_num_seqs": max_num_seqs, "trust_remote_code": trust_remote_code,
         }
         self.engine_kwargs = dict(engine_kwargs or {})
-        self.vllm = import_vllm()
         self._dp: Any = None
         if data_parallel_size > 1:
             from jleval.backends._vllm_dp import DataParallelEngines
@@ -117,7 +173,7 @@ class VLLMBackend:
             worker_options = {**self.settings, "data_parallel_size": 1, "revision": revision,
                               "engine_kwargs": self.engine_kwargs}
             self._dp = DataParallelEngines(model, worker_options, data_parallel_size,
-                                           tensor_parallel_size * pipeline_parallel_size)
+                                           tensor_parallel_size * pipeline_parallel_size, self.platform)
             self.llm = None
             self.tokenizer = self._load_tokenizer()
         else:
@@ -140,6 +196,10 @@ class VLLMBackend:
         return args
 
     def _make_llm(self) -> Any:
+        reason = unsupported_here(self.model_id, self.revision, self.settings["trust_remote_code"], self.platform)
+        if reason:
+            raise RunError(f"vLLM {self.vllm.__version__} cannot run {self.model_id!r} on its {self.platform} "
+                           f"platform: {reason}", "run it with --backend hf")
         try:
             return self.vllm.LLM(**self._engine_args())
         except TypeError as err:  # an engine argument this vLLM does not know
@@ -148,7 +208,10 @@ class VLLMBackend:
         except Exception as err:  # anything else raised while building the engine: the model did not load
             error = model_load_error(self.model_id, err, f"vLLM {self.vllm.__version__}")
             if "initialization failed" in str(err).lower():
-                error.hint = "the engine's own log above says why (out of memory, unsupported architecture...)"
+                error.hint = ("the engine's own log above says why (out of memory, unsupported architecture...); "
+                              "a model this vLLM cannot run may run with --backend hf")
+            elif "not supported" in str(err).lower() or "unsupported" in str(err).lower():
+                error.hint = f"vLLM cannot run this model on its {self.platform} platform: run it with --backend hf"
             raise error from err
 
     def _load_tokenizer(self) -> Any:
@@ -163,7 +226,7 @@ class VLLMBackend:
     # ---- protocol ---------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "engine": "vllm", "engine_version": getattr(self.vllm, "__version__", "unknown"),
+            "engine": "vllm", "engine_version": getattr(self.vllm, "__version__", "unknown"), "platform": self.platform,
             "model": self.model_id, "revision": self.revision, **self.settings,
             "engine_kwargs": self.engine_kwargs, "tokenizer": type(self.tokenizer).__name__,
             "chat_template_sha256": chat_template_hash(self.tokenizer),
@@ -180,6 +243,16 @@ class VLLMBackend:
         if self.llm is None:
             return None
         return getattr(self.llm, "model_config", None) or getattr(self.llm.llm_engine, "model_config", None)
+
+    def context_length(self) -> int | None:
+        """max_model_len as the engine resolved it (the model's own limit, or --max-model-len)."""
+        config = self._model_config()
+        if config is not None:
+            return getattr(config, "max_model_len", None)
+        if self._dp is not None:
+            lengths = [w.get("max_model_len_resolved") for w in self._dp.describe_workers()]
+            return min((n for n in lengths if isinstance(n, int)), default=None)
+        return None
 
     def fingerprint(self) -> str:
         return fingerprint_of("vllm", model_identity(self.model_id, self.revision), str(self.settings["dtype"]))
@@ -201,6 +274,7 @@ class VLLMBackend:
             yield from self._dp.generate(requests)
             return
         engine = self.llm.llm_engine
+        refused = refusal_errors(self.vllm)
         index_of: dict[str, int] = {}
         started: dict[int, float] = {}
         for i, req in enumerate(requests):
@@ -208,9 +282,8 @@ class VLLMBackend:
             prompt = {"prompt_token_ids": self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)}
             try:
                 request_ids = self._submit(i, prompt, sampling_params(self.vllm, req.gen))
-            except (ValueError, TypeError) as err:  # the engine refused this one prompt
-                yield i, Completion(text="", finish_reason="error", prompt_tokens=len(prompt["prompt_token_ids"]),
-                                    error=f"vLLM refused the request: {err}")
+            except refused as err:  # the engine refused this one prompt (too long, empty, ...)
+                yield i, self._refusal(len(prompt["prompt_token_ids"]), err)
                 continue
             started[i] = time.perf_counter()
             for rid in request_ids:
@@ -243,6 +316,12 @@ class VLLMBackend:
                     engine.abort_request(ids)
                 except Exception:  # noqa: BLE001 (a dead engine cannot abort; nothing left to free)
                     pass
+
+    def _refusal(self, n_tokens: int, err: BaseException) -> Completion:
+        limit = self.context_length()
+        size = f"the prompt is {n_tokens} tokens" + (f" (the model's context: {limit} tokens)" if limit else "")
+        return Completion(text="", finish_reason="error", prompt_tokens=n_tokens,
+                          error=f"vLLM refused the request: {size}: {err}")
 
     def _submit(self, i: int, prompt: dict[str, Any], params: Any) -> list[str]:
         """Queue one request; returns the ids it may come back under."""

@@ -7,6 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
+from vllm.exceptions import VLLMValidationError
 from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import RequestOutputKind, SamplingParams
 
@@ -55,9 +56,9 @@ class FakeEngine:
         else:  # text prompts are tokenized with the tokenizer's defaults (BOS added), as vLLM does
             ids = self.tokenizer.encode(prompt["prompt"])
         if not ids:
-            raise ValueError("The decoder prompt cannot be empty")
+            raise VLLMValidationError("The decoder prompt cannot be empty")
         if len(ids) >= self.max_model_len:
-            raise ValueError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model length "
+            raise VLLMValidationError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model length "
                              f"of {self.max_model_len}. Make sure that `max_model_len` is no smaller than the "
                              "number of text tokens.")
         params = copy.deepcopy(params)
