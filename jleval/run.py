@@ -450,7 +450,8 @@ def make_backend(plan: RunPlan):
         return RayBackend(plan.backend_name, opts.model, address=opts.backend_options["ray"],
                           replicas=opts.backend_options.get("replicas"), revision=opts.revision,
                           expected_identity=plan.settings["model_identity"], run_dir=plan.run_dir, **options)
-    return load_backend(opts.backend, opts.model, data=DataSource(plan.data_dir, opts.version),
+    # the backend `auto` resolved to when the run was planned (resolved once: the choice is printed once)
+    return load_backend(plan.backend_name, opts.model, data=DataSource(plan.data_dir, opts.version),
                         revision=opts.revision, **opts.backend_options)
 
 

@@ -44,16 +44,17 @@ def visible_cores() -> list[str]:
         return [str(c) for c in range(os.cpu_count() or 1)]
 
 
+def _check_enough(devices: list[str], ranks: int, per_rank: int, unit: str, hint: str) -> None:
+    if len(devices) < ranks * per_rank:
+        raise UsageError(f"--data-parallel-size {ranks} x {per_rank} {unit}(s) per engine needs {ranks * per_rank} "
+                         f"{unit}s; {len(devices)} available", hint)
+
+
 def rank_environments(platform: str | None, ranks: int, per_rank: int) -> list[dict[str, str]]:
     """The environment each rank starts with: its own devices. A UsageError when there are too few."""
-    if platform == "cpu":
+    if platform == "cpu":  # vLLM's CPU platform: each rank's engine bound to its share of the cores
         cores = visible_cores()
-        if len(cores) < ranks * per_rank:
-            raise UsageError(
-                f"--data-parallel-size {ranks} x {per_rank} engine worker(s) each needs {ranks * per_rank} CPU "
-                f"cores on vLLM's CPU platform; {len(cores)} available",
-                "lower --data-parallel-size (or --tensor-parallel-size)",
-            )
+        _check_enough(cores, ranks, per_rank, "CPU core", "lower --data-parallel-size (or --tensor-parallel-size)")
         share = len(cores) // ranks
         envs = []
         for rank in range(ranks):
@@ -63,12 +64,8 @@ def rank_environments(platform: str | None, ranks: int, per_rank: int) -> list[d
             envs.append({"VLLM_CPU_OMP_THREADS_BIND": "|".join(groups)})
         return envs
     gpus = visible_gpus()
-    if len(gpus) < ranks * per_rank:
-        raise UsageError(
-            f"data parallelism {ranks} x {per_rank} GPU(s) per engine needs {ranks * per_rank} "
-            f"GPUs; {len(gpus)} visible",
-            "lower --data-parallel-size / --tensor-parallel-size, or set CUDA_VISIBLE_DEVICES",
-        )
+    _check_enough(gpus, ranks, per_rank, "GPU",
+                  "lower --data-parallel-size / --tensor-parallel-size, or set CUDA_VISIBLE_DEVICES")
     return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[r * per_rank:(r + 1) * per_rank])} for r in range(ranks)]
 
 
