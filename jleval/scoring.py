@@ -35,7 +35,7 @@ import numpy as np
 
 from jleval import jsonl, records
 from jleval.errors import JlevalError, OutputError, ScoreError
-from jleval.fsutil import atomic_write_json, dumps_json, sha256_file, sha256_text
+from jleval.fsutil import atomic_write_json, dumps_json, exclusive, sha256_file, sha256_text
 from jleval.metrics import MetricResult, Signature, get_metric, metric_info, not_computed
 from jleval.metrics import postprocess as pp
 from jleval.stats import CI_LEVEL, bootstrap_indices, mean_of_replicates
@@ -685,9 +685,18 @@ def write_scores(run_dir: Path, result: dict[str, Any], per_sample: dict[str, li
     names the sha256 of every per-sample file, so a reader that meets the two halves of different scorings
     (a kill -9 or a full disk between the renames) sees that they do not match (jleval.table re-scores then).
     A failure leaves the previous scores in place and raises OutputError naming the run folder."""
+    run_dir = Path(run_dir)
+    try:
+        with exclusive(run_dir / ".scores.lock", None, wait=True):  # one writer at a time (two `table`s at once)
+            _swap_in(run_dir, result, per_sample)
+    except OSError as e:
+        raise OutputError(f"cannot write the scores of {run_dir}: {e.strerror or e}",
+                          "free some space or make the run folder writable, then score again") from None
+
+
+def _swap_in(run_dir: Path, result: dict[str, Any], per_sample: dict[str, list[dict[str, Any]]]) -> None:
     import shutil
 
-    run_dir = Path(run_dir)
     for left in [*run_dir.glob(".scores.new-*"), *run_dir.glob(".scores.old-*")]:  # an earlier crash's leftovers
         shutil.rmtree(left, ignore_errors=True)
     staging, old, final = run_dir / f".scores.new-{os.getpid()}", run_dir / f".scores.old-{os.getpid()}", \
@@ -698,12 +707,11 @@ def write_scores(run_dir: Path, result: dict[str, Any], per_sample: dict[str, li
             os.replace(final, old)
         os.replace(staging, final)
         atomic_write_json(run_dir / "scores.json", result)
-    except OSError as e:
+    except OSError:
         if old.exists() and not final.exists():
             os.replace(old, final)
         shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write the scores of {run_dir}: {e.strerror or e}",
-                          "free some space or make the run folder writable, then score again") from None
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

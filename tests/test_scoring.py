@@ -415,7 +415,34 @@ def test_a_failure_mid_scoring_never_leaves_a_mix_a_reader_would_use(small_run, 
         with pytest.raises(OutputError, match="No space left"):
             score_run(small_run, profile="jleval", n_bootstrap=30)
     assert _files(small_run) == before
-    assert not list(small_run.glob(".scores.*"))
+    assert not list(small_run.glob(".scores.new-*")) and not list(small_run.glob(".scores.old-*"))
+
+
+def test_two_writers_at_once_leave_one_consistent_scoring(small_run):
+    """Two scorings of one run at the same moment (two `jleval table` on an unscored run): the writers take
+    turns, and what is left is one whole scoring, never halves of both."""
+    import threading
+
+    from jleval.scoring import per_sample_consistent
+
+    errors = []
+
+    def go(profile):
+        try:
+            score_run(small_run, profile=profile, n_bootstrap=20)
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(p,)) for p in ("jleval", "llm-jp-eval-1.4.1", "jleval")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    stored = json.loads((small_run / "scores.json").read_text(encoding="utf-8"))
+    assert per_sample_consistent(small_run, stored)
+    lines = (small_run / "scores" / "qa_a.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(x)["profile"] for x in lines} == {stored["profile"]}
 
 
 def test_score_tasks_merges_into_scores_json_by_task(small_run):
