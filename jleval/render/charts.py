@@ -31,49 +31,94 @@ def _png(fig, **kwargs: Any) -> bytes:
 # ----------------------------------------------------------------------------------------------- leaderboard
 
 
-def _radar(rows: list[dict[str, Any]], cats: list[str]) -> bytes:
-    """One polar panel per run; a category a run lacks is left out of its polygon (and labelled), not drawn as 0."""
+def abbreviate(name: str, width: int) -> str:
+    """`name` in at most `width` characters, the middle elided ("…")."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[-(width - 1 - head):]
+
+
+def short_name(name: str, width: int = 34) -> str:
+    """A run name for a chart title: up to two lines of `width` characters, broken after a separator (- _ .)
+    where one is near the end of the first line, the middle elided ("…") when it is longer still."""
+    name = abbreviate(name, 2 * width)
+    if len(name) <= width:
+        return name
+    cut = max((i + 1 for i, ch in enumerate(name[:width]) if ch in "-_. "), default=0)
+    cut = cut if cut > width // 2 else width
+    return name[:cut] + "\n" + abbreviate(name[cut:], width)
+
+
+def _title(row: dict[str, Any], mix: list[str]) -> str:
+    return short_name(str(row["run"])) + f"\nAVG {fmt(row.get('AVG'), 3) or '—'}"
+
+
+def _radar_panel(ax, row: dict[str, Any], cats: list[str], angles: list[float], mix: list[str]) -> None:
+    have = [(a, row[c]) for a, c in zip(angles, cats) if row.get(c) is not None]
+    color = "#c0392b" if mix else "C0"
+    if have:
+        a, v = [x for x, _ in have], [y for _, y in have]
+        ax.plot(a + a[:1], v + v[:1], color=color, marker="o", markersize=3)
+        ax.fill(a + a[:1], v + v[:1], alpha=0.25, color=color)
+    ax.set_xticks(angles)
+    ax.set_xticklabels([c if row.get(c) is not None else f"{c} –" for c in cats], fontsize=9)
+    for label, c in zip(ax.get_xticklabels(), cats):
+        if row.get(c) is None:
+            label.set_color("#999999")  # no score in this category: left out of the polygon, not drawn as 0
+    ax.tick_params(axis="x", pad=4)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0])
+    ax.set_yticklabels(["", ".5", "", "1"], fontsize=7, color="#777777")
+    ax.set_rlabel_position(180 / len(cats))  # between the first two axes, away from their labels
+    ax.set_title(_title(row, mix), fontsize=9, pad=14)
+    if mix:
+        ax.text(0.5, 1.0, "MIXED: " + ", ".join(mix), transform=ax.transAxes, ha="center", va="bottom",
+                fontsize=8, color="#c0392b", fontweight="bold")
+
+
+def _radar(rows: list[dict[str, Any]], cats: list[str], mixes: list[list[str]]) -> bytes:
+    """One polar panel per run; a category a run lacks is left out of its polygon (its label greyed, "–"),
+    not drawn as 0; a run that differs in a mixed table's settings is drawn red and marked MIXED."""
     import numpy as np
 
     plt = _pyplot()
     n = len(rows)
     ncol = min(n, 3)
     nrow = (n + ncol - 1) // ncol
-    fig = plt.figure(figsize=(4.2 * ncol, 4.2 * nrow))
+    fig = plt.figure(figsize=(4.6 * ncol, 4.8 * nrow))
     angles = np.linspace(0, 2 * np.pi, len(cats), endpoint=False).tolist()
-    for i, row in enumerate(rows):
-        ax = fig.add_subplot(nrow, ncol, i + 1, projection="polar")
-        have = [(a, row[c]) for a, c in zip(angles, cats) if row.get(c) is not None]
-        if have:
-            a, v = [x for x, _ in have], [y for _, y in have]
-            ax.plot(a + a[:1], v + v[:1], color="C0", marker="o", markersize=3)
-            ax.fill(a + a[:1], v + v[:1], alpha=0.25, color="C0")
-        ax.set_xticks(angles)
-        ax.set_xticklabels([c if row.get(c) is not None else f"{c}\n(none)" for c in cats], fontsize=8)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{row['run']}\nAVG {fmt(row.get('AVG'), 3) or '—'}", fontsize=9)
-    fig.tight_layout()
+    for i, (row, mix) in enumerate(zip(rows, mixes)):
+        _radar_panel(fig.add_subplot(nrow, ncol, i + 1, projection="polar"), row, cats, angles, mix)
+    fig.tight_layout(h_pad=2.5, w_pad=2.0)
     try:
         return _png(fig, dpi=110)
     finally:
         plt.close(fig)
 
 
-def _avg_bars(rows: list[dict[str, Any]]) -> bytes:
-    """AVG per run with its 95% CI as error bars."""
+def _avg_bars(rows: list[dict[str, Any]], mixes: list[list[str]]) -> bytes:
+    """AVG per run with its 95% CI, horizontal bars best at the top (long run names stay readable); rows of
+    a mixed table that differ are red and marked MIXED."""
     import numpy as np
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(rows) + 2), 3.6))
-    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.42 * len(rows)))
+    y = np.arange(len(rows))[::-1]
     avg = np.array([r["AVG"] for r in rows])
     lo = np.array([r.get("AVG_ci_low") if r.get("AVG_ci_low") is not None else r["AVG"] for r in rows])
     hi = np.array([r.get("AVG_ci_high") if r.get("AVG_ci_high") is not None else r["AVG"] for r in rows])
-    ax.bar(x, avg, yerr=[avg - lo, hi - avg], capsize=4, color="C0")
-    ax.set_xticks(x)
-    ax.set_xticklabels([r["run"] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("AVG (95% CI)")
-    ax.set_ylim(0, 1)
+    colors = ["#c0392b" if m else "C0" for m in mixes]
+    ax.barh(y, avg, xerr=[avg - lo, hi - avg], capsize=3, color=colors, height=0.6)
+    ax.set_yticks(y)
+    ax.set_yticklabels([abbreviate(str(r["run"]), 44) for r in rows], fontsize=8)
+    for yy, v, h, m in zip(y, avg, hi, mixes):
+        ax.text(min(h, 1.0) + 0.01, yy, f"{v:.3f}" + ("  MIXED: " + ", ".join(m) if m else ""), va="center",
+                fontsize=8, color="#c0392b" if m else "#333333")
+    ax.set_xlabel("AVG (bars: 95% CI)")
+    ax.set_xlim(0, 1.25 if any(mixes) else 1.1)
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.grid(axis="x", color="#eeeeee")
     fig.tight_layout()
     try:
         return _png(fig, dpi=110)
@@ -83,16 +128,18 @@ def _avg_bars(rows: list[dict[str, Any]]) -> bytes:
 
 def leaderboard_charts(lb: "Leaderboard", out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
     """A category radar per run (with 3 categories or more) and AVG with 95% CI bars: {path: PNG bytes}."""
+    from jleval.table import row_mixes
     from jleval.tasks import CATEGORIES
 
     out_dir = Path(out_dir)
     charts: dict[Path, bytes] = {}
+    mixes = row_mixes(lb) if lb.mixed else [[] for _ in lb.rows]
     cats = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
     if len(cats) >= 3:
-        charts[out_dir / f"{stem}.radar.png"] = _radar(lb.rows, cats)
-    rows = [r for r in lb.rows if r.get("AVG") is not None]
-    if rows:
-        charts[out_dir / f"{stem}.avg_ci.png"] = _avg_bars(rows)
+        charts[out_dir / f"{stem}.radar.png"] = _radar(lb.rows, cats, mixes)
+    keep = [i for i, r in enumerate(lb.rows) if r.get("AVG") is not None]
+    if keep:
+        charts[out_dir / f"{stem}.avg_ci.png"] = _avg_bars([lb.rows[i] for i in keep], [mixes[i] for i in keep])
     return charts
 
 
