@@ -143,7 +143,8 @@ def main() -> None:
         psims = 15 if args.quick else args.posterior_sims
         print(f"coverage: {sims} tournaments per scenario ({psims} for the posterior), 500 resamples each", flush=True)
         out["coverage"] = coverage_study(sims, psims)
-        print("\n| scenario | tournaments | intervals | 95% coverage | 68% coverage | position 95% | Spearman (mean / min) |")
+        print("\n| scenario | tournaments | intervals | 95% coverage | 68% coverage | position 95% "
+              "| Spearman (mean / min) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for r in out["coverage"]:
             a = "—" if r["alpha_coverage95"] is None else f"{r['alpha_coverage95']:.3f}"

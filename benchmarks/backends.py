@@ -27,7 +27,8 @@ def workload(n: int, max_tokens: int):
     for i in range(n):
         # Prompts of varied length, as across jaster's tasks: a shared header, a few "shots", the input.
         shots = "\n\n".join(lines[(i * 7 + k) % len(lines)] for k in range(1 + i % 6))
-        prompt = f"{header}### 指示:\n{lines[i % len(lines)]}\n\n{shots}\n\n### 入力:\n{lines[(i * 3) % len(lines)]}\n\n### 応答:\n"
+        prompt = (f"{header}### 指示:\n{lines[i % len(lines)]}\n\n{shots}\n\n"
+                  f"### 入力:\n{lines[(i * 3) % len(lines)]}\n\n### 応答:\n")
         requests.append(Request(task=f"task{i % 4}", sample_id=i, prompt=prompt,
                                 gen=GenParams(max_tokens=max_tokens)))
     return requests
@@ -84,8 +85,9 @@ def main() -> None:
         "batched_s": round(t_batched, 3), "one_at_a_time_s": round(t_single, 3),
         "batched_tok_per_s": round(tokens / t_batched, 1), "one_at_a_time_tok_per_s": round(tokens / t_single, 1),
         "speedup": round(t_single / t_batched, 2), "identical_outputs": f"{same}/{len(batched)}",
-        "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__, "cpu": platform.processor() or
-        platform.machine(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     for k, v in result.items():
         print(f"{k:>24}: {v}")

@@ -44,7 +44,7 @@ TASKS = [
 def make_programs(n: int, timeouts: int, seed: int = 0) -> list[tuple[str, Program]]:
     rng = random.Random(seed)
     out = []
-    for i in range(n - timeouts):
+    for _ in range(n - timeouts):
         right, wrong, tests = rng.choice(TASKS)
         roll = rng.random()
         if roll < 0.65:

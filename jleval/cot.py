@@ -28,10 +28,15 @@ MAWPS source rationales start with `解答：` before the reasoning.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI (a dependency there)
+    import tomli as tomllib
 
 from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import sha256_text

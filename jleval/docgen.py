@@ -18,7 +18,8 @@ Few-shots are the first N train samples (default 4); a number in the column is t
 def render_tasks_md() -> str:
     tasks = all_tasks()
     out = [HEADER.format(cats=", ".join(CATEGORIES))]
-    out.append("| task | category | metrics | output_length | few-shots | splits | licence | commercial use | in `all` |\n")
+    out.append("| task | category | metrics | output_length | few-shots | splits | licence | commercial use "
+               "| in `all` |\n")
     out.append("|---|---|---|---:|---|---|---|---|---|\n")
     for t in tasks.values():
         metrics = ", ".join(f"{m} ⭐" if m == t.star_metric else m for m in t.metrics)
@@ -30,7 +31,7 @@ def render_tasks_md() -> str:
     for t in tasks.values():
         out.append(f"\n### {t.name}\n\n{t.description}\n\n")
         if t.label_list:
-            out.append(f"Labels: {', '.join(f'`{l}`' for l in t.label_list)}\n\n")
+            out.append(f"Labels: {', '.join(f'`{label}`' for label in t.label_list)}\n\n")
         out.append("Instruction (verbatim):\n\n```text\n" + t.instruction + "\n```\n\nRaw sources:\n\n")
         for s in t.sources:
             pin = f"sha256 `{s.sha256[:16]}…`" if s.sha256 else "no pinned sha256 (see note)"

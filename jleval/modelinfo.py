@@ -87,7 +87,7 @@ def _hub_lookup(repo_id: str, revision: str | None, cache_dir: str | Path | None
     def lookup(name: str) -> Path | None:
         try:
             found = try_to_load_from_cache(repo_id, name, revision=revision, cache_dir=cache_dir)
-        except Exception:  # an id the cache layout cannot hold (bad characters) is simply not cached
+        except Exception:  # noqa: BLE001 - an id the cache layout cannot hold (bad characters) is simply not cached
             return None
         return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from jleval import defaults
 from jleval.errors import MissingRawFileError, UsageError
@@ -79,7 +80,7 @@ def render(template: Template, spec: TaskSpec, few_shots: Sequence[dict], input_
     except jinja2.UndefinedError as e:
         raise UsageError(f"prompt template {template.name}: {e.message}",
                          "templates may use instruction, few_shots, input and answer_pattern") from None
-    except Exception as e:  # the user's template raised while rendering ({{ 1/0 }}, a filter on the wrong type...)
+    except Exception as e:  # noqa: BLE001 - the user's template raised while rendering ({{ 1/0 }}, a filter on the wrong type...)
         raise UsageError(f"prompt template {template.name} failed while rendering: {type(e).__name__}: {e}",
                          "fix the template (it is rendered once per sample with instruction, few_shots, input "
                          "and answer_pattern)") from None

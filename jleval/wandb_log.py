@@ -40,7 +40,7 @@ def _number(v: Any) -> Any:
     return float(v) if isinstance(v, str) and v.replace(".", "", 1).isdigit() else v
 
 
-def leaderboard_rows(lb: "Leaderboard") -> tuple[list[str], list[list[Any]]]:
+def leaderboard_rows(lb: Leaderboard) -> tuple[list[str], list[list[Any]]]:
     """The leaderboard table: upstream's score keys per run, then jleval's columns that are not scores."""
     from jleval.export import upstream_scores
     from jleval.table import MODEL_COLUMNS, SETTINGS_COLUMNS
@@ -59,7 +59,7 @@ def _plain(v: Any) -> Any:
     return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
 
 
-def radar_rows(lb: "Leaderboard") -> list[list[Any]]:
+def radar_rows(lb: Leaderboard) -> list[list[Any]]:
     from jleval.tasks import CATEGORIES
 
     return [[row["run"], c, row.get(c)] for row in lb.rows for c in CATEGORIES if row.get(c) is not None]
@@ -74,7 +74,7 @@ def output_rows(run_dir: Path) -> list[list[Any]]:
             for r in to_jsonl_rows(data)]
 
 
-def _radar_image(wandb, lb: "Leaderboard"):
+def _radar_image(wandb, lb: Leaderboard):
     import io
 
     from PIL import Image
@@ -86,7 +86,7 @@ def _radar_image(wandb, lb: "Leaderboard"):
     return None if png is None else wandb.Image(Image.open(io.BytesIO(png)))
 
 
-def log_leaderboard(lb: "Leaderboard", project: str, name: str | None = None) -> Path:
+def log_leaderboard(lb: Leaderboard, project: str, name: str | None = None) -> Path:
     """One W&B run holding the whole leaderboard (every run of `lb`): the three tables and the radar chart.
     Returns the W&B run's local folder."""
     wandb = _wandb()
@@ -107,7 +107,7 @@ def log_leaderboard(lb: "Leaderboard", project: str, name: str | None = None) ->
         run.finish()
     except JlevalError:
         raise
-    except Exception as e:  # W&B's own errors (no API key online, a refused connection): the scores are saved
+    except Exception as e:  # noqa: BLE001 - W&B's own errors (no API key online, a refused connection): the scores are saved
         raise JlevalError(f"W&B logging to project {project!r} failed: {type(e).__name__}: {e}",
                           "the scores are saved; log in (wandb login) or set WANDB_MODE=offline and "
                           "`wandb sync` later") from None

@@ -272,7 +272,7 @@ def test_schedule_is_balanced_seeded_and_extends():
     qs = list(range(40))
     calls = schedule(models, qs, n=100, seed=5)
     assert len(calls) == 200
-    counts = {m: 0 for m in models}
+    counts = dict.fromkeys(models, 0)
     for c in calls[::2]:
         counts[c.match.model_x] += 1
         counts[c.match.model_y] += 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 import sys
 
 import pytest
+from tiny_fixtures import tiny_model  # noqa: F401  (fixture)
 
 from jleval.errors import RunError, UsageError
 from jleval.types import GenParams, Request
-from tiny_fixtures import tiny_model  # noqa: F401  (fixture)
 
 PROMPTS = [
     "質問：日本で一番高い山は何ですか？\n答え：",
@@ -25,7 +25,7 @@ def reqs(max_tokens=12, stop=(), bos=False, prompts=PROMPTS):
 
 
 @pytest.fixture(scope="module")
-def backend(tiny_model):  # noqa: F811
+def backend(tiny_model):
     from jleval.backends.hf import HFBackend
 
     b = HFBackend(str(tiny_model))
@@ -203,7 +203,7 @@ def test_empty_prompt_is_an_error_completion(hf):
     assert got[1].error is None and got[1].text
 
 
-def test_chat_template_tokens_and_identity(hf, tiny_model):  # noqa: F811
+def test_chat_template_tokens_and_identity(hf, tiny_model):
     from jleval.backends.hf import HFBackend
 
     chat = hf.apply_chat_template([("system", "日本語で答えてください。"), ("user", "こんにちは")])
@@ -234,7 +234,7 @@ def test_parallel_options_are_refused():
         HFBackend("whatever", tensor_parallel_size=2)
 
 
-def test_load_backend_factory(tiny_model, monkeypatch):  # noqa: F811
+def test_load_backend_factory(tiny_model, monkeypatch):
     from jleval.backends import load_backend, resolve_backend_name
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # vLLM not importable: auto picks hf

@@ -289,7 +289,7 @@ def test_chat_endpoint_for_messages_and_when_configured(server):
     assert path == "/v1/chat/completions" and body["messages"] == [{"role": "user", "content": "plain prompt"}]
 
 
-def test_completions_endpoint_renders_chat_messages_with_the_models_template(server, tiny_model):  # noqa: F811
+def test_completions_endpoint_renders_chat_messages_with_the_models_template(server, tiny_model):
     """--endpoint completions with chat messages: the server gets the messages rendered with the served model's
     template (system prompt included); without a tokenizer that is refused before anything is sent."""
     from jleval.errors import UsageError
@@ -404,7 +404,7 @@ def test_chat_rendering_without_a_tokenizer(server):
     assert b.apply_chat_template([("user", "hi")]) == "<user>\nhi\n"
 
 
-def test_tokenizer_option_counts_tokens(server, tiny_model):  # noqa: F811
+def test_tokenizer_option_counts_tokens(server, tiny_model):
     b = backend(server.url, tokenizer=str(tiny_model))
     assert b.count_tokens("こんにちは", add_special_tokens=True) == b.count_tokens("こんにちは") + 1
     assert b.apply_chat_template([("user", "hi")]) == "<|user|>\nhi</s>\n<|assistant|>\n"

@@ -38,7 +38,7 @@ def test_code_exec_reasons_per_sample():
 def test_code_exec_malformed_gold_is_a_failed_sample_not_a_crash():
     assert parse_tests("assert f(1) == 2") is None
     assert parse_tests("[1, 2]") is None
-    assert parse_tests(MBPP_GOLD) == json.loads(json.dumps(eval(MBPP_GOLD)))  # noqa: S307 - our own literal
+    assert parse_tests(MBPP_GOLD) == json.loads(json.dumps(eval(MBPP_GOLD)))  # our own literal
     res = get_metric("code_exec")([RIGHT, RIGHT], [MBPP_GOLD, "not a list"])
     assert res.per_sample == (1.0, 0.0)
 

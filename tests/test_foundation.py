@@ -143,7 +143,7 @@ def test_jamp_first_train_sample_pinned(raw_dir, tmp_path):
     # upstream: random.seed(42); random.shuffle(rows of train_all.tsv); first int(0.9 n) are train
     import random
 
-    rows = [l.split("\t") for l in (raw_dir / JAMP_TRAIN).read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [line.split("\t") for line in (raw_dir / JAMP_TRAIN).read_text(encoding="utf-8").splitlines()[1:]]
     random.seed(42)
     random.shuffle(rows)
     assert [(s.input, s.output) for s in out["train"][:4]] == [
@@ -206,8 +206,8 @@ def test_unwritable_output(tmp_path):
 
 def test_no_raw_dir_and_no_network_reports_missing(tmp_path, monkeypatch):
     """Without --raw-dir jleval downloads; a download that fails names the file, the URL and the fix."""
-    from jleval.jaster import sources
     from jleval.errors import MissingRawFileError
+    from jleval.jaster import sources
 
     def fail(src, dest, reporter=None, timeout=60.0):
         raise MissingRawFileError(f"could not download {src.path} from {src.url}: offline", "check the network")

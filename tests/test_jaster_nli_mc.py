@@ -105,7 +105,7 @@ def test_kuci_madeup_fixture(tmp_path):
 
 
 def test_kuci_bad_label_names_file_and_line(tmp_path):
-    for split, rel in mc.KUCI_FILES.items():
+    for rel in mc.KUCI_FILES.values():
         dst = tmp_path / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURES / "madeup_kuci" / rel, dst)

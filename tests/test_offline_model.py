@@ -37,7 +37,7 @@ def test_offline_missing_model_is_named_at_once(tmp_path):
 
 def test_unreachable_hub_is_named_at_once(tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
-    env.update({k: "" for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")})
+    env.update(dict.fromkeys(("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"), ""))
     r, seconds = _run(tmp_path, "no-such-org/no-such-model", **env)
     assert r.returncode == 1 and "127.0.0.1 cannot be reached" in " ".join(r.stderr.split())
     assert seconds < 5, f"{seconds:.1f} s"

@@ -12,8 +12,7 @@ from own_task_fixtures import TASK, jleval, make_task_dir, rows, write_jsonl
 
 from jleval.errors import MalformedDataError, TaskSpecError, UnknownTaskError, UsageError
 from jleval.jaster.preprocess import preprocess
-from jleval.tasks import catalogue, get_task, own_tasks, parse_task, resolve_tasks
-
+from jleval.tasks import catalogue, get_task, own_tasks, resolve_tasks
 
 
 @pytest.fixture

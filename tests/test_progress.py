@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from own_task_fixtures import make_task_dir, write_jsonl, rows
+from own_task_fixtures import make_task_dir, rows, write_jsonl
 from rich.console import Console
 
 from jleval.backends.scripted import ScriptedBackend

@@ -226,7 +226,7 @@ def test_a_node_with_other_weights_at_the_model_path_is_refused(cluster, homes, 
 def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, r.stderr
     for needle in needles:
         assert needle in " ".join(r.stderr.split()), r.stderr

@@ -93,7 +93,7 @@ def test_truncated_last_line_is_repaired_not_duplicated(data_dir, tmp_path):
     assert len(read_outputs(path)) == 30
     res = run(opts(data_dir, tmp_path))
     assert res.counts["jamp"] == {"total": 40, "cached": 30, "generated": 10, "errors": 0}
-    rows = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 40 and len({r["key"] for r in rows}) == 40
 
 
@@ -297,10 +297,10 @@ def test_run_exits_3_and_names_skipped_tasks(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{{ input }}{{ 1 / 0 }}".encode(), "failed while rendering: ZeroDivisionError"),
-    ("{{ input | int + few_shots }}".encode(), "failed while rendering: TypeError"),
-    ("{% include 'other.j2' %}{{ input }}".encode(), "line 1: a template cannot include, import or extend"),
-    ("{% extends 'base.j2' %}".encode(), "cannot include, import or extend"),
+    (b"{{ input }}{{ 1 / 0 }}", "failed while rendering: ZeroDivisionError"),
+    (b"{{ input | int + few_shots }}", "failed while rendering: TypeError"),
+    (b"{% include 'other.j2' %}{{ input }}", "line 1: a template cannot include, import or extend"),
+    (b"{% extends 'base.j2' %}", "cannot include, import or extend"),
     ("{{ input }}\n".encode("utf-16"), "is not UTF-8 text"),
 ])
 def test_a_bad_user_template_is_one_usage_error(data_dir, tmp_path, content, message):

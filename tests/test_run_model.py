@@ -48,7 +48,7 @@ def test_kill_9_then_resume_loses_nothing_and_duplicates_nothing(tiny_model, dat
     r = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert f"{60 - len(first)} generated, {len(first)} from cache" in " ".join(r.stdout.split())
-    rows = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(x["id"] for x in rows) == list(range(60))  # nothing lost, nothing twice, every line whole
     # greedy decoding: the resumed outputs equal an uninterrupted run's
     ref = run(RunOptions(model=str(tiny_model), backend="hf", tasks="jemhopqa", max_num_samples=60,
@@ -109,8 +109,8 @@ def test_chat_template_is_applied_and_a_model_without_one_is_refused(tiny_model,
     tokenizing, on the hf backend as on vLLM; a model without a template is refused before anything runs."""
     import shutil
 
-    from jleval.errors import UsageError
     from jleval.backends.hf import HFBackend
+    from jleval.errors import UsageError
 
     common = dict(model=str(tiny_model), backend="hf", tasks="jamp", max_num_samples=2, data_dir=data_dir,
                   out=tmp_path)

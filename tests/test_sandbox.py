@@ -477,7 +477,7 @@ def test_results_are_deterministic(suite):
 
 def test_closed_sandbox_leaves_nothing(env):
     box = Sandbox(LIMITS, workers=2)
-    box.run([Program("import subprocess\nsubprocess.Popen(['sleep', '%s'])\n" % SLEEP_MARK, ["assert True"])])
+    box.run([Program(f"import subprocess\nsubprocess.Popen(['sleep', '{SLEEP_MARK}'])\n", ["assert True"])])
     token = box.token
     box.close()
     assert [c for c in _cmdlines() if token in c or f"sleep {SLEEP_MARK}" in c] == []

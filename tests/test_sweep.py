@@ -145,7 +145,7 @@ backend = "nonsense"
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "m1_dev_4shot failed: unknown backend 'nonsense'" in " ".join(r.stderr.split())
-    assert [l for l in r.stderr.splitlines() if l.startswith("error:")] == [
+    assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == [
         f"error: no model of {path} could run (1 failed, reasons above)"]
 
 

@@ -73,7 +73,7 @@ def main(raw: Path) -> None:
                 if records == 6:
                     break
         (o / "jmmlu/JMMLU" / p.name).write_text("".join(out), encoding="utf-8")
-    for folder, (licence, url) in DATASETS.items():
+    for folder in DATASETS:
         lic = next((p for p in (r / folder).rglob("LICENSE*")), None)
         if lic:
             shutil.copy(lic, o / folder / "LICENSE")

@@ -10,8 +10,9 @@ File formats and statistics: docs/arena.md. Heavy modules (scipy, matplotlib) lo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def judge(*args: Any, **kwargs: Any):

@@ -30,9 +30,10 @@ shown first, 3 is a tie, "error" an unusable verdict. See docs/arena.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from jleval import jsonl
 from jleval.arena.errors import EmptyJudgmentsError, JudgmentsFileError, UnknownModelError
@@ -180,7 +181,7 @@ class JudgmentWriter:
     def close(self) -> None:
         self._out.close()
 
-    def __enter__(self) -> "JudgmentWriter":
+    def __enter__(self) -> JudgmentWriter:
         return self
 
     def __exit__(self, *exc) -> None:

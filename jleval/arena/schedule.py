@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Collection, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _balanced(models: list[str], units: list[tuple], n: int, rng: random.Random)
         by_model[a].append(k)
         by_model[b].append(k)
     played = [False] * len(units)
-    count = {m: 0 for m in models}
+    count = dict.fromkeys(models, 0)
     out = []
     while len(out) < n:
         live = [m for m in models if by_model[m]]

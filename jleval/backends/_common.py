@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from jleval.errors import RunError, UsageError
 
@@ -177,7 +178,7 @@ def check_hub_model(model: str, revision: str | None = None) -> None:
         from huggingface_hub import constants, try_to_load_from_cache
 
         cached = try_to_load_from_cache(model, "config.json", revision=revision)
-    except Exception:  # not a valid repo id, or an older huggingface_hub: the loader's own error says it
+    except Exception:  # noqa: BLE001 - not a valid repo id, or an older huggingface_hub: the loader's own error says it
         return
     if isinstance(cached, str):
         return

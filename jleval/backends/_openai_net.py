@@ -17,7 +17,8 @@ import contextlib
 import datetime as _dt
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 POLL_S = 0.2  # how often a waiting read looks at its request's deadline and stop event
 

@@ -7,7 +7,8 @@ and a crash loses at most the requests in flight.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from jleval.types import Completion, Request
 

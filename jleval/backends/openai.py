@@ -39,8 +39,9 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from jleval.backends import _openai_net as net
 from jleval.backends._common import cut_at_stop, find_stop, fingerprint_of, render_chat

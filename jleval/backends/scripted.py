@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 from jleval import __version__
 from jleval.types import Completion, Request
 
 OPTIONS: set[str] = set()  # it takes no engine options
-Answer = Union[str, Completion]
-Script = Union[Sequence[Answer], Callable[[Request], Answer], None]
+Answer = str | Completion
+Script = Sequence[Answer] | Callable[[Request], Answer] | None
 DEFAULT_OUTPUT = "scripted output"
 
 

@@ -15,7 +15,7 @@ side empty 0.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 from jleval.metrics import MetricResult, Signature, mean_result, register, versions_of
 from jleval.metrics import postprocess as pp

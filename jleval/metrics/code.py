@@ -22,7 +22,7 @@ import os
 import platform
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from jleval.metrics import MetricResult, mean_result, not_computed, register, versions_signature
 from jleval.metrics import postprocess as pp

@@ -14,7 +14,7 @@ for importing scipy.stats.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ not part of the v1.4.1 leaderboard (mawps is scored with exact_match there).
 from __future__ import annotations
 
 import importlib.util
-from typing import Sequence
+from collections.abc import Sequence
 
 from jleval.metrics import MetricResult, Signature, mean_result, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from jleval.metrics import MetricResult, Signature, mean_result, not_computed, register, versions_of
 from jleval.metrics import postprocess as pp
@@ -51,7 +51,7 @@ def comet_wmt22(preds: Sequence[str], golds: Sequence[str], *, inputs: Sequence[
         import torch
 
         out = model.predict(data, batch_size=8, gpus=1 if torch.cuda.is_available() else 0, progress_bar=False)
-    except Exception as e:  # model absent offline, download refused, incompatible versions …
+    except Exception as e:  # noqa: BLE001 - model absent offline, download refused, incompatible versions …
         return not_computed(sig, f"could not load or run {COMET_MODEL}: {type(e).__name__}: {e} "
                                  "(set JLEVAL_ALLOW_DOWNLOAD=1 to download it)")
     return mean_result(list(out.scores), sig)
@@ -72,7 +72,7 @@ def _bert_score(lang: str):
             import bert_score
 
             _, _, f1 = bert_score.score(list(preds), list(golds), lang=lang, verbose=False)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - as for COMET: any failure to load or run is reported as not computed
             return not_computed(sig, f"could not load or run BERTScore for {lang}: {type(e).__name__}: {e} "
                                      "(set JLEVAL_ALLOW_DOWNLOAD=1 to download the model)")
         return mean_result(f1.tolist(), sig)

@@ -15,7 +15,7 @@ The ``jleval`` profile keeps steps 2–4 but drops the Latin-1 deletion and the 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from rapidfuzz.distance import Indel
 

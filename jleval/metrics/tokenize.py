@@ -91,7 +91,8 @@ def tokens(text: str, tokenizer: str) -> tuple[str, ...]:
 def signature(tokenizer: str) -> str:
     """Dictionary name and versions, e.g. `ja-mecab-0.996-IPA(ipadic-1.0.0,mecab-python3-1.0.12)`."""
     if tokenizer == "ipadic":
-        return f"{_ipadic().signature()}(ipadic-{_dist_version('ipadic')},mecab-python3-{_dist_version('mecab-python3')})"
+        versions = f"ipadic-{_dist_version('ipadic')},mecab-python3-{_dist_version('mecab-python3')}"
+        return f"{_ipadic().signature()}({versions})"
     if tokenizer == "unidic-lite":
         return f"fugashi-{_dist_version('fugashi')}+unidic-lite-{_dist_version('unidic-lite')}"
     raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {TOKENIZERS}")

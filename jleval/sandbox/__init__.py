@@ -30,10 +30,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from jleval.errors import JlevalError
 from jleval.sandbox.verdict import decide
@@ -290,7 +290,7 @@ class Sandbox:
     def isolation_label(self) -> str:
         return isolation_label(self.isolation)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:

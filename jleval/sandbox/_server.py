@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -72,9 +73,13 @@ def _unshare(flags: int) -> None:
     _check(_LIBC.unshare(ctypes.c_int(flags)), "unshare")
 
 
+def _cstr(s: str | None) -> bytes | None:
+    return s.encode() if s is not None else None
+
+
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
-    _check(_LIBC.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+    rc = _LIBC.mount(_cstr(source), _cstr(target), _cstr(fstype), ctypes.c_ulong(flags), _cstr(data))
+    _check(rc, f"mount {target}")
 
 
 def _drop_capabilities() -> None:
@@ -302,10 +307,13 @@ def _seccomp_program(machine: str, kind: str = "fallback") -> list[tuple[int, in
     ins.append((_RET_K, 0, 0, deny))
     labels["NOSYS"] = len(ins)
     ins.append((_RET_K, 0, 0, nosys))
+
+    def rel(label: str | None, at: int) -> int:
+        return 0 if not label else labels[label] - at - 1
+
     for at, jt, jf in pending:
         code, _, _, k = ins[at]
-        rel = lambda label: 0 if not label else labels[label] - at - 1  # noqa: E731
-        ins[at] = (code, rel(jt), rel(jf), k)
+        ins[at] = (code, rel(jt, at), rel(jf, at), k)
     return ins
 
 
@@ -345,7 +353,7 @@ def _fresh_session_keyring() -> bool:
     return True
 
 
-def _in_child(body) -> tuple[bool, bytes]:  # noqa: ANN001 - a zero-argument callable returning bytes
+def _in_child(body: Callable[[], bytes]) -> tuple[bool, bytes]:
     """Run `body` in a throwaway forked child (namespaces, filters and uid changes stay there) and return
     (True, the bytes it returned) or (False, the repr of what it raised)."""
     r, w = os.pipe()
@@ -475,7 +483,7 @@ def _harness_python(code: str, tests: list[str], nonce: str, res_fd: int) -> Non
     for stage, source, filename in stages:
         try:
             run(comp(source, filename, "exec"), namespace)
-        except BE as exc:  # noqa: BLE001 - everything the program raises is a verdict
+        except BE as exc:  # everything the program raises is a verdict
             report(classify(exc), stage, exc)
         if stage != "program":
             done += 1
@@ -534,7 +542,7 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
         os.environ.update(cfg["env"])
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PYLINTHOME": workdir})
         tempfile.tempdir = workdir
-        sys.stdin = open(0, "r", closefd=False)
+        sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = [req.get("filename", "main.py")]

@@ -69,7 +69,8 @@ def _pass_count(ran: int, expected: int) -> dict:
 def _pylint_verdict(text: str) -> dict:
     valid, msg_ids = pylint_rule(text)
     info = {"valid": valid, "messages": msg_ids, "output": text[:4000]}
-    reason = "no error-level message" if valid else "pylint reported: " + ", ".join(m for m in msg_ids if "E" in m)[:300]
+    errors = ", ".join(m for m in msg_ids if "E" in m)[:300]
+    reason = "no error-level message" if valid else "pylint reported: " + errors
     return {"status": "passed" if valid else "failed", "reason": reason, "pylint": info}
 
 
