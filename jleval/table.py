@@ -621,7 +621,7 @@ def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed:
     values = [*HEAD_COLUMNS[4:], *CATEGORY_COLUMNS, *star, *other]
     lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS),
                      [_row(r, values, mixed) for r in runs], runs, "", mixed, left_out=left_out,
-                     group=group and group.name, settings=dict(group.settings) if group else {}, groups=groups or [])
+                     group=group.name if group else None, settings=dict(group.settings) if group else {}, groups=groups or [])
     if opts.arena:
         _add_arena(lb, opts.arena, opts.seed)
     lb.sort = _default_sort(lb.rows, opts.sort, bool(opts.arena))
@@ -641,7 +641,7 @@ def row_mixes(lb: Leaderboard) -> list[list[str]]:
 
     common = {k: Counter(json.dumps(r.setting(k), default=str) for r in lb.runs).most_common(1)[0][0]
               for k in lb.mixed}
-    return [[f"{k}={_show(k, r.setting(k)) if k == 'tasks' else r.setting(k)}" for k in lb.mixed
+    return [[_show(k, r.setting(k)) if k == "tasks" else f"{k}={r.setting(k)}" for k in lb.mixed
              if json.dumps(r.setting(k), default=str) != common[k]] for r in lb.runs]
 
 

@@ -118,6 +118,10 @@ def test_group_all_groups_and_arena_only_tables(raw_dir, tmp_path):
                        text=True)
     assert r.returncode == 0, r.stderr
     assert "arena_rating" in (tmp_path / "arena.md").read_text(encoding="utf-8")
+    r = subprocess.run(cli + ["--out", "arena.html"], cwd=tmp_path, capture_output=True, text=True)
+    page = (tmp_path / "arena.html").read_text(encoding="utf-8")  # the rating with its interval, 1 decimal
+    rating = doc["rows"][0]
+    assert f"{rating['arena_rating']:.1f}<small>[{rating['arena_ci95_low']:.1f}, " in page
     # over the whole folder, --group picks the arena group; without --arena, --sort arena_rating is refused
     r = _table(tmp_path, "--arena", "j.jsonl", "--group", "test-4shot-basic-n3-arena", "--sort", "arena_rating",
                "--out", "arena2.json", "--no-charts")

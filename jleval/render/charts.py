@@ -51,7 +51,8 @@ def short_name(name: str, width: int = 34) -> str:
 
 
 def _title(row: dict[str, Any], mix: list[str]) -> str:
-    return short_name(str(row["run"])) + f"\nAVG {fmt(row.get('AVG'), 3) or '—'}"
+    mixed = "MIXED: " + ", ".join(mix) + "\n" if mix else ""
+    return mixed + short_name(str(row["run"])) + f"\nAVG {fmt(row.get('AVG'), 3) or '—'}"
 
 
 def _radar_panel(ax, row: dict[str, Any], cats: list[str], angles: list[float], mix: list[str]) -> None:
@@ -69,12 +70,9 @@ def _radar_panel(ax, row: dict[str, Any], cats: list[str], angles: list[float], 
     ax.tick_params(axis="x", pad=4)
     ax.set_ylim(0, 1)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
-    ax.set_yticklabels(["", ".5", "", "1"], fontsize=7, color="#777777")
+    ax.set_yticklabels(["", "0.5", "", "1.0"], fontsize=7, color="#777777")
     ax.set_rlabel_position(180 / len(cats))  # between the first two axes, away from their labels
-    ax.set_title(_title(row, mix), fontsize=9, pad=14)
-    if mix:
-        ax.text(0.5, 1.0, "MIXED: " + ", ".join(mix), transform=ax.transAxes, ha="center", va="bottom",
-                fontsize=8, color="#c0392b", fontweight="bold")
+    ax.set_title(_title(row, mix), fontsize=9, pad=16, color="#c0392b" if mix else "black")
 
 
 def _radar(rows: list[dict[str, Any]], cats: list[str], mixes: list[list[str]]) -> bytes:
@@ -92,7 +90,7 @@ def _radar(rows: list[dict[str, Any]], cats: list[str], mixes: list[list[str]]) 
         _radar_panel(fig.add_subplot(nrow, ncol, i + 1, projection="polar"), row, cats, angles, mix)
     fig.tight_layout(h_pad=2.5, w_pad=2.0)
     try:
-        return _png(fig, dpi=110)
+        return _png(fig, dpi=110, bbox_inches="tight")  # titles and labels never cut at the edges
     finally:
         plt.close(fig)
 

@@ -97,12 +97,17 @@ def _columns(lb: "Leaderboard") -> list[Column]:
     return shown
 
 
+#: Columns whose interval lives in other columns than `<col>_ci_low/_ci_high`, and their digits.
+INTERVALS = {"arena_rating": ("arena_ci95_low", "arena_ci95_high", 1)}
+
+
 def _cell(row: dict[str, Any], col: Column, best: dict[str, Any]) -> Cell:
     v = row.get(col.name)
-    lo, hi = row.get(f"{col.name}_ci_low"), row.get(f"{col.name}_ci_high")
-    ci = f"[{fmt(lo)}, {fmt(hi)}]" if v is not None and lo is not None and hi is not None else ""
+    low, high, digits = INTERVALS.get(col.name, (f"{col.name}_ci_low", f"{col.name}_ci_high", 4))
+    lo, hi = row.get(low), row.get(high)
+    ci = f"[{fmt(lo, digits)}, {fmt(hi, digits)}]" if v is not None and lo is not None and hi is not None else ""
     key = "" if v is None else (f"{v}" if col.numeric else html.escape(str(v)))
-    return Cell(fmt(v) or "—", ci, key, best.get(col.name) is not None and v == best[col.name])
+    return Cell(fmt(v, digits) or "—", ci, key, best.get(col.name) is not None and v == best[col.name])
 
 
 def _about(row: dict[str, Any]) -> str:
