@@ -25,11 +25,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import tomllib
 
 from jleval.errors import JlevalError, RunError, UsageError
 from jleval.run import RunOptions, default_run_name

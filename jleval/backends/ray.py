@@ -39,8 +39,9 @@ import os
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from jleval.errors import BackendError, JlevalError, RunError, UsageError
 from jleval.types import Completion, GenParams, Request
@@ -330,7 +331,7 @@ class RayBackend:
             device = str(self.options.get("device") or "auto")
             asked = 1 if device.startswith("cuda") else 0
             return 1 if device == "auto" and cluster_gpus > 0 else asked
-        parallel = int(self.options.get("tensor_parallel_size") or 1) * int(self.options.get("pipeline_parallel_size") or 1)
+        parallel = self._parallel()
         if self.options.get("distributed_executor_backend") == "ray":
             return 0  # vLLM's own Ray executor places the tensor x pipeline workers (possibly over several nodes)
         return parallel if cluster_gpus > 0 or parallel > 1 else 0  # no GPU and 1 x 1: vLLM's CPU build
@@ -388,14 +389,16 @@ class RayBackend:
         from ray.data import ActorPoolStrategy
 
         rows = [{"i": i, "req": request_to_json(r)} for i, r in enumerate(requests)]
-        # at least two batches per replica, so that a short run still uses them all; one batch in flight per
-        # replica (Ray Data would queue several on the first replica up, and leave the others idle)
-        batch_size = max(1, min(self.batch_size, math.ceil(len(rows) / (2 * self.replicas))))
+        # at least four batches per replica, so that a short run still uses them all; two batches in flight per
+        # replica: the next one waits on the replica while it runs one (no idle round trip), and no more (Ray
+        # Data's default queues several on the first replica up, and leaves the others idle)
+        batch_size = max(1, min(self.batch_size, math.ceil(len(rows) / (4 * self.replicas))))
         ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch_size))
         return ds.map_batches(
             _engine_class({"inner": self.inner, "model": self.model, "revision": self.revision,
                            "options": self.options, "expected_identity": self.expected_identity}, self.engine),
-            batch_size=batch_size, batch_format="numpy", compute=ActorPoolStrategy(size=self.replicas, max_tasks_in_flight_per_actor=1),
+            batch_size=batch_size, batch_format="numpy",
+            compute=ActorPoolStrategy(size=self.replicas, max_tasks_in_flight_per_actor=2),
             num_gpus=self.gpus_per_replica, num_cpus=1, **self.ray_remote_args)
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
@@ -419,9 +422,10 @@ class RayBackend:
                     yield int(i), completion_from_json(str(out))
         except JlevalError:
             raise
-        except Exception as err:  # Ray wraps what an actor raised; ours comes back as itself
+        except Exception as err:  # noqa: BLE001 - Ray wraps what an actor raised; ours comes back as itself
+            last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
             raise _unwrap(err) or BackendError(
-                f"the Ray run failed: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
+                f"the Ray run failed: {type(err).__name__}: {last}",
                 "every completion so far is saved; fix the cause (the Ray logs say more) and re-run the same "
                 "command to resume") from None
 
