@@ -120,8 +120,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def dumps_json(obj: Any, indent: int | None = 4) -> str:
-    """The JSON dialect of every file jleval writes: UTF-8 text, not ASCII-escaped, stable key order."""
-    return json.dumps(obj, ensure_ascii=False, indent=indent)
+    """The JSON dialect of every file jleval writes: UTF-8 text, not ASCII-escaped, stable key order; strict JSON
+    (NaN and Infinity, which JSON has no words for, raise ValueError rather than make a file no reader accepts)."""
+    return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
 def atomic_write_json(path: Path, obj: Any, indent: int | None = 4) -> None:

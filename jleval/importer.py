@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ from jleval.errors import JlevalError, OutputError, UsageError
 from jleval.fsutil import atomic_write_many, dumps_json, sha256_file, sha256_text
 
 RESULTS_KEYS = ("scores", "outputs", "config")
+SPLITS = ("train", "dev", "test")
+#: A task name becomes a file name (outputs/<task>.jsonl): a plain name, never a path.
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 UPSTREAM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
@@ -64,6 +68,25 @@ def _bad(path: Path, what: str) -> ImportFileError:
                            '"config"}), or a JSON Lines file of generations with task, id and generation')
 
 
+def _task_name_problem(task: Any) -> str | None:
+    """Why `task` cannot be a task name (it names a file in the run folder), or None."""
+    if isinstance(task, str) and TASK_NAME.fullmatch(task) and task not in (".", ".."):
+        return None
+    return (f"task name {task!r} is not a plain name (letters, digits, '.', '_', '-', starting with a letter or "
+            "digit; no '/' or '..')")
+
+
+def _unicode_problem(value: Any) -> str | None:
+    """Why a string cannot be written as UTF-8 (a lone surrogate such as \\ud800), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds {value[e.start:e.end]!r}, an unpaired surrogate that is not valid Unicode text"
+    return None
+
+
 def _output_row(task: str, i: int, input_text: str, gold: str, pred: str, prompt_sha: str | None) -> dict[str, Any]:
     return {"id": i, "key": sha256_text(json.dumps(["imported", task, i, input_text, pred], ensure_ascii=False)),
             "input": input_text, "prompt_sha256": prompt_sha, "gold": gold, "generation": pred,
@@ -80,6 +103,9 @@ def _check_sample(path: Path, task: str, i: int, s: Any) -> None:
     missing = [k for k in ("input", "pred", "gold") if not isinstance(s.get(k), str)]
     if missing:
         raise _bad(path, f"outputs.{task}[{i}] has no string {', '.join(repr(k) for k in missing)}")
+    for k in ("input", "pred", "gold", "prompt"):
+        if problem := _unicode_problem(s.get(k)):
+            raise _bad(path, f"outputs.{task}[{i}].{k} {problem}")
 
 
 def read_llm_jp_eval(path: Path, data: Any) -> Imported:
@@ -94,16 +120,27 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     cfg = data["config"]
     meta = cfg.get("metainfo") if isinstance(cfg.get("metainfo"), dict) else {}
     model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
-    model = model_cfg.get("pretrained_model_name_or_path") or meta.get("basemodel_name") or path.stem
-    return Imported(model=str(model), split=str(meta.get("data_type") or "dev"),
-                    num_few_shots=_int(meta.get("num_few_shots"), 4),
-                    max_num_samples=_int(meta.get("max_num_samples"), -1), fmt="llm-jp-eval", rows=rows,
-                    file_scores=data["scores"], version=str(meta.get("version")) if meta.get("version") else None,
+
+    def fail(reason: str) -> ImportFileError:
+        return _bad(path, reason)
+
+    model = (_text(model_cfg, "pretrained_model_name_or_path", "config.model", fail)
+             or _text(meta, "basemodel_name", "config.metainfo", fail) or path.stem)
+    version = _text(meta, "version", "config.metainfo", fail)
+    jleval_cfg = cfg.get("jleval")
+    return Imported(model=model, split=_split(meta.get("data_type"), "config.metainfo.data_type", fail) or "dev",
+                    num_few_shots=_count(meta.get("num_few_shots"), 4, 0, "config.metainfo.num_few_shots", fail),
+                    max_num_samples=_count(meta.get("max_num_samples"), -1, -1, "config.metainfo.max_num_samples",
+                                           fail),
+                    fmt="llm-jp-eval", rows=rows, file_scores=data["scores"], version=version,
                     precision=UPSTREAM_DTYPES.get(str(cfg.get("torch_dtype"))),
-                    extra={"revision": model_cfg.get("revision"), "jleval": cfg.get("jleval")})
+                    extra={"revision": _text(model_cfg, "revision", "config.model", fail),
+                           "jleval": jleval_cfg if isinstance(jleval_cfg, dict) else None})
 
 
 def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
+    if problem := _task_name_problem(task):
+        raise _bad(path, f"outputs: {problem}")
     if not isinstance(samples, list):
         raise _bad(path, f"outputs.{task} is not a list of samples")
     rows = []
@@ -115,8 +152,36 @@ def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+def _count(value: Any, default: int, low: int, where: str, fail: Callable[[str], Exception]) -> int:
+    """An integer setting from `low` up; absent (None) -> `default`; anything else -> fail naming `where`."""
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise fail(f"{where} must be an integer from {low}, found {value!r}")
+    return value
+
+
+def _split(value: Any, where: str, fail: Callable[[str], Exception]) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in SPLITS:
+        raise fail(f"{where} must be one of {', '.join(SPLITS)}, found {value!r}")
+    return str(value)
+
+
+def _text(obj: dict[str, Any], key: str, where: str, fail: Callable[[str], Exception]) -> str | None:
+    """A string field (a number such as a version is taken as its text); a list or object -> fail."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    label = f"{where}.{key}" if where else repr(key)  # where: the object's path in the file ("" on a JSONL line)
+    if not isinstance(value, str):
+        raise fail(f"{label} must be a string, found {value!r}")
+    if problem := _unicode_problem(value):
+        raise fail(f"{label} {problem}")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ JSON Lines
@@ -132,26 +197,37 @@ def read_generations(path: Path, data_dir: Path | None, split: str, version: str
     lines = jsonl.read_objects(path, fail, key="task").records
     if not lines:
         raise ImportFileError(f"{path} holds no generations", "pass a JSON Lines file with one object per sample")
-    runs = {rec.get("run") for _, rec in lines}
+    runs = {json.dumps(rec.get("run"), sort_keys=True) for _, rec in lines}
     if len(runs) > 1:
-        raise ImportFileError(f"{path} holds the samples of {len(runs)} runs ({', '.join(sorted(map(str, runs)))})",
+        raise ImportFileError(f"{path} holds the samples of {len(runs)} runs ({', '.join(sorted(runs))})",
                               "import one run per file (jleval export --format jsonl writes one file per run)")
     first = lines[0][1]  # jleval's export repeats the run's settings on every row
-    split = first["split"] if first.get("split") in ("train", "dev", "test") else split
+
+    def fail_first(reason: str) -> ImportFileError:
+        return fail(lines[0][0], reason)
+
+    split = _split(first.get("split"), "'split'", fail_first) or split
     sets: dict[str, list[dict[str, Any]] | None] = {}
     rows: dict[str, dict[int, dict[str, Any]]] = {}
+    seen: dict[tuple[str, int], int] = {}
     for n, rec in lines:
         row = _generation_row(rec, lambda reason, n=n: fail(n, reason), sets, data_dir, split, version)
+        if (rec["task"], row["id"]) in seen:
+            raise fail(n, f"sample {rec['task']} {row['id']} again (first on line {seen[rec['task'], row['id']]}): "
+                          "each (task, id) must appear once")
+        seen[rec["task"], row["id"]] = n
         rows.setdefault(rec["task"], {})[row["id"]] = row
-    return Imported(model=str(first.get("model") or path.stem), split=split,
-                    num_few_shots=_int(first.get("num_few_shots"), 4),
-                    max_num_samples=_int(first.get("max_num_samples"), -1), fmt="jsonl",
-                    rows={t: [r[i] for i in sorted(r)] for t, r in rows.items()})
+    return Imported(model=_text(first, "model", "", fail_first) or path.stem, split=split,
+                    num_few_shots=_count(first.get("num_few_shots"), 4, 0, "'num_few_shots'", fail_first),
+                    max_num_samples=_count(first.get("max_num_samples"), -1, -1, "'max_num_samples'", fail_first),
+                    fmt="jsonl", rows={t: [r[i] for i in sorted(r)] for t, r in rows.items()})
 
 
 def _generation_row(rec: dict[str, Any], fail: Callable[[str], Exception], sets: dict[str, Any],
                     data_dir: Path | None, split: str, version: str) -> dict[str, Any]:
     task, sid = rec["task"], rec.get("id")
+    if problem := _task_name_problem(task):
+        raise fail(f"'task': {problem}")
     if not isinstance(sid, int) or isinstance(sid, bool) or sid < 0:
         raise fail(f"'id' must be the sample's index (an integer from 0), found {sid!r}")
     gen = rec.get("generation") if isinstance(rec.get("generation"), str) else rec.get("pred")
@@ -165,6 +241,9 @@ def _generation_row(rec: dict[str, Any], fail: Callable[[str], Exception], sets:
                        "preprocessed sets (pass --data-dir, --split, or add gold and input to each line)")
         gold = gold if isinstance(gold, str) else sample["output"]
         input_text = input_text if isinstance(input_text, str) else sample["input"]
+    for name, value in (("generation", gen), ("gold", gold), ("input", input_text)):
+        if problem := _unicode_problem(value):
+            raise fail(f"{name!r} {problem}")
     return _output_row(task, sid, input_text, gold, gen, None)
 
 
@@ -249,15 +328,48 @@ def import_results(path: Path, out: Path, data_dir: Path | None = None, split: s
     imp = read_import_file(Path(path), data_dir, split, version)
     notes: list[str] = []
     tasks = {t: _task_entry(t, len(r), imp.file_scores, notes) for t, r in sorted(imp.rows.items())}
-    files: dict[Path, bytes] = {
-        out / "outputs" / f"{t}.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        for t, rows in imp.rows.items()}
-    files[out / "manifest.json"] = (dumps_json(_manifest(imp, Path(path), tasks)) + "\n").encode("utf-8")
+    notes += _uncompared_scores(imp.file_scores)
+    manifest = _manifest(imp, Path(path), tasks)
+    _check_manifest(Path(path), manifest)
+    try:
+        files: dict[Path, bytes] = {
+            out / "outputs" / f"{t}.jsonl": "".join(dumps_json(r, None) + "\n" for r in rows).encode("utf-8")
+            for t, rows in imp.rows.items()}
+        files[out / "manifest.json"] = (dumps_json(manifest) + "\n").encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as e:  # a lone surrogate or NaN somewhere the checks above do not look
+        raise _bad(Path(path), f"it holds a value that cannot be written as JSON text ({e})") from None
     try:
         atomic_write_many(files)
     except OSError as e:
         raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}", "pass another --out") from None
     return ImportResult(out, {t: len(r) for t, r in imp.rows.items()}, notes)
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a manifest that jleval's own readers would refuse (e.g. a recorded
+    config.jleval.model_info with a non-integer params)."""
+    from jleval.records import MANIFEST_SCHEMA, check_fields
+
+    check_fields(manifest, MANIFEST_SCHEMA, lambda reason: _bad(path, f"the run's manifest would have {reason} "
+                                                                     "(from the file's config)"))
+
+
+def _uncompared_scores(file_scores: dict[str, Any] | None) -> list[str]:
+    """Notes for the file's scores that are not numbers: they are kept but never compared with jleval's."""
+    bad = [k for k, v in (file_scores or {}).items() if _number(v) is None]
+    if not bad:
+        return []
+    shown = ", ".join(f"{k}={file_scores[k]!r}" for k in sorted(bad)[:5])  # type: ignore[index]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return [f"the file's scores {shown}{more} are not numbers: not compared with jleval's"]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        f = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+    return f if f is not None and math.isfinite(f) else None
 
 
 def score_differences(scores: dict[str, Any], file_scores: dict[str, Any] | None) -> list[str]:
@@ -266,12 +378,9 @@ def score_differences(scores: dict[str, Any], file_scores: dict[str, Any] | None
     for task, entry in scores.get("tasks", {}).items():
         for metric, m in (entry.get("metrics") or {}).items():
             theirs = (file_scores or {}).get(f"{task}_{metric}")
-            try:
-                theirs_f = float(theirs) if theirs is not None else None
-            except (TypeError, ValueError):
-                theirs_f = None
+            theirs_f = _number(theirs)
             ours = m.get("value")
-            if theirs_f is None or ours is None or not math.isfinite(theirs_f):
+            if theirs_f is None or ours is None:
                 continue
             if abs(round(ours, 4) - theirs_f) > 1e-4 + 1e-9:
                 diffs.append(f"{task}_{metric}: file {theirs}, jleval {ours:.4f}")

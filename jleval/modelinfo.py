@@ -6,10 +6,12 @@
 Fields (every one may be None when the files do not say):
     architecture   config.json `architectures` (joined with "," when several), e.g. LlamaForCausalLM
     model_type     config.json `model_type`, e.g. llama
-    params         the exact number of parameters: the sum over the safetensors headers (one file, or the shards
-                   the index json lists) of each stored tensor's element count, each tensor counted once; with
-                   tied embeddings the output layer is not stored (or, when a checkpoint stores it anyway, is
-                   counted once with the input embedding)
+    params         the exact number of parameters, as transformers' num_parameters() counts them: the sum over the
+                   safetensors headers (one file, or the shards the index json lists) of every stored tensor's
+                   element count, each tensor once. The one exception: a stored `lm_head.weight` of the input
+                   embedding's shape when the config ties them (`tie_word_embeddings` true, or absent and the
+                   model type's transformers default ties, e.g. gpt2; llama's does not) is one parameter stored
+                   twice and counted once. Without config.json nothing is deduplicated.
     precision      the run's resolved dtype (what the backend computed in), not read from the files
     license        the model card's (README.md YAML front matter) `license` (`license_name` when it is "other")
     base_model     the model card's `base_model` (joined with "," when several)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -61,16 +64,31 @@ def model_info(model: str, revision: str | None = None, precision: str | None = 
     return info
 
 
+#: The /v1/models fields kept, with the JSON type each must have (anything else is dropped).
+_SERVED_TEXT = ("id", "root", "parent", "owned_by")
+_SERVED_INT = ("max_model_len", "created")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """`value` writable as UTF-8: a lone surrogate (which JSON's \\udXXX escapes can carry) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def served_model_info(entry: dict[str, Any] | None, precision: str | None = None) -> dict[str, Any]:
     """An OpenAI-compatible server's /v1/models entry for the served model: only what it reports (vLLM reports
-    `root`, the model it loaded, and `parent`, the base of a LoRA adapter). The rest stays empty."""
-    if not entry:
+    `root`, the model it loaded, and `parent`, the base of a LoRA adapter). The rest stays empty. What the
+    server sends is cleaned: strings with lone surrogates repaired, numbers kept only as finite integers, other
+    types dropped, so the manifest stays valid JSON."""
+    if not isinstance(entry, dict) or not entry:
         return empty_info("served by an OpenAI-compatible server that reported nothing about the model")
     info = empty_info("served by an OpenAI-compatible server: only what its /v1/models reports")
-    info["base_model"] = entry.get("parent") or None
+    server: dict[str, Any] = {k: clean_text(entry[k]) for k in _SERVED_TEXT if isinstance(entry.get(k), str)}
+    server.update({k: entry[k] for k in _SERVED_INT
+                   if isinstance(entry.get(k), int) and not isinstance(entry[k], bool)})
+    info["base_model"] = server.get("parent") or None
     info["precision"] = precision
-    info["server"] = {k: entry[k] for k in ("id", "root", "parent", "owned_by", "max_model_len", "created")
-                      if entry.get(k) is not None}
+    info["server"] = server
     return info
 
 
@@ -107,10 +125,10 @@ def _from_files(lookup: Lookup) -> dict[str, Any]:
         notes.append("no config.json: architecture, model type and tied embeddings unknown")
         config = {}
     archs = config.get("architectures")
-    info["architecture"] = ",".join(map(str, archs)) if isinstance(archs, list) and archs else None
-    info["model_type"] = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    # transformers' default: a config.json without the key ties them (save_pretrained omits default values)
-    info["params"] = _param_count(lookup, bool(config.get("tie_word_embeddings", True)), notes)
+    info["architecture"] = (clean_text(",".join(map(str, archs)))
+                            if isinstance(archs, list) and archs else None)
+    info["model_type"] = clean_text(config["model_type"]) if isinstance(config.get("model_type"), str) else None
+    info["params"] = _param_count(lookup, lambda: _ties_embeddings(config), notes)
     if config.get("quantization_config"):
         notes.append("quantized checkpoint: params counts the stored (packed) tensors' elements")
     card = _front_matter(lookup("README.md"), notes)
@@ -125,10 +143,29 @@ def _read_json(path: Path | None, notes: list[str]) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         notes.append(f"{path.name} is not readable JSON ({type(e).__name__})")
         return None
     return data if isinstance(data, dict) else None
+
+
+def _ties_embeddings(config: dict[str, Any]) -> bool:
+    """Whether transformers ties the output layer to the input embedding for this config.json: its
+    `tie_word_embeddings`, or when absent the default of the model type's config class (PretrainedConfig's is
+    True, LlamaConfig's False: save_pretrained omits values equal to the class default). No config or an
+    unknown model type: not tied (every stored tensor counts)."""
+    value = config.get("tie_word_embeddings")
+    if isinstance(value, bool):
+        return value
+    model_type = config.get("model_type")
+    if value is not None or not isinstance(model_type, str):
+        return False
+    try:
+        from transformers import AutoConfig
+
+        return bool(getattr(AutoConfig.for_model(model_type), "tie_word_embeddings", False))
+    except (ImportError, ValueError, KeyError):  # transformers missing, or a model type it does not know
+        return False
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -144,7 +181,10 @@ def safetensors_header(path: Path) -> dict[str, Any]:
         raw = f.read(n)
     if len(raw) != n:
         raise ValueError("truncated header")
-    header = json.loads(raw.decode("utf-8"))
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("header JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise ValueError("header is not a JSON object")
     return header
@@ -153,8 +193,11 @@ def safetensors_header(path: Path) -> dict[str, Any]:
 def _weight_files(lookup: Lookup, notes: list[str]) -> list[Path] | None:
     index = lookup("model.safetensors.index.json")
     if index is not None:
-        data = _read_json(index, notes) or {}
-        names = sorted(set((data.get("weight_map") or {}).values()))
+        weight_map = (_read_json(index, notes) or {}).get("weight_map") or {}
+        if not isinstance(weight_map, dict) or not all(_plain_name(v) for v in weight_map.values()):
+            notes.append("model.safetensors.index.json: weight_map is not an object of tensor -> file name")
+            return None
+        names = sorted(set(weight_map.values()))
         files = [lookup(n) for n in names]
         if not names or any(f is None for f in files):
             missing = [n for n, f in zip(names, files) if f is None]
@@ -166,7 +209,11 @@ def _weight_files(lookup: Lookup, notes: list[str]) -> list[Path] | None:
     return [single] if single is not None else None
 
 
-def _param_count(lookup: Lookup, tied: bool, notes: list[str]) -> int | None:
+def _plain_name(value: Any) -> bool:
+    return isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+
+
+def _param_count(lookup: Lookup, tied: Callable[[], bool], notes: list[str]) -> int | None:
     files = _weight_files(lookup, notes)
     if files is None:
         if not any("index.json" in n for n in notes):
@@ -175,9 +222,9 @@ def _param_count(lookup: Lookup, tied: bool, notes: list[str]) -> int | None:
     shapes = _stored_shapes(files, notes)
     if shapes is None:
         return None
-    if tied and "lm_head.weight" in shapes:
+    if "lm_head.weight" in shapes:
         embed = next((n for n in shapes if n.endswith(_EMBED_SUFFIXES)), None)
-        if embed is not None and shapes[embed] == shapes["lm_head.weight"]:
+        if embed is not None and shapes[embed] == shapes["lm_head.weight"] and tied():
             del shapes["lm_head.weight"]  # tied: one parameter stored twice
     return sum(math.prod(shape) for shape in shapes.values())
 
@@ -188,13 +235,22 @@ def _stored_shapes(files: list[Path], notes: list[str]) -> dict[str, list[int]] 
     for path in files:
         try:
             header = safetensors_header(path)
+            for name, meta in header.items():
+                if name != "__metadata__":
+                    shapes.setdefault(name, _shape(name, meta))
         except (OSError, ValueError) as e:
             notes.append(f"{path.name}: not a readable safetensors file ({e}): params not read")
             return None
-        for name, meta in header.items():
-            if name != "__metadata__" and isinstance(meta, dict):
-                shapes.setdefault(name, [int(d) for d in meta.get("shape", [])])
     return shapes
+
+
+def _shape(name: str, meta: Any) -> list[int]:
+    """A header entry's shape: a list of non-negative integers; ValueError naming the tensor otherwise."""
+    shape = meta.get("shape") if isinstance(meta, dict) else None
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise ValueError(f"tensor {name!r} has no shape of non-negative integers")
+    return shape
 
 
 def _front_matter(path: Path | None, notes: list[str]) -> dict[str, Any]:

@@ -169,3 +169,73 @@ def test_cli_export_then_import_then_table(runs, tmp_path):
     res = cli("table", r["oracle"], tmp_path / "runs" / "back", "--out", tmp_path / "lb.csv", "--no-charts")
     assert res.returncode == 0, res.stderr
     assert "imported runs: back (llm-jp-eval)" in (tmp_path / "lb.md").read_text(encoding="utf-8")
+
+
+def _results(outputs=None, config=None, scores=None) -> dict:
+    sample = {"prompt": "p {input}", "input": "a", "pred": "b", "gold": "b"}
+    return {"scores": scores or {}, "outputs": outputs if outputs is not None else {"jamp": [sample]},
+            "config": config or {}}
+
+
+def _refused(tmp_path, name: str, content: str, *fragments: str) -> None:
+    """`jleval import` of `content` fails on one line naming the file and `fragments`, exit 2, nothing written."""
+    f = tmp_path / name
+    f.write_text(content, encoding="utf-8")
+    out = tmp_path / "runs" / f"{f.stem}-out"
+    with pytest.raises(ImportFileError) as e:
+        import_results(f, out)
+    assert name in e.value.message and all(x in e.value.message for x in fragments), e.value.message
+    assert not out.exists()
+    before = sorted(p for p in tmp_path.rglob("*"))
+    r = cli("import", f, "--out", out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and name in r.stderr, r.stderr
+    assert not out.exists() and sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_task_names_that_are_paths_are_refused_and_nothing_written(tmp_path):
+    sample = {"input": "a", "pred": "b", "gold": "b"}
+    for i, task in enumerate((str(tmp_path / "x" / "ABSOLUTE_WRITE"), "../../x", "", ".", "..", "a/b")):
+        _refused(tmp_path, f"paths{i}.json", json.dumps(_results({task: [sample]})), "is not a plain name")
+        _refused(tmp_path, f"paths{i}.jsonl", json.dumps({"task": task, "id": 0, "generation": "g", "gold": "g",
+                                                          "input": "i"}) + "\n", ":1:", "is not a plain name")
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent.parent / "x.jsonl").exists()
+
+
+def test_broken_values_are_one_line_errors_not_tracebacks(tmp_path):
+    line = {"task": "jamp", "id": 0, "generation": "g", "gold": "g", "input": "i"}
+    _refused(tmp_path, "sur.json", json.dumps(_results({"jamp": [{"input": "a", "pred": "\ud800", "gold": "b"}]})),
+             "outputs.jamp[0].pred", "unpaired surrogate")
+    _refused(tmp_path, "sur.jsonl", json.dumps({**line, "generation": "\ud800"}) + "\n", ":1:", "unpaired surrogate")
+    _refused(tmp_path, "cfg.json", json.dumps(_results(config={"jleval": {"model_info": {"params": float("nan")}}})),
+             "model_info.params")
+    _refused(tmp_path, "inf.json", json.dumps(_results(config={"jleval": {"model_info": {"params": 1e999}}})),
+             "model_info.params")
+    _refused(tmp_path, "dup.jsonl", json.dumps(line) + "\n" + json.dumps(line) + "\n", "dup.jsonl:2:",
+             "first on line 1")
+    _refused(tmp_path, "split.json", json.dumps(_results(config={"metainfo": {"data_type": "../../x"}})),
+             "config.metainfo.data_type")
+    _refused(tmp_path, "shots.json", json.dumps(_results(config={"metainfo": {"num_few_shots": -7}})),
+             "config.metainfo.num_few_shots must be an integer from 0, found -7")
+    _refused(tmp_path, "max.json", json.dumps(_results(config={"metainfo": {"max_num_samples": -99}})),
+             "config.metainfo.max_num_samples must be an integer from -1")
+    _refused(tmp_path, "model.json", json.dumps(_results(config={"model": {"pretrained_model_name_or_path": ["a"]}})),
+             "config.model.pretrained_model_name_or_path must be a string")
+    _refused(tmp_path, "model.jsonl", json.dumps({**line, "model": ["a"]}) + "\n", "'model' must be a string")
+
+
+def test_odd_but_harmless_fields_import(tmp_path):
+    line = {"task": "jamp", "id": 0, "generation": "g", "gold": "g", "input": "i"}
+    f = tmp_path / "run.jsonl"
+    f.write_text(json.dumps({**line, "run": [1]}) + "\n" + json.dumps({**line, "id": 1, "run": [1]}) + "\n",
+                 encoding="utf-8")
+    assert import_results(f, tmp_path / "runs" / "a").tasks == {"jamp": 2}
+    f.write_text(json.dumps({**line, "run": [1]}) + "\n" + json.dumps({**line, "id": 1, "run": [2]}) + "\n",
+                 encoding="utf-8")
+    with pytest.raises(ImportFileError, match="samples of 2 runs"):
+        import_results(f, tmp_path / "runs" / "b")
+    g = tmp_path / "cfg.json"
+    g.write_text(json.dumps(_results(config={"jleval": [1]}, scores={"jamp_exact_match": "abc"})), encoding="utf-8")
+    res = import_results(g, tmp_path / "runs" / "c")
+    assert res.tasks == {"jamp": 1}
+    assert any("jamp_exact_match='abc'" in n and "not compared" in n for n in res.notes), res.notes
+    assert table.build([res.run_dir]).rows[0]["run"] == "c"

@@ -169,3 +169,84 @@ def test_table_of_a_run_whose_model_folder_is_bare_says_why(tmp_path):
     lb = table.build([res.run_dir])
     assert lb.rows[0]["architecture"] is None and lb.rows[0]["params"] is None
     assert any("oracle: model columns incomplete: no config.json" in n for n in lb.notes)
+
+
+def num_parameters(folder: Path) -> int:
+    """transformers' own count of the model in `folder` (tied weights once)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder).num_parameters()
+
+
+def _drop_config_key(folder: Path, key: str) -> None:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.pop(key, None)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_params_match_transformers_for_tied_untied_missing_key_and_missing_config(tmp_path):
+    tied = small_llama(tmp_path / "tied", tied=True)
+    untied = small_llama(tmp_path / "untied", tied=False)
+    assert model_info(str(tied))["params"] == num_parameters(tied)
+    assert model_info(str(untied))["params"] == num_parameters(untied)
+    # LlamaConfig's default is untied (PretrainedConfig's is tied): a config.json without the key loads untied
+    _drop_config_key(untied, "tie_word_embeddings")
+    expected = num_parameters(untied)
+    assert model_info(str(untied))["params"] == expected > num_parameters(tied)  # the lm_head counts
+    # no config.json: every stored tensor counts (the untied lm_head too; the tied model stores none)
+    tied_expected = num_parameters(tied)
+    for folder, want in ((untied, expected), (tied, tied_expected)):
+        (folder / "config.json").unlink()
+        info = model_info(str(folder))
+        assert info["params"] == want and any("no config.json" in n for n in info["notes"])
+
+
+def _header_file(folder: Path, header: bytes) -> Path:
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    return folder
+
+
+def test_malformed_safetensors_headers_and_index_give_empty_params_and_a_note(tmp_path):
+    headers = {"deep": b"[" * 100000, "shape-str": json.dumps({"w": {"dtype": "F32", "shape": ["x"]}}).encode(),
+               "shape-null": json.dumps({"w": {"dtype": "F32", "shape": None}}).encode(),
+               "entry-int": json.dumps({"a": 3}).encode(),
+               "negative": json.dumps({"w": {"dtype": "F32", "shape": [-5, 3]}}).encode(),
+               "bool": json.dumps({"w": {"dtype": "F32", "shape": [True, 3]}}).encode()}
+    for name, header in headers.items():
+        info = model_info(str(_header_file(tmp_path / name, header)))
+        assert info["params"] is None, name
+        assert any("not a readable safetensors file" in n for n in info["notes"]), (name, info["notes"])
+    for name, weight_map in (("list", ["model.safetensors"]), ("path", {"w": "../deep/model.safetensors"}),
+                             ("number", {"w": 3})):
+        folder = _header_file(tmp_path / f"index-{name}", json.dumps({"w": {"dtype": "F32", "shape": [2]}}).encode())
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}), encoding="utf-8")
+        info = model_info(str(folder))
+        assert info["params"] is None and any("weight_map is not an object" in n for n in info["notes"]), name
+    (tmp_path / "deep-config").mkdir()
+    (tmp_path / "deep-config" / "config.json").write_text("[" * 100000, encoding="utf-8")
+    assert model_info(str(tmp_path / "deep-config"))["architecture"] is None
+
+
+def test_odd_served_model_entries_are_cleaned_for_the_manifest():
+    from jleval.fsutil import dumps_json
+    from jleval.modelinfo import served_model_info
+
+    info = served_model_info({"id": "tiny", "root": "\ud800x", "parent": ["a"], "created": float("nan"),
+                              "max_model_len": float("inf"), "owned_by": True})
+    assert info["server"] == {"id": "tiny", "root": "\ufffdx"} and info["base_model"] is None
+    json.loads(dumps_json(info))  # writable, strict JSON
+    ok = served_model_info({"id": "m", "created": 1700000000, "max_model_len": 4096})
+    assert ok["server"] == {"id": "m", "created": 1700000000, "max_model_len": 4096}
+
+
+def test_manifest_writer_refuses_nan(tmp_path):
+    import pytest
+
+    from jleval.fsutil import atomic_write_json
+
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "m.json", {"x": float("nan")})
+    assert not (tmp_path / "m.json").exists()
