@@ -26,8 +26,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(emoji=False)  # "file.jsonl:100:" must not become an emoji
-err_console = Console(stderr=True, emoji=False)
+
+
+class _Console(Console):
+    """Text that cannot be written as UTF-8 (a path with bytes that are not UTF-8, a lone surrogate) is shown
+    with backslash escapes instead of failing the command."""
+
+    def _render_buffer(self, buffer):
+        return super()._render_buffer(buffer).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+console = _Console(emoji=False)  # "file.jsonl:100:" must not become an emoji
+err_console = _Console(stderr=True, emoji=False)
 
 
 def _arena_names(name: list[str] | None, run_dirs: list[Path]) -> list[str | None] | None:
@@ -627,6 +637,8 @@ def arena_rank_cmd(
 
     if bootstrap < 0 or draws < 1 or chains < 1 or not 0 < prior_sd < float("inf"):  # refuses nan too
         raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
+    if title is not None and not _is_utf8(title):
+        raise UsageError("--title holds characters that are not UTF-8 text", "pass the chart title as UTF-8 text")
     # `--runs A B C` gives A to --runs and B, C as arguments: a folder is never a judgments file, so it is a run
     runs = [*(runs or []), *(p for p in judgments if p.is_dir())]
     judgments = [p for p in judgments if not p.is_dir()]
@@ -639,6 +651,14 @@ def arena_rank_cmd(
     print_arena(ranking, console=console, err_console=err_console)
     for p in write_ranking(ranking, out, title=title).values():
         console.print(f"wrote {p}")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jleval.errors import OutputError, ScoreError, UsageError
-from jleval.fsutil import atomic_write_many, dumps_json, sha256_text
+from jleval.fsutil import atomic_write_many, encode_json, sha256_text
 
 FORMATS = ("llm-jp-eval", "jsonl")
 #: jleval's dtype names -> llm-jp-eval's `torch_dtype` config values.
@@ -195,13 +195,13 @@ def export_runs(run_dirs: list[Path], out_dir: Path, fmt: str = "llm-jp-eval",
         data = load_scored(Path(run_dir))
         notes += data.notes
         if fmt == "jsonl":
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in to_jsonl_rows(data))
-            files[Path(out_dir) / f"{data.path.name}.jsonl"] = text.encode("utf-8")
+            files[Path(out_dir) / f"{data.path.name}.jsonl"] = b"".join(
+                encode_json(r, None) + b"\n" for r in to_jsonl_rows(data))
         else:
             doc = to_llm_jp_eval(data, data_dir)
             notes += [f"{data.path.name}: {t}: prompt not written ({why})"
                       for t, why in doc["config"]["jleval"]["prompt_not_written"].items()]
-            files[Path(out_dir) / f"{data.path.name}.json"] = (dumps_json(doc) + "\n").encode("utf-8")
+            files[Path(out_dir) / f"{data.path.name}.json"] = encode_json(doc) + b"\n"
     try:
         atomic_write_many(files)
     except OSError as e:

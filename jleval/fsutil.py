@@ -125,8 +125,18 @@ def dumps_json(obj: Any, indent: int | None = 4) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=indent, allow_nan=False)
 
 
+def encode_json(obj: Any, indent: int | None = 4) -> bytes:
+    """`dumps_json` as UTF-8 bytes. A string that UTF-8 cannot hold (a lone surrogate: a path whose bytes are
+    not UTF-8) makes the whole document ASCII-escaped (\\uXXXX), which reads back as the same text."""
+    text = dumps_json(obj, indent)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, indent=indent).encode("utf-8")
+
+
 def atomic_write_json(path: Path, obj: Any, indent: int | None = 4) -> None:
-    atomic_write_text(path, dumps_json(obj, indent) + "\n")
+    atomic_write_bytes(path, encode_json(obj, indent) + b"\n")
 
 
 def read_json_object(path: Path) -> dict | None:
@@ -148,7 +158,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of the UTF-8 text (a lone surrogate, e.g. from a non-UTF-8 path given on the command line, is
+    hashed as its surrogate code unit instead of failing)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tree_listing(root: Path, pattern: str = "*") -> str:

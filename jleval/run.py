@@ -178,7 +178,7 @@ def check_run_options(opts: RunOptions) -> None:
     if opts.prompt_style not in ("basic", "cot"):
         raise UsageError(f"unknown prompt style {opts.prompt_style!r}", "use basic or cot")
     name = opts.run_name
-    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..")):
+    if name is not None and (not name.strip() or Path(name).name != name or name in (".", "..") or "\x00" in name):
         raise UsageError(f"--run-name {name!r} is not a plain folder name", "e.g. --run-name my-model-dev")
 
 

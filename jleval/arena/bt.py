@@ -428,6 +428,9 @@ def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> li
 
 #: The most bootstrap resamples / posterior draws accepted (each resample is a fit held in memory at once).
 MAX_RESAMPLES = 100_000
+#: The widest prior accepted: a wider one adds less than float64 can hold to the fit's Hessian, which then is
+#: singular (the strengths are identified only through the prior's pull on their mean).
+MAX_PRIOR_SD = 1000.0
 
 
 def check_options(method: str, n_bootstrap: int, seed: int, prior_sd: float, chains: int = 8, draws: int = 2500,
@@ -437,8 +440,9 @@ def check_options(method: str, n_bootstrap: int, seed: int, prior_sd: float, cha
 
     if method not in ("bootstrap", "posterior"):
         raise UsageError(f"unknown ranking method {method!r}", "use 'bootstrap' or 'posterior'")
-    if not isinstance(prior_sd, (int, float)) or not math.isfinite(prior_sd) or prior_sd <= 0:
-        raise UsageError(f"--prior-sd must be a finite number above 0, got {prior_sd!r}", "use e.g. 3.0 (logits)")
+    if not isinstance(prior_sd, (int, float)) or not math.isfinite(prior_sd) or not 0 < prior_sd <= MAX_PRIOR_SD:
+        raise UsageError(f"--prior-sd must be a number above 0 and at most {MAX_PRIOR_SD:g}, got {prior_sd!r}",
+                         "use e.g. 3.0 (logits)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"--seed must be a whole number >= 0, got {seed!r}", "e.g. --seed 0")
     for name, value, low in (("--bootstrap", n_bootstrap, 0), ("--chains", chains, 1), ("--draws", draws, 1),
