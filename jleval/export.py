@@ -20,7 +20,6 @@ A run without scores.json is scored first (the default profile); the caller is t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

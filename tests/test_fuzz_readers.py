@@ -65,9 +65,9 @@ def _fail(*args):
     return JlevalError(f"bad: {args}", "fix")
 
 
-def _expect_result_or_error(fn, where: str):
+def _expect_result_or_error(fn, where: str, *args):
     try:
-        return fn()
+        return fn(*args)
     except JlevalError as e:
         assert "\n" not in e.message, f"{where}: {e.message!r}"
         return None
@@ -95,7 +95,7 @@ def _mutated_copy(src: Path, edits, tmp: Path) -> Path:
 
 @FAST
 @given(edits=mutations())
-def test_outputs_readers_on_mutated_lines(world, edits):  # noqa: F811
+def test_outputs_readers_on_mutated_lines(world, edits):
     src = Path(world["runs"][0]) / "outputs" / "jamp.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         path = _mutated_copy(src, edits, Path(tmp))
@@ -105,7 +105,7 @@ def test_outputs_readers_on_mutated_lines(world, edits):  # noqa: F811
 
 @FAST
 @given(edits=mutations(), line=st.integers(0, 8), data=st.data())
-def test_judgments_reader_on_mutated_files(world, edits, line, data):  # noqa: F811
+def test_judgments_reader_on_mutated_files(world, edits, line, data):
     src = Path(world["judgments"])
     with tempfile.TemporaryDirectory() as tmp:
         path = _mutated_copy(src, edits, Path(tmp))
@@ -114,9 +114,9 @@ def test_judgments_reader_on_mutated_files(world, edits, line, data):  # noqa: F
         edited = Path(tmp) / "edited.jsonl"
         edited.write_text("\n".join(rows) + "\n", encoding="utf-8")
         for p in (path, edited):
-            got = _expect_result_or_error(lambda: read_judgments(p), "read_judgments")
+            got = _expect_result_or_error(read_judgments, "read_judgments", p)
             if got is not None:
-                _expect_result_or_error(lambda: collect_outcomes(got), "collect_outcomes")
+                _expect_result_or_error(collect_outcomes, "collect_outcomes", got)
 
 
 READERS = {"manifest.json": lambda p: records.read_manifest(p, _fail),
@@ -125,7 +125,7 @@ READERS = {"manifest.json": lambda p: records.read_manifest(p, _fail),
 
 @FAST
 @given(name=st.sampled_from(sorted(READERS)), data=st.data())
-def test_record_readers_on_mutated_json(world, name, data):  # noqa: F811
+def test_record_readers_on_mutated_json(world, name, data):
     src = Path(world["runs"][0]) / name
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -138,7 +138,7 @@ def test_record_readers_on_mutated_json(world, name, data):  # noqa: F811
 
 # ----- the commands over mutated run folders ----------------------------------------------------------------
 
-def _command_on_mutated_run(world, which: str, command: str, data) -> None:  # noqa: F811
+def _command_on_mutated_run(world, which: str, command: str, data) -> None:
     with tempfile.TemporaryDirectory(prefix="jleval-fuzz-") as tmp:
         tmp = Path(tmp)
         rd = tmp / "run"
@@ -155,13 +155,13 @@ def _command_on_mutated_run(world, which: str, command: str, data) -> None:  # n
 
 @FEW
 @given(which=st.sampled_from(["outputs/jamp.jsonl", "manifest.json"]), data=st.data())
-def test_score_on_mutated_run_folder(world, which, data):  # noqa: F811
+def test_score_on_mutated_run_folder(world, which, data):
     _command_on_mutated_run(world, which, "score", data)
 
 
 @FEW
 @given(which=st.sampled_from(["manifest.json", "scores.json"]), data=st.data())
-def test_table_on_mutated_run_folder(world, which, data):  # noqa: F811
+def test_table_on_mutated_run_folder(world, which, data):
     _command_on_mutated_run(world, which, "table", data)
 
 
@@ -169,5 +169,5 @@ def test_table_on_mutated_run_folder(world, which, data):  # noqa: F811
 @SLOW
 @given(which=st.sampled_from(["outputs/jamp.jsonl", "outputs/jcommonsenseqa.jsonl", "manifest.json",
                               "scores.json"]), command=st.sampled_from(["score", "table"]), data=st.data())
-def test_commands_on_mutated_run_folders_long_run(world, which, command, data):  # noqa: F811
+def test_commands_on_mutated_run_folders_long_run(world, which, command, data):
     _command_on_mutated_run(world, which, command, data)
