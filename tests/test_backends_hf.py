@@ -245,3 +245,40 @@ def test_load_backend_factory(tiny_model, monkeypatch):
         load_backend("hf", str(tiny_model), gpu_memory_utilization=0.9)
     with pytest.raises(UsageError, match="unknown backend 'tgi'"):
         load_backend("tgi", str(tiny_model))
+
+
+def test_rows_are_yielded_as_they_finish_inside_a_batch(hf):
+    """Progress moves during a long batch: a row that stops early is yielded while generate still runs for the
+    others (issue 17 item 4); the texts equal those of a batch run to the end."""
+    running = []
+    original = hf.model.generate
+
+    def wrapped(*args, **kwargs):
+        running.append(True)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            running[-1] = False
+
+    stop_soon = tuple(chr(c) for c in range(0x20, 0x7f)) + tuple(chr(c) for c in range(0x3040, 0x30ff))
+    requests = [Request(task="t", sample_id=i, prompt=p, add_special_tokens=False,
+                        gen=GenParams(max_tokens=40, stop=stop_soon if i == 0 else ()))
+                for i, p in enumerate(PROMPTS[:3])]
+    reference = run_all(hf, requests)
+    assert reference[0].completion_tokens < 40 and reference[1].completion_tokens == 40  # one early, one long
+    hf.model.generate = wrapped
+    seen = []
+    for i, completion in hf.generate(requests):
+        seen.append((i, running[-1]))
+        assert completion.text == reference[i].text
+    assert seen[0] == (0, True), seen  # yielded while generate was still running for rows 1 and 2
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+
+
+def test_a_consumer_that_stops_listening_stops_the_batch(hf):
+    stream = hf.generate(reqs(max_tokens=200))
+    next(stream)
+    stream.close()  # the worker thread is told to stop and joined: nothing keeps generating
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "jleval-hf-generate"]

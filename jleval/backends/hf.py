@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from jleval.backends._common import (
     chat_template_hash, find_stop, fingerprint_of, model_identity, model_load_error, render_chat,
@@ -83,6 +83,8 @@ class _RowStopper:
         self.rows = rows
         self.eos_ids = eos_ids
         self.done = [False] * len(rows)
+        self.on_done: Callable[[int], None] | None = None  # told each row as it finishes (streaming)
+        self.abort = False  # set by the consumer that stops listening: every row stops at the next step
         self.reason: list[str | None] = [None] * len(rows)
         self.text: list[str | None] = [None] * len(rows)
         self.n_tokens = [0] * len(rows)
@@ -94,26 +96,33 @@ class _RowStopper:
     def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 (transformers' signature)
         import torch
 
+        if self.abort:
+            return torch.ones(len(self.rows), dtype=torch.bool, device=input_ids.device)
         generated = input_ids[:, self.prompt_width:].tolist()
         for r, row in enumerate(self.rows):
             if self.done[r]:
                 continue
-            ids = generated[r]
-            self.n_tokens[r] = len(ids)
-            gen = row.request.gen
-            if ids and ids[-1] in self.eos_ids:
-                self.done[r], self.reason[r], self.text[r] = True, "stop", self._decode(ids[:-1])
-                continue
-            if gen.stop:
-                text = self._decode(ids)
-                found = find_stop(text, gen.stop)
-                if found is not None:
-                    self.done[r], self.reason[r] = True, "stop"
-                    self.stop_str[r], self.text[r] = found[0], text[:found[1]]
-                    continue
-            if len(ids) >= gen.max_tokens:
-                self.done[r], self.reason[r], self.text[r] = True, "length", self._decode(ids)
+            self._check_row(r, row, generated[r])
+            if self.done[r] and self.on_done is not None:
+                self.on_done(r)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+    def _check_row(self, r: int, row: _Row, ids: list[int]) -> None:
+        """Whether row r is finished after these generated ids: EOS, a stop string, or its max_tokens."""
+        self.n_tokens[r] = len(ids)
+        gen = row.request.gen
+        if ids and ids[-1] in self.eos_ids:
+            self.done[r], self.reason[r], self.text[r] = True, "stop", self._decode(ids[:-1])
+            return
+        if gen.stop:
+            text = self._decode(ids)
+            found = find_stop(text, gen.stop)
+            if found is not None:
+                self.done[r], self.reason[r] = True, "stop"
+                self.stop_str[r], self.text[r] = found[0], text[:found[1]]
+                return
+        if len(ids) >= gen.max_tokens:
+            self.done[r], self.reason[r], self.text[r] = True, "length", self._decode(ids)
 
 
 def check_device(device: str) -> None:
@@ -290,15 +299,22 @@ class HFBackend:
         return max(1, min(256, int(0.5 * free / (kv_bytes_per_token * seq_len))))
 
     def _run(self, batch: list[_Row]) -> Iterator[tuple[int, Completion]]:
-        """Run one batch, splitting it in halves on out-of-memory."""
+        """Run one batch, each row yielded as it finishes; on out-of-memory, the rows not yielded yet are run again
+        in halves."""
+        sent: set[int] = set()
         try:
-            results = self._generate_batch(batch)
+            for index, completion in self._generate_batch(batch):
+                sent.add(index)
+                yield index, completion
         except Exception as err:
             if not is_oom(err):
                 raise BackendError(f"transformers generation failed: {type(err).__name__}: {err}",
                                    "completions written so far are kept; re-run the same command to resume") \
                     from err
             self._free_memory()
+            batch = [row for row in batch if row.index not in sent]
+            if not batch:  # every row had finished: nothing to redo
+                return
             if len(batch) == 1:
                 raise RunError(
                     f"out of memory generating one prompt of {len(batch[0].ids)} tokens with {self.model_id!r}",
@@ -310,8 +326,6 @@ class HFBackend:
             while rest:  # the size may shrink again while the first part runs
                 part, rest = rest[:self.batch_size], rest[self.batch_size:]
                 yield from self._run(part)
-            return
-        yield from results
 
     def _free_memory(self) -> None:
         import gc
@@ -322,7 +336,7 @@ class HFBackend:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _generate_batch(self, batch: list[_Row]) -> list[tuple[int, Completion]]:
+    def _generate_batch(self, batch: list[_Row]) -> Iterator[tuple[int, Completion]]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -345,18 +359,53 @@ class HFBackend:
             kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
             if gen.seed is not None:
                 torch.manual_seed(gen.seed)
-        with torch.inference_mode():
-            self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-        latency = time.perf_counter() - t0
-        out = []
-        for r, row in enumerate(batch):
-            extra = {"stop_reason": stopper.stop_str[r]} if stopper.stop_str[r] else {}
-            out.append((row.index, Completion(
-                text=stopper.text[r] or "", finish_reason=stopper.reason[r] or "length",
-                prompt_tokens=len(row.ids), completion_tokens=stopper.n_tokens[r], latency_s=latency,
-                extra={**extra, "batch_size": len(batch)},
-            )))
-        return out
+        yield from self._stream(stopper, batch, t0, input_ids=input_ids.to(device),
+                                attention_mask=attention.to(device), **kwargs)
+
+    def _stream(self, stopper: _RowStopper, batch: list[_Row], t0: float,
+                **kwargs: Any) -> Iterator[tuple[int, Completion]]:
+        """Run `generate` in a worker thread and yield each row as the stopper sees it finish (progress moves during
+        a long batch); the worker's exception is raised here. A consumer that stops listening stops the batch."""
+        import queue
+        import threading
+
+        import torch
+
+        finished: queue.Queue = queue.Queue()
+        failure: list[BaseException] = []
+        stopper.on_done = finished.put
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as e:  # handed to the consumer
+                failure.append(e)
+            finally:
+                finished.put(None)
+
+        worker = threading.Thread(target=work, name="jleval-hf-generate", daemon=True)
+        worker.start()
+        sent: set[int] = set()
+        try:
+            while (r := finished.get()) is not None:
+                sent.add(r)
+                yield batch[r].index, self._completion(stopper, batch, r, t0)
+        finally:
+            stopper.abort = True
+            worker.join()
+        if failure:
+            raise failure[0]
+        for r in range(len(batch)):  # rows generate ended without the stopper marking them (max length)
+            if r not in sent:
+                yield batch[r].index, self._completion(stopper, batch, r, t0)
+
+    @staticmethod
+    def _completion(stopper: _RowStopper, batch: list[_Row], r: int, t0: float) -> Completion:
+        extra = {"stop_reason": stopper.stop_str[r]} if stopper.stop_str[r] else {}
+        return Completion(text=stopper.text[r] or "", finish_reason=stopper.reason[r] or "length",
+                          prompt_tokens=len(batch[r].ids), completion_tokens=stopper.n_tokens[r],
+                          latency_s=time.perf_counter() - t0, extra={**extra, "batch_size": len(batch)})
 
     @staticmethod
     def _resolve_dtype(dtype: str, device: str):
