@@ -131,7 +131,7 @@ def _per_sample_from_files(path: Path, scores: dict[str, Any]) -> dict[str, dict
         if f.is_file():
             try:
                 out[task] = {r["id"]: r.get("scores") or {} for r in
-                             (json.loads(l) for l in f.read_text(encoding="utf-8").splitlines() if l.strip())}
+                             (json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip())}
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
     return out
@@ -621,7 +621,8 @@ def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed:
     values = [*HEAD_COLUMNS[4:], *CATEGORY_COLUMNS, *star, *other]
     lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS),
                      [_row(r, values, mixed) for r in runs], runs, "", mixed, left_out=left_out,
-                     group=group.name if group else None, settings=dict(group.settings) if group else {}, groups=groups or [])
+                     group=group.name if group else None, settings=dict(group.settings) if group else {},
+                     groups=groups or [])
     if opts.arena:
         _add_arena(lb, opts.arena, opts.seed)
     lb.sort = _default_sort(lb.rows, opts.sort, bool(opts.arena))

@@ -124,7 +124,7 @@ def _avg_bars(rows: list[dict[str, Any]], mixes: list[list[str]]) -> bytes:
         plt.close(fig)
 
 
-def leaderboard_charts(lb: "Leaderboard", out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
+def leaderboard_charts(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
     """A category radar per run (with 3 categories or more) and AVG with 95% CI bars: {path: PNG bytes}."""
     from jleval.table import row_mixes
     from jleval.tasks import CATEGORIES
@@ -144,14 +144,14 @@ def leaderboard_charts(lb: "Leaderboard", out_dir: Path, stem: str = "leaderboar
 # ----------------------------------------------------------------------------------------------- arena
 
 
-def _arena_label(r: "ModelRating") -> str:
+def _arena_label(r: ModelRating) -> str:
     label = f"{r.rating:.0f}" + (f" ± {r.plus_minus_68:.0f}" if r.plus_minus_68 is not None else "")
     if r.p_stronger_than_next is not None:
         label += f"   P(> next) {r.p_stronger_than_next:.2f}"
     return label
 
 
-def _arena_row(ax, k: int, r: "ModelRating") -> None:
+def _arena_row(ax, k: int, r: ModelRating) -> None:
     if r.ci95:
         ax.hlines(k, *r.ci95, color="#6b8fb3", lw=1.2)
     if r.ci68:
@@ -165,7 +165,7 @@ ARENA_NOTES = {"bootstrap": "\nbars: 68% (thick) and 95% (thin) bootstrap interv
                "posterior": "\nbars: 68% (thick) and 95% (thin) posterior intervals"}
 
 
-def arena_chart(ranking: "Ranking", title: str | None = None) -> bytes:
+def arena_chart(ranking: Ranking, title: str | None = None) -> bytes:
     """Like Rakuda's ranking chart: each model's rating with its 68% (thick) and 95% (thin) intervals."""
     import numpy as np
 

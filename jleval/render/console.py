@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from jleval.table import Leaderboard
 
 
-def _console(console: "Console | None") -> "Console":
+def _console(console: Console | None) -> Console:
     from rich.console import Console
 
     return console or Console(emoji=False)
@@ -68,7 +68,7 @@ def _task_table(scores: dict[str, Any]):
     return tt
 
 
-def print_scores(scores: dict[str, Any], run_dir=None, console: "Console | None" = None) -> None:
+def print_scores(scores: dict[str, Any], run_dir=None, console: Console | None = None) -> None:
     """A summary of scores.json content: AVG and categories with CIs, then one row per task and metric."""
     from rich.markup import escape
 
@@ -92,7 +92,7 @@ def _leaderboard_cell(v: Any, best: Any, highlight: bool) -> str:
     return f"[bold green]{s}[/]" if highlight and best is not None and v == best else s
 
 
-def _main_columns(lb: "Leaderboard", present: list[str]) -> list[str]:
+def _main_columns(lb: Leaderboard, present: list[str]) -> list[str]:
     """rank, run, AVG (when a row has one), the categories present, the arena rating, ≫; and the sort column."""
     has_avg = any(r.get("AVG") is not None for r in lb.rows)
     cols = ["rank", "run", *(["AVG"] if has_avg else []), *present, *(["arena_rating"] if lb.arena else []),
@@ -102,7 +102,7 @@ def _main_columns(lb: "Leaderboard", present: list[str]) -> list[str]:
     return cols
 
 
-def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> None:
+def print_leaderboard(lb: Leaderboard, console: Console | None = None) -> None:
     """The leaderboard's main columns (rank, run, AVG, the categories present, ≫), best values in green."""
     from rich import box
     from rich.table import Table
@@ -130,7 +130,7 @@ def print_leaderboard(lb: "Leaderboard", console: "Console | None" = None) -> No
         console.print(f"[yellow]{n}[/]")
 
 
-def print_left_out(tables: "list[Leaderboard]", console: "Console | None" = None) -> None:
+def print_left_out(tables: list[Leaderboard], console: Console | None = None) -> None:
     """One line per run given that is in no table, with the reason; with one table also the runs of the other
     groups (and how to rank them)."""
     from rich.markup import escape
@@ -159,7 +159,7 @@ def _comparison_row(r: dict[str, Any]) -> tuple[str, ...]:
             "—" if rate is None else f"{rate:.1%}")
 
 
-def print_comparison(result: dict[str, Any], console: "Console | None" = None) -> None:
+def print_comparison(result: dict[str, Any], console: Console | None = None) -> None:
     """The basic-vs-CoT comparison: one row per task and per category, the paired difference in bold when its
     interval excludes 0."""
     from rich.table import Table
@@ -177,7 +177,7 @@ def print_comparison(result: dict[str, Any], console: "Console | None" = None) -
 # ----------------------------------------------------------------------------------------------- arena
 
 
-def print_arena(ranking, console: "Console | None" = None, err_console: "Console | None" = None) -> None:
+def print_arena(ranking, console: Console | None = None, err_console: Console | None = None) -> None:
     """The arena ranking: rating, ± (68%), 95% interval, P(> next), W-L-T; then the position term and warnings."""
     from rich.table import Table
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from jleval.errors import OutputError, UsageError
 from jleval.render.cells import display_columns, fmt, with_ci
@@ -55,11 +56,11 @@ def _write_all(files: dict[Path, bytes], out: Path) -> list[Path]:
 # ----------------------------------------------------------------------------------------------- leaderboard
 
 
-def leaderboard_csv(lb: "Leaderboard") -> str:
+def leaderboard_csv(lb: Leaderboard) -> str:
     return _csv(lb.columns, ([fmt(row.get(c)) for c in lb.columns] for row in lb.rows))
 
 
-def leaderboard_markdown(lb: "Leaderboard") -> str:
+def leaderboard_markdown(lb: Leaderboard) -> str:
     from jleval.tasks import CATEGORIES
 
     cols = display_columns(lb.columns)
@@ -68,8 +69,8 @@ def leaderboard_markdown(lb: "Leaderboard") -> str:
     for row in lb.rows:
         cells = (with_ci(row, c) if c in ("AVG", *CATEGORIES) else (fmt(row.get(c)) or "—") for c in cols)
         out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
-    out.append(f"\nProfile: {lb.profiles}. Sorted by {lb.sort}. `better_than_next`: the 95% CI of the paired bootstrap difference to the next "
-               "row (over the samples both runs share) excludes 0.\n")
+    out.append(f"\nProfile: {lb.profiles}. Sorted by {lb.sort}. `better_than_next`: the 95% CI of the paired "
+               "bootstrap difference to the next row (over the samples both runs share) excludes 0.\n")
     if lb.group:
         out.append(f"\nGroup of comparable runs: `{lb.group}`.\n")
     if lb.left_out:
@@ -77,21 +78,21 @@ def leaderboard_markdown(lb: "Leaderboard") -> str:
     return "".join(out)
 
 
-def leaderboard_json(lb: "Leaderboard") -> str:
+def leaderboard_json(lb: Leaderboard) -> str:
     return _json_text(lb.to_json())
 
 
-def leaderboard_html(lb: "Leaderboard") -> str:
+def leaderboard_html(lb: Leaderboard) -> str:
     from jleval.render.html import leaderboard_html as page
 
     return page(lb)
 
 
-LEADERBOARD_TEXT: dict[str, Callable[["Leaderboard"], str]] = {
+LEADERBOARD_TEXT: dict[str, Callable[[Leaderboard], str]] = {
     "csv": leaderboard_csv, "md": leaderboard_markdown, "html": leaderboard_html, "json": leaderboard_json}
 
 
-def _leaderboard_files(lb: "Leaderboard", out: Path, fmt: str, charts: bool) -> dict[Path, bytes]:
+def _leaderboard_files(lb: Leaderboard, out: Path, fmt: str, charts: bool) -> dict[Path, bytes]:
     files: dict[Path, bytes] = {out: LEADERBOARD_TEXT[fmt](lb).encode("utf-8")}
     if fmt == "csv":
         for suffix, other in ((".html", "html"), (".md", "md")):
@@ -108,14 +109,14 @@ def group_path(out: Path, group: str | None) -> Path:
     return out if not group else out.with_name(f"{out.stem}.{group}{out.suffix}")
 
 
-def write_leaderboard(lb: "Leaderboard", out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
+def write_leaderboard(lb: Leaderboard, out: Path, fmt: str | None = None, charts: bool = True) -> list[Path]:
     """Write the table in `fmt` (from --out's extension when None); a CSV also gets its Markdown and HTML pages
     beside it; charts go beside `out` as `<stem>.radar.png` / `<stem>.avg_ci.png`. Everything is rendered first
     and written all or nothing: a path that cannot be written leaves no new file behind. Returns the paths."""
     return write_leaderboards([lb], out, fmt, charts)
 
 
-def write_leaderboards(tables: Sequence["Leaderboard"], out: Path, fmt: str | None = None, charts: bool = True,
+def write_leaderboards(tables: Sequence[Leaderboard], out: Path, fmt: str | None = None, charts: bool = True,
                        per_group: bool = False) -> list[Path]:
     """`write_leaderboard` for several tables at once, all or nothing; with `per_group` each table's files are
     named after its group (`group_path`), else every table is written to `out` (pass one table)."""
@@ -165,7 +166,7 @@ def _r1(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-def arena_rows(ranking: "Ranking") -> list[dict[str, Any]]:
+def arena_rows(ranking: Ranking) -> list[dict[str, Any]]:
     """Flat rows (the CSV's columns), ratings rounded to 0.1 point."""
     out = []
     for r in ranking.rows:
@@ -180,7 +181,7 @@ def arena_rows(ranking: "Ranking") -> list[dict[str, Any]]:
     return out
 
 
-def arena_csv(ranking: "Ranking") -> str:
+def arena_csv(ranking: Ranking) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=ARENA_COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -189,13 +190,13 @@ def arena_csv(ranking: "Ranking") -> str:
     return buf.getvalue()
 
 
-def arena_json(ranking: "Ranking") -> str:
+def arena_json(ranking: Ranking) -> str:
     from jleval.fsutil import dumps_json
 
     return dumps_json(ranking.to_json(), indent=2) + "\n"
 
 
-def write_arena(ranking: "Ranking", out_dir: Path | str, title: str | None = None,
+def write_arena(ranking: Ranking, out_dir: Path | str, title: str | None = None,
                 stem: str = "arena") -> dict[str, Path]:
     """Write <out_dir>/<stem>.csv, .json and .png, all or nothing. Returns the paths by kind."""
     from jleval.render.charts import arena_chart

@@ -87,7 +87,7 @@ def _column(col: str, rows: list[dict[str, Any]], task_names: set[str]) -> Colum
     return Column(col, label, sub, _group(col), numeric, first, HELP.get(col, col))
 
 
-def _columns(lb: "Leaderboard") -> list[Column]:
+def _columns(lb: Leaderboard) -> list[Column]:
     """The columns shown: every display column some row has a value in (rank and run always), by group."""
     tasks = {t for r in lb.runs for t in r.scores.get("tasks", {})}
     cols = [c for c in display_columns(lb.columns)
@@ -139,7 +139,7 @@ def _group_headers(columns: list[Column]) -> list[tuple[str, str, int, bool]]:
     return out
 
 
-def leaderboard_html(lb: "Leaderboard") -> str:
+def leaderboard_html(lb: Leaderboard) -> str:
     from jleval.table import row_mixes
 
     columns = _columns(lb)
