@@ -298,6 +298,8 @@ def _render_index(meta: dict[str, Any]) -> str:
 
 
 def _check_out(out: Path) -> None:
+    if out.name in ("", ".", ".."):  # the report replaces --out as a whole: never the current or a parent folder
+        raise UsageError(f"--out {str(out)!r} does not name a folder of its own", "e.g. --out view/")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
         raise UsageError(f"--out {out} exists and is not a report written by `jleval view`",
                          "pass a new folder (or an earlier `jleval view` folder, which is replaced)")

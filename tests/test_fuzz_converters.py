@@ -23,7 +23,7 @@ from jleval.tasks import get_task
 
 FAST = settings(max_examples=15, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=200, deadline=None, database=None,
+SLOW = settings(max_examples=80, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 #: Real raw sets small enough to copy per example (the slow run): task -> sources are read from its task file.
 REAL_TASKS = ("jamp", "jsick", "jnli", "jcommonsenseqa", "commonsensemoralja", "jemhopqa", "niilc", "mawps",

@@ -15,7 +15,7 @@ from jleval.metrics import METRICS, PROFILES, compute_result
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = sorted(n for n, info in METRICS.items()
                if info.module and not {"sandbox", "model"} & set(info.needs))
 SCALES = {"0-1": (0.0, 1.0), "0-100": (0.0, 100.0), "-1-1": (-1.0, 1.0)}

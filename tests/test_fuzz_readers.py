@@ -23,7 +23,7 @@ from jleval.errors import JlevalError
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 FEW = settings(FAST, max_examples=4)
-SLOW = settings(max_examples=300, deadline=None, database=None,
+SLOW = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 JSON = st.recursive(
