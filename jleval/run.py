@@ -505,10 +505,20 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The backend options as a manifest records them: sorted, a password in --base-url masked."""
+    recorded = dict(sorted(options.items()))
+    if isinstance(recorded.get("base_url"), str):
+        from jleval.backends._openai_net import redact_urls
+
+        recorded["base_url"] = redact_urls(recorded["base_url"])
+    return recorded
+
+
 def _draft_manifest(plan: RunPlan, resume: Resume) -> tuple[dict[str, Any], dict[str, Any]]:
     """The manifest of this session (written once the backend is up) and its `sessions` entry."""
     manifest = _manifest(plan.opts, plan.settings, plan.plans, plan.skipped, resume.old, plan.fingerprint)
-    session = {"started_at": _now(), "backend_options": dict(sorted(plan.opts.backend_options.items())),
+    session = {"started_at": _now(), "backend_options": _recorded_options(plan.opts.backend_options),
                "requests": len(resume.misses)}
     manifest["sessions"] = list((resume.old or {}).get("sessions", [])) + [session]
     return manifest, session

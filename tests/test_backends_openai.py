@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import re
 import signal
@@ -37,6 +38,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.model, self.key = model, key
         self.delay, self.broken, self.die_after, self.dead = delay, broken, die_after, False
         self.prefix = ""  # put before every echo answer
+        self.models_body: bytes | None = None  # GET /v1/models sends this instead of the one-model listing
+        self.basic_auth: list[str | None] = []  # the Authorization header of every GET /v1/models
         self.hang_after = None  # answer this many completions, then hang on every request
         self.answered: list[str] = []  # prompts answered with a completion, in order
         self.log: list[tuple[str, dict, dict]] = []
@@ -89,6 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         if self.path == "/v1/models":
+            self.server.basic_auth.append(self.headers.get("Authorization"))
+            if self.server.models_body is not None:
+                self._send(200, raw=self.server.models_body)
+                return
             self._send(200, {"object": "list", "data": [{"id": self.server.model, "object": "model"}]})
         else:
             self._send(404, {"error": {"message": "not found"}})
@@ -218,6 +225,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(block)
             self.close_connection = True
             return True
+        if m := re.search(r"\[gzip:(\d+)\]", prompt):  # N zero bytes gzipped, whatever the client accepts
+            self._send(200, raw=_gzipped_zeros(int(m.group(1))), headers=[("Content-Encoding", "gzip")])
+            return True
         if "[drip]" in prompt:
             text = json.dumps({"choices": [{"text": "slow", "message": {"content": "slow"}}]}).encode()
             raw = (b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(text)).encode() + b"\r\n\r\n" + text)
@@ -229,6 +239,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return True
         return False
+
+
+@functools.lru_cache(maxsize=2)
+def _gzipped_zeros(n: int) -> bytes:
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    block = bytes(1 << 20)
+    return b"".join([*(z.compress(block) for _ in range(n >> 20)), z.compress(bytes(n % (1 << 20))), z.flush()])
 
 
 def req(prompt, i=0, max_tokens=64, stop=("\n\n",), messages=None, bos=False):
@@ -695,3 +714,73 @@ def test_ctrl_c_on_jleval_run_exits_at_once_with_every_received_answer_written(r
 
 
 from tiny_fixtures import tiny_model  # noqa: E402,F401  (fixture)
+
+
+def test_a_models_listing_past_the_cap_is_not_read(server):
+    entries = [{"id": "tiny", "object": "model"}] + [{"id": f"other-{i:06d}", "object": "model"} for i in range(40000)]
+    server.models_body = json.dumps({"object": "list", "data": entries}).encode()
+    assert len(server.models_body) > 1 << 20
+    capped = backend(server.url, max_response_bytes=1 << 20)
+    assert capped.served_models is None  # past the cap: not read, the requests themselves will tell
+    assert collect(capped, [req("fine")])[0].error is None
+    assert len(backend(server.url, max_response_bytes=4 << 20).served_models) == 40001
+
+
+def test_a_gzip_bomb_stops_at_the_cap_and_bodies_are_asked_uncompressed(server):
+    _gzipped_zeros(200 << 20)  # built before the clock starts
+    t0 = time.perf_counter()
+    got = collect(backend(server.url, max_response_bytes=1 << 20), [req("[gzip:209715200]")])
+    assert got[0].error and "too large" in got[0].error and time.perf_counter() - t0 < 5
+    assert {headers.get("Accept-Encoding") for _, _, headers in server.log} == {"identity"}
+
+
+def test_odd_models_entries_are_recorded_as_valid_json(raw_dir, tmp_path):
+    from jleval.jaster.preprocess import preprocess
+    from jleval.run import RunOptions, run
+    from jleval.tasks import get_task
+
+    data = tmp_path / "jaster"
+    preprocess([get_task("jamp")], data, raw_dir=raw_dir)
+    with FakeOpenAI() as srv:
+        srv.models_body = (b'{"data": [{"id": "tiny", "root": "\\ud800r", "created": NaN, "max_model_len": 1e999},'
+                           b' {"id": "\\udc00other"}]}')
+        for attempt in range(2):  # a re-run (resume) reads the manifest it wrote
+            res = run(RunOptions(model="tiny", backend="openai", tasks="jamp", data_dir=data, out=tmp_path / "runs",
+                                 run_name="odd", max_num_samples=3, backend_options={"base_url": srv.url}))
+            manifest = json.loads((res.run_dir / "manifest.json").read_text(encoding="utf-8"),
+                                  parse_constant=lambda c: pytest.fail(f"{c} in manifest.json"))
+            assert manifest["model_info"]["server"] == {"id": "tiny", "root": "\ufffdr"}, attempt
+            assert manifest["backend"]["served_model"] == {"id": "tiny", "root": "\ufffdr"}
+            assert manifest["backend"]["served_models"] == ["tiny", "\ufffdother"]
+
+
+def test_a_password_in_the_base_url_is_used_but_never_recorded_or_shown(raw_dir, tmp_path):
+    import base64
+
+    from jleval.jaster.preprocess import preprocess
+    from jleval.run import RunOptions, run
+    from jleval.tasks import get_task
+
+    data = tmp_path / "jaster"
+    preprocess([get_task("jamp")], data, raw_dir=raw_dir)
+    with FakeOpenAI() as srv:
+        url = srv.url.replace("http://", "http://user:hunter2@")
+        res = run(RunOptions(model="tiny", backend="openai", tasks="jamp", data_dir=data, out=tmp_path / "runs",
+                             run_name="auth", max_num_samples=3, backend_options={"base_url": url}))
+        assert srv.basic_auth == ["Basic " + base64.b64encode(b"user:hunter2").decode()]
+        with pytest.raises(BackendError) as e:
+            OpenAIBackend("not-served", base_url=url)
+    text = (res.run_dir / "manifest.json").read_text(encoding="utf-8")
+    manifest = json.loads(text)
+    shown = srv.url.replace("http://", "http://user:***@")
+    assert "hunter2" not in text and manifest["backend"]["base_url"] == shown
+    assert manifest["backend"]["servers"][0]["url"] == shown and manifest["sessions"][0]["backend_options"] == {
+        "base_url": shown}
+    assert "hunter2" not in e.value.message and shown in e.value.message
+    from jleval.backends.openai import parse_base_urls
+    from jleval.errors import UsageError
+
+    for value in ("http://a:hunter2@[::1", f"{url},{url}"):
+        with pytest.raises(UsageError) as bad:
+            parse_base_urls(value)
+        assert "hunter2" not in bad.value.message and ":***@" in bad.value.message, bad.value.message

@@ -136,10 +136,46 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+#: Bodies are read in pieces of this size (decoded bytes), so a size cap is checked every 64 KiB.
+READ_CHUNK = 1 << 16
+
+
+def read_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
+    """A streamed httpx response's body, decoded (gzip etc.), read in READ_CHUNK pieces until it ends or passes
+    `limit` bytes: (what was read, whether it went past the limit). The rest is never read."""
+    chunks, size = [], 0
+    for chunk in resp.iter_bytes(chunk_size=READ_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), True
+    return b"".join(chunks), False
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info masked (http://user:***@host/v1), as it may be recorded or shown;
+    a URL without one is returned as is. Also for text that is not a valid URL (error messages quote it)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
+def redact_urls(value: str) -> str:
+    """redact_url over a comma-separated list of URLs (the --base-url value)."""
+    return ",".join(redact_url(u) for u in value.split(","))
+
+
 class Server:
-    """One base URL, its client and its counts (the `stats` dict is what describe() reports, kept up to date)."""
+    """One base URL, its client and its counts (the `stats` dict is what describe() reports, kept up to date).
+    `url` is the URL as shown and recorded (a password masked); the client holds the real one."""
 
     def __init__(self, url: str, client: Any) -> None:
+        url = redact_url(url)
         self.url, self.client = url, client
         self.outstanding = 0
         self.stats: dict[str, Any] = {"url": url, "requests": 0, "completed": 0, "failed": 0, "drained_at": None,

@@ -103,10 +103,10 @@ def parse_base_urls(value: str) -> list[str]:
         except ValueError:
             parsed = None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise UsageError(f"--base-url {url!r} is not an http(s) URL with a host",
+            raise UsageError(f"--base-url {net.redact_url(url)!r} is not an http(s) URL with a host",
                              "e.g. --base-url http://127.0.0.1:8000/v1 (several: separated by commas)")
     if len(set(urls)) != len(urls):
-        raise UsageError(f"--base-url {value!r} names a server twice", "list each server once")
+        raise UsageError(f"--base-url {net.redact_urls(value)!r} names a server twice", "list each server once")
     return urls
 
 
@@ -157,7 +157,7 @@ class OpenAIBackend:
                       retry_after_max=retry_after_max, endpoint=endpoint)
         urls = parse_base_urls(base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
         self.model = model
-        self.base_url = ",".join(urls)
+        self.base_url = ",".join(map(net.redact_url, urls))  # as recorded and shown: passwords masked
         self.api_key_env = api_key_env
         self.endpoint = endpoint
         self.concurrency = concurrency
@@ -183,7 +183,8 @@ class OpenAIBackend:
     def _client(self, url: str):
         import httpx
 
-        headers = {"Content-Type": "application/json"}
+        # identity: no compressed bodies, whose decoded size a cap could only see after inflating them
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -344,15 +345,10 @@ class OpenAIBackend:
             declared = resp.headers.get("Content-Length", "")
             if resp.status_code == 200 and declared.isdigit() and int(declared) > limit:
                 raise _TooLarge(self._too_large(f"{int(declared)} bytes"))
-            chunks, size = [], 0
-            for chunk in resp.iter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    if resp.status_code == 200:
-                        raise _TooLarge(self._too_large(f"more than {limit} bytes"))
-                    break  # an error message: its start is enough
-            return resp.status_code, resp.headers, b"".join(chunks)
+            data, over = net.read_capped(resp, limit)  # an error message past the limit: its start is enough
+            if over and resp.status_code == 200:
+                raise _TooLarge(self._too_large(f"more than {limit} bytes"))
+            return resp.status_code, resp.headers, data
 
     def _too_large(self, size: str) -> str:
         return (f"the response was too large ({size}; the limit is {self.max_response_bytes} bytes, "
@@ -390,8 +386,8 @@ class OpenAIBackend:
         import httpx
 
         try:
-            with net.deadline(min(self.timeout, 30.0)):
-                resp = server.client.get("/models")
+            with net.deadline(min(self.timeout, 30.0)), server.client.stream("GET", "/models") as resp:
+                data, over = net.read_capped(resp, self.max_response_bytes)
         except httpx.ConnectError as err:
             fatal = self._refused(server, err)
             raise BackendError(str(fatal), fatal.hint) from None
@@ -400,21 +396,24 @@ class OpenAIBackend:
         if resp.status_code in (401, 403):
             raise BackendError(f"{FATAL_STATUS[resp.status_code]} (HTTP {resp.status_code} from "
                                f"{server.url}/models)", f"set ${self.api_key_env} to a valid key")
-        if resp.status_code == 200:
-            self._check_served(server, resp)
+        if resp.status_code == 200 and not over:  # a listing past the size cap is not read: the requests will tell
+            self._check_served(server, data)
 
-    def _check_served(self, server: net.Server, resp) -> None:
+    def _check_served(self, server: net.Server, data: bytes) -> None:
+        from jleval.modelinfo import clean_text, served_model_info
+
         try:
-            entries = resp.json().get("data", [])
-            served = [m["id"] for m in entries]
+            entries = json.loads(data).get("data", [])
+            served = [clean_text(str(m["id"])) for m in entries]
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return
         if served and self.model not in served:
             raise BackendError(f"the server at {server.url} does not serve {self.model!r}",
-                               f"it serves: {', '.join(map(str, served[:10]))}")
-        self.served_models = sorted(set(self.served_models or []) | set(map(str, served)))
-        if self.served_model is None:
-            self.served_model = next((m for m in entries if m["id"] == self.model), None)
+                               f"it serves: {', '.join(served[:10])}")
+        self.served_models = sorted(set(self.served_models or []) | set(served))
+        if self.served_model is None:  # recorded in the manifest: cleaned (valid text, finite integers)
+            entry = next((m for m in entries if m["id"] == self.model), None)
+            self.served_model = served_model_info(entry).get("server") if isinstance(entry, dict) else None
 
     def _get_tokenizer(self):
         if self._tokenizer is None:
