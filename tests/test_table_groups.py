@@ -114,6 +114,9 @@ def test_group_all_groups_and_arena_only_tables(raw_dir, tmp_path):
     assert doc["sort"] == "arena_rating" and [row["run"] for row in doc["rows"]] == ["oracle_rakuda",
                                                                                       "majority_rakuda"]
     assert doc["rows"][0]["arena_rating"] > 1000 > doc["rows"][1]["arena_rating"] and doc["rows"][0]["AVG"] is None
+    # the console shows the ratings as they are (one decimal), not with a "0." cut out of the middle
+    shown = " ".join(r.stdout.split())
+    assert all(f"{row['run']} {row['arena_rating']:.1f}" in shown for row in doc["rows"]), shown
     r = subprocess.run(cli + ["--sort", "arena_rating", "--out", "arena.md"], cwd=tmp_path, capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr

@@ -88,7 +88,12 @@ def print_scores(scores: dict[str, Any], run_dir=None, console: Console | None =
 
 
 def _leaderboard_cell(v: Any, best: Any, highlight: bool) -> str:
-    s = fmt(v, 3).replace("0.", ".", 1) if isinstance(v, float) else (fmt(v) if v is not None else "[dim]—[/dim]")
+    """A score as ".812" (the leading 0 dropped, only there: a rating of 1090.5 stays 1090.5)."""
+    if isinstance(v, float):
+        s = fmt(v, 1 if abs(v) >= 10 else 3)
+        s = s[1:] if s.startswith("0.") else s
+    else:
+        s = fmt(v) if v is not None else "[dim]—[/dim]"
     return f"[bold green]{s}[/]" if highlight and best is not None and v == best else s
 
 
