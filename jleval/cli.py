@@ -87,7 +87,13 @@ TasksDirOpt = Annotated[
 NcOpt = Annotated[
     bool, typer.Option("--include-non-commercial", help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
 ]
-WandbOpt = Annotated[Optional[str], typer.Option("--wandb", help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
+def _check_wandb(project: str | None) -> str | None:
+    from jleval.wandb_log import check_project  # light: wandb itself is imported only when logging
+
+    return check_project(project)
+
+
+WandbOpt = Annotated[Optional[str], typer.Option("--wandb", callback=_check_wandb, help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
 
 
 def _warn_left_out(tasks: str, include_non_commercial: bool, tasks_dir: Path | None = None) -> None:

@@ -27,6 +27,25 @@ OUTPUT_COLUMNS = ("run_name", "basemodel_name", "target_dataset", "num_few_shots
                   "pred", "true", "generation", "scores", "error")
 
 
+#: W&B's own rule for a project name (wandb_settings.validate_project): at most 128 characters, none of these.
+PROJECT_MAX = 128
+PROJECT_FORBIDDEN = "/\\#?%:"
+
+
+def check_project(project: str | None) -> str | None:
+    """Refuse, before anything runs, a --wandb project name W&B would refuse after the work is done."""
+    if project is None:
+        return None
+    bad = sorted({c for c in project if c in PROJECT_FORBIDDEN})
+    if not project.strip() or len(project) > PROJECT_MAX or bad:
+        why = (f"contains {' '.join(repr(c) for c in bad)}" if bad else
+               "is empty" if not project.strip() else f"is longer than {PROJECT_MAX} characters")
+        raise UsageError(f"--wandb {project!r}: the W&B project name {why}",
+                         f"a project name of at most {PROJECT_MAX} characters without / \\ # ? % : (the entity "
+                         "goes in $WANDB_ENTITY, not in front of the project)")
+    return project
+
+
 def _wandb():
     try:
         import wandb

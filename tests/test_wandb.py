@@ -99,3 +99,15 @@ def test_run_wandb_offline_logs_the_run(runs, tmp_path):
     _, tables = logged_tables(tmp_path / "wb")
     (row,) = tables["leaderboard_table"]["data"]
     assert row[0] == "o" and len(tables["output_table"]["data"]) == 3
+
+
+@pytest.mark.parametrize(("project", "why"), [("my/proj", "contains '/'"), ("a:b#c", "contains '#' ':'"),
+                                              ("p" * 129, "is longer than 128 characters"), (" ", "is empty")])
+def test_a_bad_project_name_is_refused_before_anything_is_written(runs, tmp_path, project, why):
+    root, data, r = runs
+    res = subprocess.run([sys.executable, "-m", "jleval.cli", "table", r["oracle"], "--out", tmp_path / "lb.csv",
+                          "--no-charts", "--wandb", project], capture_output=True, text=True,
+                         env=offline_env(tmp_path / "wb"), timeout=300, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"the W&B project name {why}" in " ".join(res.stderr.split()) and "login" not in res.stderr
+    assert list(tmp_path.iterdir()) == []  # no table, no W&B folder
