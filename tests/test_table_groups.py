@@ -174,6 +174,10 @@ def test_groups_in_memory(tmp_path):
     # the same settings but another task set: its own group (named with the task count)
     d = make_run(tmp_path, "d", 0.9, n=40, task_labels={"jamp": ["entailment", "contradiction", "neutral"]})
     assert {Path(x.run).name: x.group for x in table.build(runs + [d]).left_out}["d"] == "dev-4shot-basic-n40-1tasks"
+    # --tasks: a run without scores for one of them is left out by name; over jamp alone, d joins the group
+    why = {Path(x.run).name: x.reason for x in table.build(runs[:3] + [d], tasks=["jamp", "jmmlu"]).left_out}
+    assert why == {"d": "has no scores for jmmlu (its scored tasks: jamp)"}
+    assert [r["run"] for r in table.build(runs[:3] + [d], tasks=["jamp"]).rows] == ["a", "d", "c", "b"]
     with pytest.raises(UsageError, match=r"prompt_style: 'basic' \(a\) / 'cot' \(zc\)\) and no group"):
         table.build([runs[0], runs[4]])
 
