@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jleval.errors import JlevalError
 
@@ -47,7 +48,7 @@ def run_demo(out_dir: Path, max_num_samples: int = 20, say: Callable[[str], None
         raise JlevalError(f"the bundled sample did not build: {', '.join(bad)}", "reinstall jleval")
     say("2/4 build a tiny random-weight Llama with a locally trained tokenizer")
     model = build_tiny_model(out_dir / "tiny-model")
-    common = dict(tasks=tasks, data_dir=data_dir, out=out_dir / "runs", max_num_samples=max_num_samples)
+    common: dict[str, Any] = dict(tasks=tasks, data_dir=data_dir, out=out_dir / "runs", max_num_samples=max_num_samples)
     runs = {}
     for name, backend, model_id in (("tiny-llama", "hf", str(model)), ("oracle", "oracle", "oracle"),
                                      ("majority", "majority", "majority")):

@@ -142,7 +142,8 @@ def to_llm_jp_eval(data: RunData, data_dir: Path | None = None) -> dict[str, Any
 def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
     m = data.manifest
     model = (m.get("model") or {}).get("id")
-    info = m.get("model_info") if isinstance(m.get("model_info"), dict) else {}
+    info = m.get("model_info")
+    info = info if isinstance(info, dict) else {}
     backend = (m.get("settings") or {}).get("backend") or (m.get("backend") or {}).get("backend")
     return {
         "model": {"pretrained_model_name_or_path": model, "revision": (m.get("model") or {}).get("revision")},

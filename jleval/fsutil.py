@@ -93,6 +93,8 @@ def exclusive(lock_path: Path, busy: Exception | None, wait: bool = False) -> It
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if busy is None:  # only wait=True callers pass no error, and they never get here
+                raise
             raise busy from None
         yield
     finally:

@@ -17,6 +17,7 @@ written unless the whole file is valid; an existing run folder is never overwrit
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -211,7 +212,7 @@ def read_generations(path: Path, data_dir: Path | None, split: str, version: str
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     seen: dict[tuple[str, int], int] = {}
     for n, rec in lines:
-        row = _generation_row(rec, lambda reason, n=n: fail(n, reason), sets, data_dir, split, version)
+        row = _generation_row(rec, functools.partial(fail, n), sets, data_dir, split, version)
         if (rec["task"], row["id"]) in seen:
             raise fail(n, f"sample {rec['task']} {row['id']} again (first on line {seen[rec['task'], row['id']]}): "
                           "each (task, id) must appear once")

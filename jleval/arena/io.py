@@ -241,8 +241,8 @@ class OutcomeStats:
         return self.both_orders + self.single_order + self.unordered
 
 
-def _score_for(winner: str, model: str) -> float:
-    """Score of `model` given the winning model name or 'tie'."""
+def _score_for(winner: str | None, model: str) -> float:
+    """Score of `model` given the winning model name or 'tie' (None, an error line's, is never passed)."""
     return 0.5 if winner == "tie" else float(winner == model)
 
 
@@ -254,7 +254,7 @@ def collect_outcomes(judgments: Iterable[Judgment]) -> tuple[list[Outcome], Outc
     order: list[tuple] = []
     for n, j in enumerate(judgments):
         stats.lines += 1
-        key = ("m", j.judge, j.match) if j.match is not None else ("line", n)
+        key: tuple = ("m", j.judge, j.match) if j.match is not None else ("line", n)
         if key not in groups:
             groups[key] = {}
             order.append(key)

@@ -64,8 +64,7 @@ def schedule(models: Sequence[str], question_ids: Sequence[int | str], n: int | 
     if n is not None and n < 0:
         raise ValueError("n must be >= 0")
     units: list[tuple[int | str, str, str]] = []  # (question, first-or-x, second-or-y)
-    pairs = itertools.combinations(models, 2) if both_orders else itertools.permutations(models, 2)
-    pairs = list(pairs)
+    pairs = list(itertools.combinations(models, 2) if both_orders else itertools.permutations(models, 2))
     for q in question_ids:
         for a, b in pairs:
             if answered is None or (q in answered.get(a, ()) and q in answered.get(b, ())):
@@ -88,7 +87,7 @@ def _balanced(models: list[str], units: list[tuple], n: int, rng: random.Random)
         by_model[b].append(k)
     played = [False] * len(units)
     count = dict.fromkeys(models, 0)
-    out = []
+    out: list[tuple] = []
     while len(out) < n:
         live = [m for m in models if by_model[m]]
         if not live:

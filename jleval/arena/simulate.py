@@ -86,8 +86,11 @@ def coverage(sims: int, n_models: int = 8, n_matches: int = 600, alpha: float = 
         rhos.append(spearmanr(t, e).statistic)
         errs.append(np.abs(t - e).mean())
         for m in names:
-            lo95, hi95 = est[m].ci95
-            lo68, hi68 = est[m].ci68
+            ci95, ci68 = est[m].ci95, est[m].ci68
+            if ci95 is None or ci68 is None:
+                raise ValueError("coverage needs rating intervals: n_bootstrap must be > 0")
+            lo95, hi95 = ci95
+            lo68, hi68 = ci68
             rating = 1000.0 + 400.0 / np.log(10.0) * truth[m]
             hit95 += lo95 <= rating <= hi95
             hit68 += lo68 <= rating <= hi68

@@ -377,7 +377,7 @@ class OpenAIBackend:
         return Completion(text=text, finish_reason=finish, prompt_tokens=_count(usage.get("prompt_tokens")),
                           completion_tokens=_count(usage.get("completion_tokens")), extra=extra)
 
-    def _refused(self, server: net.Server, err: Exception | str) -> _Fatal:
+    def _refused(self, server: net.Server, err: Exception | str | None) -> _Fatal:
         return _Fatal(f"the server at {server.url} refuses connections: {err}",
                       "start the server (e.g. `vllm serve MODEL`), or fix --base-url / $OPENAI_BASE_URL")
 
@@ -514,7 +514,9 @@ class _Dispatch:
 
     def _serve(self, req: Request) -> Completion | None:
         """One request: on the least busy live server, then on others while servers fail it."""
-        pool, failed_on, last = self.b.pool, [], None
+        pool = self.b.pool
+        failed_on: list[net.Server] = []
+        last: _Outcome | None = None  # the last failure, on failed_on[-1]
         while True:
             server = pool.acquire(failed_on, self.stop)
             if server is None:
@@ -531,13 +533,13 @@ class _Dispatch:
                 pool.drain(server, f"{'refused' if outcome.fault == 'down' else 'dropped'} connections: "
                                    f"{outcome.completion.error}")
             if outcome.fault is None:
-                if outcome.completion.error is None:
+                if outcome.completion.error is None and last is not None:
                     self._blame(failed_on, last)
                 return outcome.completion
             failed_on.append(server)
             last = outcome
 
-    def _blame(self, failed_on: list[net.Server], last: _Outcome | None) -> None:
+    def _blame(self, failed_on: list[net.Server], last: _Outcome) -> None:
         """A request another server answered: the servers that failed it are at fault."""
         for server in failed_on:
             self.b.pool.drain(server, f"failed a request another server answered: {last.completion.error}")
@@ -549,6 +551,7 @@ class _Dispatch:
             reason = last.completion.error if last else servers[-1].stats["drain_reason"]
             raise self.b._refused(servers[0] if len(servers) == 1 else failed_on[-1] if failed_on else servers[-1],
                                   reason if len(servers) == 1 else f"every server is down (last: {reason})")
+        assert last is not None  # a server is live, so this request was tried on one and failed there
         return last.completion
 
 

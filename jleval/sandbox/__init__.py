@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from jleval.errors import JlevalError
 from jleval.sandbox.verdict import decide
@@ -197,8 +198,14 @@ class _Server:
                                f"check that `{sys.executable} {_SERVER}` runs on this machine")
         self.isolation: dict = hello["isolation"]
 
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        """The server's stdin and stdout (opened with PIPE, so never None)."""
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None
+        return stdin, stdout
+
     def _recv(self, timeout: float) -> dict | None:
-        out = self.proc.stdout
+        out = self._pipes()[1]
         result: list = []
 
         def read() -> None:
@@ -215,8 +222,9 @@ class _Server:
     def request(self, req: dict, timeout: float) -> dict | None:
         data = json.dumps(req).encode()
         try:
-            self.proc.stdin.write(struct.pack(">Q", len(data)) + data)
-            self.proc.stdin.flush()
+            to_server = self._pipes()[0]
+            to_server.write(struct.pack(">Q", len(data)) + data)
+            to_server.flush()
         except (BrokenPipeError, OSError):
             return None
         return self._recv(timeout)
@@ -225,8 +233,9 @@ class _Server:
         return self.proc.poll() is None
 
     def close(self) -> None:
+        to_server, from_server = self._pipes()
         try:
-            self.proc.stdin.close()
+            to_server.close()
         except OSError:
             pass
         try:
@@ -241,7 +250,7 @@ class _Server:
             self.proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             pass
-        self.proc.stdout.close()
+        from_server.close()
 
 
 class Sandbox:

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -145,7 +145,7 @@ def _hide(hidden: list[str], expose: list[str]) -> int:
 SHARED_TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run", "/var/lock")
 
 
-def _readonly_everything_but(workdir: str, hidden: list[str] = (), expose: list[str] = (),
+def _readonly_everything_but(workdir: str, hidden: Sequence[str] = (), expose: Sequence[str] = (),
                              disk_mb: int = 64) -> int:
     """Mount a fresh, size-limited tmpfs on the temp dir (the program's only writable place, gone with the mount
     namespace), hide the home dir and the shared temp dirs, then remount every other mount read-only.
