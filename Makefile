@@ -24,9 +24,10 @@ demo: $(STAMP)
 
 # `make test` is `make lint`, then the fast suite (a few minutes on 2 cores); tests marked slow (the demo end to end,
 # the wheel install, Ray clusters, ...) run in `make test-slow`; `make test-all` is lint and both. CI runs both.
-# ruff (style, imports, likely bugs) over all the Python: pyproject.toml configures it
+# ruff (style, imports, likely bugs) over all the Python, mypy (types) over the package: pyproject.toml configures both
 lint: $(STAMP)
 	$(BIN)/ruff check jleval tests benchmarks tools
+	$(BIN)/mypy jleval
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow"
