@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import functools
+import gzip
 import json
 import re
 import signal
@@ -224,6 +225,13 @@ class _Handler(BaseHTTPRequestHandler):
                 for _ in range(size // len(block)):
                     self.wfile.write(block)
             self.close_connection = True
+            return True
+        if "[gzip-json]" in prompt:  # a well-formed answer, gzipped
+            body = json.dumps({"choices": [{"text": "zipped", "finish_reason": "stop"}]}).encode()
+            self._send(200, raw=gzip.compress(body), headers=[("Content-Encoding", "gzip")])
+            return True
+        if "[gzip-bad]" in prompt:  # says gzip, is not
+            self._send(200, raw=b"not gzip at all", headers=[("Content-Encoding", "gzip")])
             return True
         if m := re.search(r"\[gzip:(\d+)\]", prompt):  # N zero bytes gzipped, whatever the client accepts
             self._send(200, raw=_gzipped_zeros(int(m.group(1))), headers=[("Content-Encoding", "gzip")])
@@ -732,6 +740,10 @@ def test_a_gzip_bomb_stops_at_the_cap_and_bodies_are_asked_uncompressed(server):
     got = collect(backend(server.url, max_response_bytes=1 << 20), [req("[gzip:209715200]")])
     assert got[0].error and "too large" in got[0].error and time.perf_counter() - t0 < 5
     assert {headers.get("Accept-Encoding") for _, _, headers in server.log} == {"identity"}
+    small = collect(backend(server.url, max_response_bytes=1 << 20),
+                    [req("[gzip-json]"), req("[gzip-bad]", i=1), req("[gzip:1000]", i=2)])
+    assert small[0].error is None and small[0].text == "zipped"
+    assert "malformed response" in small[1].error and "malformed response" in small[2].error
 
 
 def test_odd_models_entries_are_recorded_as_valid_json(raw_dir, tmp_path):

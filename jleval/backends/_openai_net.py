@@ -141,8 +141,11 @@ READ_CHUNK = 1 << 16
 
 
 def read_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
-    """A streamed httpx response's body, decoded (gzip etc.), read in READ_CHUNK pieces until it ends or passes
-    `limit` bytes: (what was read, whether it went past the limit). The rest is never read."""
+    """A streamed httpx response's body, decoded, read in READ_CHUNK pieces until it ends or passes `limit`
+    bytes: (what was read, whether it went past the limit). The rest is never read. A gzip body is inflated here,
+    never more than the cap allows at a time (httpx would inflate each 64 KiB it receives whole: up to 64 MiB)."""
+    if resp.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        return _read_gzip_capped(resp, limit)
     chunks, size = [], 0
     for chunk in resp.iter_bytes(chunk_size=READ_CHUNK):
         chunks.append(chunk)
@@ -150,6 +153,26 @@ def read_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
         if size > limit:
             return b"".join(chunks), True
     return b"".join(chunks), False
+
+
+def _read_gzip_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
+    """read_capped for a gzip body: the raw bytes inflated at most READ_CHUNK at a time. A body that is not gzip
+    gives what was inflated so far (the caller's parser then refuses it)."""
+    import zlib
+
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    try:
+        for raw in resp.iter_raw(chunk_size=READ_CHUNK):
+            data = raw
+            while data:
+                out += inflate.decompress(data, READ_CHUNK)
+                if len(out) > limit:
+                    return bytes(out), True
+                data = inflate.unconsumed_tail
+    except zlib.error:
+        pass
+    return bytes(out), False
 
 
 def redact_url(url: str) -> str:
