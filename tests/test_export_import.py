@@ -239,3 +239,22 @@ def test_odd_but_harmless_fields_import(tmp_path):
     assert res.tasks == {"jamp": 1}
     assert any("jamp_exact_match='abc'" in n and "not compared" in n for n in res.notes), res.notes
     assert table.build([res.run_dir]).rows[0]["run"] == "c"
+
+
+def test_import_naming_a_model_folder_with_broken_weights_imports_with_empty_columns(tmp_path):
+    import struct
+
+    model = tmp_path / "model"
+    model.mkdir()
+    header = b"[" * 100000
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}),
+                                       encoding="utf-8")
+    f = tmp_path / "res.json"
+    f.write_text(json.dumps(_results(config={"model": {"pretrained_model_name_or_path": str(model)}})),
+                 encoding="utf-8")
+    r = cli("import", f, "--out", tmp_path / "runs" / "m", "--no-score")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    info = json.loads((tmp_path / "runs" / "m" / "manifest.json").read_text(encoding="utf-8"))["model_info"]
+    assert info["architecture"] == "LlamaForCausalLM" and info["params"] is None
+    assert any("not a readable safetensors file" in n for n in info["notes"])
