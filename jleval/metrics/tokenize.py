@@ -81,7 +81,18 @@ def _tokenize(text: str, tokenizer: str) -> tuple[str, ...]:
     raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {TOKENIZERS}")
 
 
+def _utf8(text: str) -> str:
+    """MeCab reads UTF-8: a lone surrogate (a JSON file can hold one, "\\ud800") becomes U+FFFD instead of
+    failing the whole task's score."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
 def tokens(text: str, tokenizer: str) -> tuple[str, ...]:
+    text = _utf8(text)
     if len(text) <= MAX_CHUNK:
         return _tokenize(text, tokenizer)
     return tuple(t for piece in _pieces(text) for t in _tokenize(piece, tokenizer))
