@@ -225,6 +225,7 @@ def _render(backend, prompt: JudgePrompt, call: Call, answers: dict[str, Answers
     q = call.match.question_id
     question = answers[call.first].by_id[q][0]
     system, user = prompt.render(question, answers[call.first].by_id[q][1], answers[call.second].by_id[q][1])
+    messages: tuple[tuple[str, str], ...]
     if system_role and system:
         messages = (("system", system), ("user", user))
     else:  # judges without a system role: the instructions go first in the user turn (as Rakuda did for Claude)
@@ -338,8 +339,11 @@ def _unkeyed_answers(old_meta: dict | None) -> dict[str, str]:
     kept = old_meta.get("unkeyed_answers")
     if isinstance(kept, dict):
         return kept
-    models = old_meta.get("models") if isinstance(old_meta.get("models"), dict) else {}
-    return {m: v.get("outputs_sha256") for m, v in models.items() if isinstance(v, dict)}
+    models = old_meta.get("models")
+    if not isinstance(models, dict):
+        return {}
+    return {m: v["outputs_sha256"] for m, v in models.items()
+            if isinstance(v, dict) and isinstance(v.get("outputs_sha256"), str)}
 
 
 def _judged_on(j: Judgment, unkeyed: dict[str, str], answers: dict[str, Answers]) -> str | None:
@@ -362,11 +366,11 @@ def _plan(existing: list[Judgment], calls: list[Call], answers: dict[str, Answer
     hashes = {c.key: answers_sha256(answers, c.match) for c in calls}
     pending, stale = [], 0
     for c in calls:
-        j = latest.get(c.key)
-        if j is None or not (j.valid or (j.error_kind == "verdict" and not retry_errors)):
+        last = latest.get(c.key)
+        if last is None or not (last.valid or (last.error_kind == "verdict" and not retry_errors)):
             pending.append(c)
             continue
-        on = _judged_on(j, unkeyed, answers)
+        on = _judged_on(last, unkeyed, answers)
         if on != hashes[c.key] and on != "unchanged":
             pending.append(c)
             stale += 1
@@ -403,6 +407,9 @@ def _judgment(call: Call, comp, fingerprint: str, max_tokens: int, answers_hash:
     """The line for one judge completion: its verdict, or why it has none."""
     m = call.match
     first = "a" if call.first == m.model_x else "b"
+    verdict: str | None
+    error: str | None
+    kind: str | None
     if comp.error is not None:
         verdict, error, kind = None, f"judge call failed: {comp.error}", "judge"
     else:

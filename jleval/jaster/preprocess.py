@@ -13,7 +13,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from jleval import __version__, defaults
 from jleval.errors import TaskSpecError, UsageError
@@ -199,7 +199,7 @@ def _build_task(spec: TaskSpec, job: _Job) -> tuple[TaskResult, dict | None]:
     entry = job.manifest.get(spec.name)
     located = locate_own(spec) if spec.files else None  # own files: cheap to hash, and edits must show
     if not job.force and _up_to_date(job.out_dir, job.version, spec, entry, located):
-        res.status, res.sizes = "cached", entry["sizes"]
+        res.status, res.sizes = "cached", cast(dict, entry)["sizes"]  # _up_to_date checked it
         return res, None
     located = located or locate(spec, job.raw_dir, job.allow_download, job.reporter, job.checksums)
     res.warnings += located.warnings
