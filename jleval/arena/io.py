@@ -106,12 +106,36 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
         raise _fail(path, line, f"expected a JSON object, found {type(rec).__name__}")
     if "model_a" not in rec and "model1_id" in rec:
         rec = _from_rakuda(rec)
+    a, b = _models(rec, path, line)
+    winner, error = _verdict(rec, path, line)
+    first = rec.get("first")
+    if first not in (None, "a", "b"):
+        raise _fail(path, line, f"first must be \"a\" or \"b\" (whose answer was shown first), found {first!r}")
+    qid = rec.get("question_id")
+    if qid is not None and not isinstance(qid, (str, int)):
+        raise _fail(path, line, f"question_id must be a string or an integer, found {qid!r}")
+    return Judgment(
+        model_a=a, model_b=b, winner=winner, question_id=qid, first=first,
+        match=_as_str(rec.get("match")), judge=_as_str(rec.get("judge")), verdict=_as_str(rec.get("verdict")),
+        judgment=_of_type(rec.get("judgment"), str),
+        error=error, error_kind=rec.get("error_kind") if error is not None else None,
+        tstamp=_of_type(rec.get("tstamp"), (int, float)), answers_sha256=_of_type(rec.get("answers_sha256"), str),
+    )
+
+
+def _models(rec: dict, path: Path | str, line: int) -> tuple[str, str]:
     for key in ("model_a", "model_b"):
         if not isinstance(rec.get(key), str) or not rec[key].strip():
             raise _fail(path, line, f"missing or empty {key!r}")
     a, b = rec["model_a"], rec["model_b"]
     if a == b:
         raise _fail(path, line, f"self-match: model_a and model_b are both {a!r}")
+    return a, b
+
+
+def _verdict(rec: dict, path: Path | str, line: int) -> tuple[str | None, str | None]:
+    """(winner, error): a winner in WINNERS when there is no error; an error as text (the winner then kept only
+    when it is one of WINNERS)."""
     error = rec.get("error")
     winner = rec.get("winner")
     if error is None:
@@ -120,22 +144,15 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
                                     "(record an unusable verdict with winner null and an \"error\" text)")
     elif not isinstance(error, str):
         error = str(error)
-    first = rec.get("first")
-    if first not in (None, "a", "b"):
-        raise _fail(path, line, f"first must be \"a\" or \"b\" (whose answer was shown first), found {first!r}")
-    qid = rec.get("question_id")
-    if qid is not None and not isinstance(qid, (str, int)):
-        raise _fail(path, line, f"question_id must be a string or an integer, found {qid!r}")
-    return Judgment(
-        model_a=a, model_b=b, winner=winner if winner in WINNERS else None, question_id=qid, first=first,
-        match=None if rec.get("match") is None else str(rec["match"]),
-        judge=None if rec.get("judge") is None else str(rec["judge"]),
-        verdict=None if rec.get("verdict") is None else str(rec["verdict"]),
-        judgment=rec.get("judgment") if isinstance(rec.get("judgment"), str) else None,
-        error=error, error_kind=rec.get("error_kind") if error is not None else None,
-        tstamp=rec.get("tstamp") if isinstance(rec.get("tstamp"), (int, float)) else None,
-        answers_sha256=rec["answers_sha256"] if isinstance(rec.get("answers_sha256"), str) else None,
-    )
+    return (winner if winner in WINNERS else None), error
+
+
+def _as_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _of_type(value: Any, types: type | tuple[type, ...]) -> Any:
+    return value if isinstance(value, types) else None
 
 
 def read_judgments(path: Path | str, *, allow_missing: bool = False) -> list[Judgment]:
@@ -250,21 +267,9 @@ def collect_outcomes(judgments: Iterable[Judgment]) -> tuple[list[Outcome], Outc
     """Turn judgment lines into fit-ready outcomes (see the module doc). Lines sharing judge, match id and the
     model shown first replace one another (the last wins: a retried verdict supersedes the failed one)."""
     stats = OutcomeStats()
-    groups: dict[tuple, dict[str | None, Judgment]] = {}
-    order: list[tuple] = []
-    for n, j in enumerate(judgments):
-        stats.lines += 1
-        key: tuple = ("m", j.judge, j.match) if j.match is not None else ("line", n)
-        if key not in groups:
-            groups[key] = {}
-            order.append(key)
-        slot = j.first_model
-        if slot in groups[key]:
-            stats.superseded += 1
-        groups[key][slot] = j
     outcomes: list[Outcome] = []
-    for key in order:
-        lines = list(groups[key].values())
+    for key, group in _by_match(judgments, stats).items():
+        lines = list(group.values())
         for j in lines:
             if not j.valid:
                 stats.errors += 1
@@ -272,36 +277,60 @@ def collect_outcomes(judgments: Iterable[Judgment]) -> tuple[list[Outcome], Outc
                 stats.error_reasons[reason] = stats.error_reasons.get(reason, 0) + 1
         if len(lines) >= 2:
             pair = {frozenset((j.model_a, j.model_b)) for j in lines}
-            if len(pair) != 1 or len(lines) != 2 or None in groups[key]:
+            if len(pair) != 1 or len(lines) != 2 or None in group:
                 raise JudgmentsFileError(
                     f"match {key[2]!r} (judge {key[1]!r}) has lines for different models or orders",
                     "a match id must name one pair of models, judged at most once in each order")
-            j1, j2 = lines
-            if not (j1.valid and j2.valid):
-                if j1.valid or j2.valid:
-                    stats.incomplete += 1
-                else:
-                    stats.both_unusable += 1
-                continue
-            a, b = sorted((j1.model_a, j1.model_b))
-            w1, w2 = j1.winner_model, j2.winner_model
-            stats.both_orders += 1
-            if w1 != w2:
-                stats.disagreements += 1
-            score = _score_for(w1, a) if w1 == w2 else 0.5
-            outcomes.append(Outcome(a, b, score, 0, j1.question_id))
-            continue
-        j = lines[0]
-        if not j.valid:
-            continue
-        if j.first is None:
-            stats.unordered += 1
-            pos = 0
+            outcome = _both_orders(lines[0], lines[1], stats)
         else:
-            stats.single_order += 1
-            pos = 1 if j.first == "a" else -1
-        outcomes.append(Outcome(j.model_a, j.model_b, _score_for(j.winner_model, j.model_a), pos, j.question_id))
+            outcome = _one_order(lines[0], stats)
+        if outcome is not None:
+            outcomes.append(outcome)
     return outcomes, stats
+
+
+def _by_match(judgments: Iterable[Judgment], stats: OutcomeStats) -> dict[tuple, dict[str | None, Judgment]]:
+    """Lines grouped by (judge, match id) in first-seen order, then by the model shown first (the last line for
+    one order wins); a line without a match id is a group of its own."""
+    groups: dict[tuple, dict[str | None, Judgment]] = {}
+    for n, j in enumerate(judgments):
+        stats.lines += 1
+        key: tuple = ("m", j.judge, j.match) if j.match is not None else ("line", n)
+        group = groups.setdefault(key, {})
+        if j.first_model in group:
+            stats.superseded += 1
+        group[j.first_model] = j
+    return groups
+
+
+def _both_orders(j1: Judgment, j2: Judgment, stats: OutcomeStats) -> Outcome | None:
+    """One order-neutral outcome from a match judged in both orders (None when either order is unusable)."""
+    if not (j1.valid and j2.valid):
+        if j1.valid or j2.valid:
+            stats.incomplete += 1
+        else:
+            stats.both_unusable += 1
+        return None
+    a, b = sorted((j1.model_a, j1.model_b))
+    w1, w2 = j1.winner_model, j2.winner_model
+    stats.both_orders += 1
+    if w1 != w2:
+        stats.disagreements += 1
+    score = _score_for(w1, a) if w1 == w2 else 0.5
+    return Outcome(a, b, score, 0, j1.question_id)
+
+
+def _one_order(j: Judgment, stats: OutcomeStats) -> Outcome | None:
+    """The outcome of a line judged in one order (or with no order information); None for an unusable line."""
+    if not j.valid:
+        return None
+    if j.first is None:
+        stats.unordered += 1
+        pos = 0
+    else:
+        stats.single_order += 1
+        pos = 1 if j.first == "a" else -1
+    return Outcome(j.model_a, j.model_b, _score_for(j.winner_model, j.model_a), pos, j.question_id)
 
 
 def check_models(judgments: Sequence[Judgment], known: Iterable[str], where: str = "the judgments") -> None:
