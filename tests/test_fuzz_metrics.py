@@ -58,10 +58,10 @@ def test_metrics_on_empty_and_huge_strings(metric):
         check(metric, profile, [(huge, "日本語"), ("日本語", "日本語")])
 
 
-@pytest.mark.parametrize("metric", ["rouge1", "rouge2", "rougeLsum", "rouge2_scaling"])
+@pytest.mark.parametrize("metric", ["rouge1", "rouge2", "rougeLsum", "rouge2_scaling", "bleu_ja", "bleu_en"])
 def test_a_lone_surrogate_is_scored(metric):
     """Found by the fuzzer: a gold holding a lone surrogate (valid JSON: "\\ud800") failed MeCab (a TypeError
-    or UnicodeEncodeError) and so the task's ROUGE."""
+    or UnicodeEncodeError) and so the task's ROUGE and BLEU."""
     for profile in sorted(PROFILES):
         res = compute_result(metric, ["日本語", "", "a"], ["\ud800", "\ud800日本語", "a\udcff"], profile=profile)
         assert res.score is not None and math.isfinite(res.score), (profile, res)

@@ -32,7 +32,7 @@ def _bleu(lang: str, pretokenized: bool):
 
 
 def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFILE) -> float:
-    p, g = pred.strip(), gold.strip()
+    p, g = tk.utf8(pred.strip()), tk.utf8(gold.strip())  # sacrebleu's ja-mecab reads UTF-8 too
     if pp.get_profile(profile).upstream_bleu:
         if not p or not g:
             return float(p == g)

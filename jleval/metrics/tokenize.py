@@ -81,7 +81,7 @@ def _tokenize(text: str, tokenizer: str) -> tuple[str, ...]:
     raise ValueError(f"unknown tokenizer {tokenizer!r}; use one of {TOKENIZERS}")
 
 
-def _utf8(text: str) -> str:
+def utf8(text: str) -> str:
     """MeCab reads UTF-8: a lone surrogate (a JSON file can hold one, "\\ud800") becomes U+FFFD instead of
     failing the whole task's score."""
     try:
@@ -92,7 +92,7 @@ def _utf8(text: str) -> str:
 
 
 def tokens(text: str, tokenizer: str) -> tuple[str, ...]:
-    text = _utf8(text)
+    text = utf8(text)
     if len(text) <= MAX_CHUNK:
         return _tokenize(text, tokenizer)
     return tuple(t for piece in _pieces(text) for t in _tokenize(piece, tokenizer))
