@@ -254,6 +254,24 @@ def _valid(answer: str, kind: str, labels: tuple[str, ...]) -> bool:
     return len(answer) <= 40 and not re.search(r"[、。，,]", answer)
 
 
+def _after_last_marker(lines: list[str]) -> str | None:
+    """The answer after the last answer marker (on its line, or on the next non-empty line), or None."""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        found = list(_MARKER.finditer(line))
+        if found:
+            rest = clean(line[found[-1].end():])
+        elif _MARKER_LINE.match(line):
+            rest = ""
+        else:
+            continue
+        if not rest:  # the answer sits on the next non-empty line
+            rest = next((clean(nxt) for nxt in lines[i + 1:] if clean(nxt)), "")
+        if rest:
+            return rest
+    return None
+
+
 def extract(text: str, task: TaskSpec | str | None = None) -> Extraction:
     """Extract the final answer of a CoT generation (see the module docstring for the rules)."""
     if not text:
@@ -268,19 +286,9 @@ def extract(text: str, task: TaskSpec | str | None = None) -> Extraction:
     kind, labels = _answer_kind(task)
 
     # 1. The last marker wins (scan lines from the end; within a line, the last marker).
-    for i in range(len(lines) - 1, -1, -1):
-        line = lines[i]
-        found = list(_MARKER.finditer(line))
-        if found:
-            rest = clean(line[found[-1].end():])
-        elif _MARKER_LINE.match(line):
-            rest = ""
-        else:
-            continue
-        if not rest:  # the answer sits on the next non-empty line
-            rest = next((clean(nxt) for nxt in lines[i + 1:] if clean(nxt)), "")
-        if rest:
-            return Extraction(rest, "marker")
+    marked = _after_last_marker(lines)
+    if marked:
+        return Extraction(marked, "marker")
 
     # 2a. The last non-empty line, if it is a complete answer by itself (not for free text: any line would do).
     if kind != "text":

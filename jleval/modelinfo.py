@@ -193,20 +193,25 @@ def safetensors_header(path: Path) -> dict[str, Any]:
 def _weight_files(lookup: Lookup, notes: list[str]) -> list[Path] | None:
     index = lookup("model.safetensors.index.json")
     if index is not None:
-        weight_map = (_read_json(index, notes) or {}).get("weight_map") or {}
-        if not isinstance(weight_map, dict) or not all(_plain_name(v) for v in weight_map.values()):
-            notes.append("model.safetensors.index.json: weight_map is not an object of tensor -> file name")
-            return None
-        names = sorted(set(weight_map.values()))
-        files = [lookup(n) for n in names]
-        if not names or any(f is None for f in files):
-            missing = [n for n, f in zip(names, files) if f is None]
-            notes.append(f"model.safetensors.index.json lists shards that are not here ({', '.join(missing[:3])})"
-                         if missing else "model.safetensors.index.json has no weight_map")
-            return None
-        return [f for f in files if f is not None]
+        return _shards(index, lookup, notes)
     single = lookup("model.safetensors")
     return [single] if single is not None else None
+
+
+def _shards(index: Path, lookup: Lookup, notes: list[str]) -> list[Path] | None:
+    """The shard files model.safetensors.index.json names, or None (with a note) when one is missing."""
+    weight_map = (_read_json(index, notes) or {}).get("weight_map") or {}
+    if not isinstance(weight_map, dict) or not all(_plain_name(v) for v in weight_map.values()):
+        notes.append("model.safetensors.index.json: weight_map is not an object of tensor -> file name")
+        return None
+    names = sorted(set(weight_map.values()))
+    files = [lookup(n) for n in names]
+    if not names or any(f is None for f in files):
+        missing = [n for n, f in zip(names, files) if f is None]
+        notes.append(f"model.safetensors.index.json lists shards that are not here ({', '.join(missing[:3])})"
+                     if missing else "model.safetensors.index.json has no weight_map")
+        return None
+    return [f for f in files if f is not None]
 
 
 def _plain_name(value: Any) -> bool:
