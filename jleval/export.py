@@ -168,8 +168,11 @@ def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
 
 def to_jsonl_rows(data: RunData) -> list[dict[str, Any]]:
     m = data.manifest
+    settings = m.get("settings") if isinstance(m.get("settings"), dict) else {}
     common = {"run": data.path.name, "model": (m.get("model") or {}).get("id"), "split": m.get("split"),
-              "num_few_shots": m.get("num_few_shots"), "max_num_samples": m.get("max_num_samples")}
+              "num_few_shots": m.get("num_few_shots"), "max_num_samples": m.get("max_num_samples"),
+              "prompt_style": m.get("prompt_style"), "template": settings.get("template") or m.get("template"),
+              "template_sha256": settings.get("template_sha256")}
     return [{**common, "task": task, "id": r["id"], "input": r["input"], "generation": r["generation"],
              "pred": r["pred"], "gold": r["gold"], "scores": r["scores"], "error": r["error"]}
             for task, rows in data.samples.items() for r in rows]

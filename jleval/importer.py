@@ -54,6 +54,8 @@ class Imported:
     version: str | None = None
     precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The prompt the outputs were made with, when the file says (a jleval export does): else "imported".
+    prompt: dict[str, str] = field(default_factory=dict)  # template, template_sha256, prompt_style
 
 
 @dataclass
@@ -136,7 +138,8 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
                     fmt="llm-jp-eval", rows=rows, file_scores=data["scores"], version=version,
                     precision=UPSTREAM_DTYPES.get(str(cfg.get("torch_dtype"))),
                     extra={"revision": _text(model_cfg, "revision", "config.model", fail),
-                           "jleval": jleval_cfg if isinstance(jleval_cfg, dict) else None})
+                           "jleval": jleval_cfg if isinstance(jleval_cfg, dict) else None},
+                    prompt=_prompt_settings(jleval_cfg, "config.jleval", fail))
 
 
 def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
@@ -151,6 +154,18 @@ def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
         sha = sha256_text(prompt.replace("{input}", s["input"])) if prompt else None
         rows.append(_output_row(task, i, s["input"], s["gold"], s["pred"], sha))
     return rows
+
+
+def _prompt_settings(jleval_cfg: Any, where: str, fail: Callable[[str], Exception]) -> dict[str, str]:
+    """The template, its sha256 and the prompt style of a jleval export (its config.jleval, or a JSONL line);
+    {} for another tool's file. They put an imported run in the same table group as the runs it came from."""
+    if not isinstance(jleval_cfg, dict):
+        return {}
+    settings = jleval_cfg.get("settings") if isinstance(jleval_cfg.get("settings"), dict) else jleval_cfg
+    found = {k: _text(settings, k, f"{where}.settings" if settings is not jleval_cfg else where, fail)
+             for k in ("template", "template_sha256")}
+    found["prompt_style"] = _text(jleval_cfg, "prompt_style", where, fail)
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _count(value: Any, default: int, low: int, where: str, fail: Callable[[str], Exception]) -> int:
@@ -221,7 +236,8 @@ def read_generations(path: Path, data_dir: Path | None, split: str, version: str
     return Imported(model=_text(first, "model", "", fail_first) or path.stem, split=split,
                     num_few_shots=_count(first.get("num_few_shots"), 4, 0, "'num_few_shots'", fail_first),
                     max_num_samples=_count(first.get("max_num_samples"), -1, -1, "'max_num_samples'", fail_first),
-                    fmt="jsonl", rows={t: [r[i] for i in sorted(r)] for t, r in rows.items()})
+                    fmt="jsonl", rows={t: [r[i] for i in sorted(r)] for t, r in rows.items()},
+                    prompt=_prompt_settings(first, "", fail_first))
 
 
 def _generation_row(rec: dict[str, Any], fail: Callable[[str], Exception], sets: dict[str, Any],
@@ -292,14 +308,16 @@ def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any
     info = recorded if isinstance(recorded, dict) else model_info(imp.model, revision, imp.precision)
     if not isinstance(recorded, dict):
         info["notes"] = [*info.get("notes", []), "imported: read from the model's files on this machine, if any"]
+    template, style = imp.prompt.get("template", "imported"), imp.prompt.get("prompt_style", "basic")
     settings = {"model": imp.model, "revision": revision, "backend": "imported", "split": imp.split,
-                "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples, "template": "imported",
-                "prompt_style": "basic", "data_version": "1.4.1"}
+                "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples, "template": template,
+                "prompt_style": style, "data_version": "1.4.1",
+                **({"template_sha256": imp.prompt["template_sha256"]} if "template_sha256" in imp.prompt else {})}
     return {
         "format": MANIFEST_FORMAT, "jleval_version": jleval.__version__, "created_at": now, "finished_at": now,
         "model": {"id": imp.model, "revision": revision}, "settings": settings, "model_fingerprint": "imported",
         "split": imp.split, "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples,
-        "prompt_style": "basic", "template": "imported", "tasks": tasks, "skipped_tasks": {}, "environment": {},
+        "prompt_style": style, "template": template, "tasks": tasks, "skipped_tasks": {}, "environment": {},
         "sessions": [], "backend": {"backend": "imported", "engine": imp.fmt, "engine_version": imp.version},
         "model_info": info,
         "imported": {"format": imp.fmt, "file": str(path.resolve()), "sha256": sha256_file(path),
