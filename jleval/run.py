@@ -505,7 +505,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+def recorded_options(options: dict[str, Any]) -> dict[str, Any]:
     """The backend options as a manifest records them: sorted, a password in --base-url masked."""
     recorded = dict(sorted(options.items()))
     if isinstance(recorded.get("base_url"), str):
@@ -518,7 +518,7 @@ def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
 def _draft_manifest(plan: RunPlan, resume: Resume) -> tuple[dict[str, Any], dict[str, Any]]:
     """The manifest of this session (written once the backend is up) and its `sessions` entry."""
     manifest = _manifest(plan.opts, plan.settings, plan.plans, plan.skipped, resume.old, plan.fingerprint)
-    session = {"started_at": _now(), "backend_options": _recorded_options(plan.opts.backend_options),
+    session = {"started_at": _now(), "backend_options": recorded_options(plan.opts.backend_options),
                "requests": len(resume.misses)}
     manifest["sessions"] = list((resume.old or {}).get("sessions", [])) + [session]
     return manifest, session

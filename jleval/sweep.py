@@ -34,7 +34,7 @@ from typing import Any
 import tomllib
 
 from jleval.errors import JlevalError, RunError, UsageError
-from jleval.run import RunOptions, default_run_name
+from jleval.run import RunOptions, default_run_name, recorded_options
 
 #: Keys shared by every model (the one task selection): only in [run].
 TASK_KEYS = {"tasks": str, "split": str, "num_few_shots": int, "max_num_samples": int, "template": str,
@@ -150,13 +150,13 @@ def _model(path: Path, base: Path, out: Path, shared: dict[str, Any], table: dic
 
 # ---- running ---------------------------------------------------------------------------------------------
 def plan_rows(sweep: Sweep) -> list[dict[str, Any]]:
-    """What a sweep would do, model by model (for --dry-run)."""
+    """What a sweep would do, model by model (for --dry-run; a --base-url password masked)."""
     rows = []
     for m in sweep.models:
         run_dir = sweep.out / m.name
         state = "resume" if (run_dir / "manifest.json").is_file() else "new"
         rows.append({"name": m.name, "model": m.options.model, "backend": m.options.backend,
-                     "options": dict(sorted(m.options.backend_options.items())), "run_dir": str(run_dir),
+                     "options": recorded_options(m.options.backend_options), "run_dir": str(run_dir),
                      "state": state})
     return rows
 

@@ -155,3 +155,17 @@ def test_an_unknown_key_stops_the_sweep_before_anything_runs(tmp_path):
     assert r.returncode == 2
     assert r.stderr.splitlines()[0] == f"error: {path}: unknown key 'temprature' in [[model]] number 1"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_plan_masks_a_base_url_password(tmp_path):
+    path = _write(tmp_path / "s.toml", """
+out = "o"
+[run]
+tasks = "jamp"
+[[model]]
+id = "served"
+backend = "openai"
+base_url = "http://user:hunter2@127.0.0.1:8000/v1"
+""")
+    (row,) = sweep.plan_rows(sweep.load(path))
+    assert row["options"]["base_url"] == "http://user:***@127.0.0.1:8000/v1"
