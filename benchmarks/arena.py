@@ -17,16 +17,15 @@ estimated and true strengths.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import time
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402 - after the thread limits above: the BLAS reads them when numpy loads
 
 
 def naive_bootstrap(outcomes, models, n_resamples, seed, analytic_grad, prior_sd=3.0):

@@ -375,10 +375,11 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
 
 def _uncompared_scores(file_scores: dict[str, Any] | None) -> list[str]:
     """Notes for the file's scores that are not numbers: they are kept but never compared with jleval's."""
-    bad = [k for k, v in (file_scores or {}).items() if _number(v) is None]
+    scores = file_scores or {}
+    bad = [k for k, v in scores.items() if _number(v) is None]
     if not bad:
         return []
-    shown = ", ".join(f"{k}={file_scores[k]!r}" for k in sorted(bad)[:5])  # type: ignore[index]
+    shown = ", ".join(f"{k}={scores[k]!r}" for k in sorted(bad)[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     return [f"the file's scores {shown}{more} are not numbers: not compared with jleval's"]
 

@@ -233,7 +233,10 @@ def test_bleu_jleval_is_sentence_bleu():
     from sacrebleu.metrics import BLEU
 
     pred, gold = "猫が好きです。犬も好き", "私は猫が好きです。"
-    toks = lambda s: " ".join(tk.unidic_tokens(s))  # noqa: E731
+
+    def toks(s: str) -> str:
+        return " ".join(tk.unidic_tokens(s))
+
     ref = BLEU(tokenize="none", effective_order=True).corpus_score([toks(pred)], [[toks(gold)]]).score
     assert compute("bleu_ja", [pred], [gold], profile="jleval") == pytest.approx(ref)
     en = BLEU(trg_lang="en", effective_order=True).corpus_score(["I like cats ."], [["I like dogs ."]]).score
