@@ -168,7 +168,8 @@ def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
 
 def to_jsonl_rows(data: RunData) -> list[dict[str, Any]]:
     m = data.manifest
-    settings = m.get("settings") if isinstance(m.get("settings"), dict) else {}
+    settings = m.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
     common = {"run": data.path.name, "model": (m.get("model") or {}).get("id"), "split": m.get("split"),
               "num_few_shots": m.get("num_few_shots"), "max_num_samples": m.get("max_num_samples"),
               "prompt_style": m.get("prompt_style"), "template": settings.get("template") or m.get("template"),

@@ -161,7 +161,8 @@ def _prompt_settings(jleval_cfg: Any, where: str, fail: Callable[[str], Exceptio
     {} for another tool's file. They put an imported run in the same table group as the runs it came from."""
     if not isinstance(jleval_cfg, dict):
         return {}
-    settings = jleval_cfg.get("settings") if isinstance(jleval_cfg.get("settings"), dict) else jleval_cfg
+    settings = jleval_cfg.get("settings")
+    settings = settings if isinstance(settings, dict) else jleval_cfg
     found = {k: _text(settings, k, f"{where}.settings" if settings is not jleval_cfg else where, fail)
              for k in ("template", "template_sha256")}
     found["prompt_style"] = _text(jleval_cfg, "prompt_style", where, fail)
