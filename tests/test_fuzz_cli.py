@@ -78,8 +78,17 @@ def world(tmp_path_factory, raw_dir):
     return {"root": root, "raw": str(raw_dir), "data": str(root / "data"), "runs": runs, "judgments": str(judgments)}
 
 
+def _sweep_file(w: dict, out: Path) -> str:
+    path = out / "sweep.toml"
+    path.write_text(f'leaderboard = "lb.csv"\n[run]\ntasks = "jamp"\nmax_num_samples = 3\ndata_dir = {json.dumps(w["data"])}\n'
+                    '[[model]]\nid = "oracle"\nbackend = "oracle"\n', encoding="utf-8")
+    return str(path)
+
+
 def _base(command: tuple[str, ...], w: dict, out: Path) -> list[str]:
     """A valid call of each command (its required arguments), writing under `out`."""
+    if command == ("sweep",):
+        return ["sweep", _sweep_file(w, out)]
     data = ["--data-dir", w["data"]]
     runs = w["runs"]
     return list(command) + {
@@ -211,6 +220,7 @@ FOUND = [
     (("run",), "--distributed-executor-backend", "\udcff\udcfe.json"),  # ... written into the manifest
     (("run",), "--api-key-env", "\udcff\udcfe.json"),
     (("view",), "--out", ""),  # the current folder: no name to swap the finished report in by
+    (("table",), "--out", ""),  # ... no name to put the charts' and pages' beside
 ]
 
 

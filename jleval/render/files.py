@@ -121,6 +121,8 @@ def write_leaderboards(tables: Sequence[Leaderboard], out: Path, fmt: str | None
     """`write_leaderboard` for several tables at once, all or nothing; with `per_group` each table's files are
     named after its group (`group_path`), else every table is written to `out` (pass one table)."""
     out = Path(out)
+    if out.name in ("", ".", ".."):  # charts and pages are named after --out: it must name a file
+        raise UsageError(f"--out {str(out)!r} does not name a file", "e.g. --out leaderboard.csv")
     fmt = format_for(out, fmt)
     files: dict[Path, bytes] = {}
     for lb in tables:
