@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,7 @@ def _start(task: str, raw_dir: Path, out: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow  # three real processes: ~7 s on 2 cores
 def test_two_concurrent_preprocess_keep_both_manifest_entries(raw_dir, tmp_path):
     out = tmp_path / "data"
     procs = [_start(task, raw_dir, out) for task in ("jamp", "jsick")]
