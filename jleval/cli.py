@@ -615,6 +615,10 @@ def _print_judge_report(report) -> None:
     for model, k in report.missing_answers.items():
         err_console.print(f"[yellow]{model}: {k} questions without an answer (left out of its matches)[/]")
     usable = report.already_done + report.judged - report.verdict_errors - report.judge_errors
+    if report.too_long:
+        err_console.print(f"[yellow]{report.too_long} judge prompts do not fit the judge's context with --max-tokens "
+                          "output tokens: recorded as failed judge calls, not sent (lower --max-tokens or use a judge "
+                          "with a longer context)[/]")
     if report.judge_errors and usable <= 0:
         raise JlevalError(f"every judge call failed ({report.judge_errors}); no verdict to rank",
                           "check the judge (its server, key or model; the `error` field of each line in "

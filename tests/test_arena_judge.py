@@ -392,3 +392,30 @@ def test_lines_without_answer_hashes_are_trusted_only_while_the_outputs_are_unch
     # which of alpha's answers changed is unknown for those lines: every match of alpha is judged again
     assert rep.rejudged == rep.judged == 16 and fake.batches == [16]
     assert judge(FakeJudge(), runs, out).judged == 0
+
+
+def test_judge_prompts_past_the_judges_context_are_refused_up_front(tmp_path, tiny_model, caplog):
+    """A judge prompt that cannot fit the judge's context (prompt + max_tokens > its max length) is an error
+    verdict before anything is generated, counted in a warning; the others are judged and every verdict is on
+    disk, with the progress total known from the start (the check `jleval run` makes)."""
+    from jleval.backends.hf import HFBackend
+    from jleval.tiny import CONTEXT
+
+    long_q = "".join(QUESTIONS) * (2 * CONTEXT // len("".join(QUESTIONS)))  # well past the tiny model's context
+    runs = [make_run(tmp_path / "runs", m, questions=[QUESTIONS[0], long_q]) for m in ("alpha-7b", "beta-13b")]
+    backend = HFBackend(str(tiny_model), device="cpu")
+    seen = []
+    try:
+        with caplog.at_level("WARNING", logger="jleval"):
+            rep = judge(backend, runs, tmp_path / "j.jsonl", max_tokens=8, progress=lambda d, t: seen.append((d, t)))
+    finally:
+        backend.close()
+    assert seen[0] == (0, 4) and seen[-1] == (4, 4)
+    assert rep.judged == 4 and rep.too_long == 2
+    assert "2 prompt(s) plus their output length exceed the model's context of 4096 tokens" in caplog.text
+    lines = read_judgments(tmp_path / "j.jsonl")
+    refused = [j for j in lines if j.question_id == 1]
+    assert len(lines) == 4 and len(refused) == 2
+    assert all(j.error_kind == "judge" and f"more than the model's context of {CONTEXT} tokens" in j.error
+               and j.judgment == "" for j in refused)
+    assert all("context" not in (j.error or "") for j in lines if j.question_id == 0)

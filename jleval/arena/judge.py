@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import re
 import time
 import unicodedata
@@ -211,6 +212,7 @@ class JudgeReport:
     judge_errors: int  # ... of which failed judge calls (retried on the next run)
     missing_answers: dict[str, int] = field(default_factory=dict)
     rejudged: int = 0  # calls judged again because a model's answers changed since their verdict
+    too_long: int = 0  # ... of the judge errors, prompts refused up front: they do not fit the judge's context
 
 
 ProgressFn = Callable[[int, int], None]  # (calls finished in this pass, calls in this pass)
@@ -426,11 +428,21 @@ def _judgment(call: Call, comp, fingerprint: str, max_tokens: int, answers_hash:
                     error_kind=kind, tstamp=round(time.time(), 3), answers_sha256=answers_hash)
 
 
+def _warn(message: str) -> None:
+    logging.getLogger("jleval").warning("warning: judge: %s", message)  # stderr, unless the caller configures logging
+
+
 def _generate(judge_backend, requests: list[Request], plan: _Plan, out_path: Path, fingerprint: str,
               gen: GenParams, report: JudgeReport, progress: ProgressFn | None) -> None:
-    """Send the pass's calls as one batch and append each verdict as it arrives."""
+    """Send the pass's calls as one batch and append each verdict as it arrives. Prompts that do not fit the
+    judge's context (prompt tokens + max_tokens, the check `jleval run` makes) are error verdicts up front,
+    counted in a warning before anything is generated, never sent to the judge."""
+    from jleval.backends._context import generate_within_context, too_long
+
+    refused = too_long(judge_backend, requests)
+    report.too_long = len(refused)
     with JudgmentWriter(out_path) as writer:
-        for idx, comp in judge_backend.generate(requests):
+        for idx, comp in generate_within_context(judge_backend, requests, _warn, refused=refused):
             call = plan.pending[idx]
             j = _judgment(call, comp, fingerprint, gen.max_tokens, plan.hashes[call.key])
             writer.write(j)

@@ -52,10 +52,12 @@ def describe_refused(requests: Sequence[Request], refused: dict[int, Completion]
 
 
 def generate_within_context(backend: Any, requests: Sequence[Request],
-                            warn: Callable[[str], None] | None = None) -> Iterator[tuple[int, Completion]]:
+                            warn: Callable[[str], None] | None = None,
+                            refused: dict[int, Completion] | None = None) -> Iterator[tuple[int, Completion]]:
     """`backend.generate(requests)`, with the requests that do not fit the context answered by error
-    completions up front (reported through `warn` before generation starts)."""
-    refused = too_long(backend, requests)
+    completions up front (reported through `warn` before generation starts). `refused`: `too_long`'s answer
+    when the caller has already asked it."""
+    refused = too_long(backend, requests) if refused is None else refused
     if refused and warn is not None:
         warn(describe_refused(requests, refused, context_length(backend)))
     yield from refused.items()
