@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[run]", "[[model]]", "jleval[wandb]" are shown, not read as markup
 )
 
 
@@ -549,7 +550,7 @@ def demo_cmd(
 
 
 arena_app = typer.Typer(help="Rakuda-style arena: judge open-ended answers pairwise, rank with Bradley–Terry.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(arena_app, name="arena")
 
 
