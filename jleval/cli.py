@@ -298,11 +298,16 @@ def _run_with_progress(opts):
 
 
 def _print_run_summary(result) -> dict[str, int]:
+    from jleval.run import suffix_note
+
     for task, why in result.skipped_tasks.items():
         err_console.print(f"[yellow]skipped {task}:[/] {escape(why)}")
     total = {k: sum(c[k] for c in result.counts.values()) for k in ("total", "cached", "generated", "errors")}
     console.print(f"[bold]{result.run_dir}[/]: {total['total']} samples in {len(result.counts)} tasks "
                   f"({total['generated']} generated, {total['cached']} from cache, {total['errors']} errors)")
+    note = suffix_note(result.run_dir, result.name_settings)
+    if note:
+        console.print(note, markup=False, highlight=False)
     if result.skipped_tasks:
         err_console.print(f"[yellow]{len(result.skipped_tasks)} of {len(result.counts) + len(result.skipped_tasks)} "
                           f"requested tasks were skipped ({', '.join(result.skipped_tasks)}); the reasons are above "

@@ -121,6 +121,8 @@ class RunResult:
     run_dir: Path
     counts: dict[str, dict[str, int]]  # task -> {"total", "cached", "generated", "errors"}
     skipped_tasks: dict[str, str]  # task -> why
+    #: the settings off their defaults that the default folder name's hash suffix stands for ({}: no suffix)
+    name_settings: dict[str, Any] = field(default_factory=dict)
 
 
 #: progress(task, None, total, cached) once per task before generation starts, then progress(task, completion,
@@ -142,7 +144,8 @@ def run(opts: RunOptions, progress: ProgressFn | None = None, backend=None) -> R
             _generate(backend, resume.misses, plan.run_dir / "outputs", resume.counts, progress)
             manifest["backend"] = backend.describe()  # what the session learned (a halved batch, replicas)
         _record_finish(plan, resume, manifest, session)
-    return RunResult(plan.run_dir, resume.counts, plan.skipped)
+    return RunResult(plan.run_dir, resume.counts, plan.skipped,
+                     {} if opts.run_name else changed_settings(plan.settings))
 
 
 # ----- step 1: plan -------------------------------------------------------------------------------------------
@@ -198,10 +201,30 @@ def default_run_name(model: str, opts: RunOptions, settings: dict[str, Any] | No
     that is not at its default, so that runs whose outputs differ never share a default folder."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").split("/")[-1] if Path(model).exists() else model)
     name = f"{base}_{opts.split}_{opts.num_few_shots}shot" + ("" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
+    changed = changed_settings(settings)
+    return name + (f"_{sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]}" if changed else "")
+
+
+def changed_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings of NAME_SETTINGS off their defaults (with the template's sha256 when the template is one):
+    what the hash suffix of a default run folder name stands for."""
     changed = {k: settings.get(k) for k, v in NAME_SETTINGS.items() if settings.get(k) != v} if settings else {}
     if "template" in changed:
         changed["template_sha256"] = settings["template_sha256"]
-    return name + (f"_{sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]}" if changed else "")
+    return changed
+
+
+def suffix_note(run_dir: Path | str, changed: dict[str, Any]) -> str | None:
+    """One line saying what a default run folder's hash suffix stands for (None: no such suffix)."""
+    if not changed:
+        return None
+    digest = sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]
+    if f"_{digest}" not in Path(run_dir).name:
+        return None
+    shown = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                      for k, v in sorted(changed.items()) if k != "template_sha256")
+    return (f"run folder {Path(run_dir).name}: the suffix _{digest} hashes the settings that differ from the "
+            f"defaults: {shown} (pass --run-name to choose the name)")
 
 
 def run_dir_for(opts: RunOptions, specs: list[TaskSpec], settings: dict[str, Any]) -> Path:

@@ -389,3 +389,22 @@ def test_baselines_and_the_scripted_backend_load_like_any_backend(data_dir, tmp_
     assert scripted.closed
     res = run(opts(data_dir, tmp_path, model="m", backend="scripted", max_num_samples=2))
     assert [r["generation"] for r in lines(res.run_dir)] == ["scripted output"] * 2
+
+
+def test_run_summary_says_what_the_name_suffix_stands_for(data_dir, tmp_path):
+    """`jleval run` explains a default folder's hash suffix by the settings off their defaults; none without."""
+    from typer.testing import CliRunner
+
+    from jleval.cli import app
+
+    args = ["run", "oracle", "--backend", "oracle", "--tasks", "jamp", "--data-dir", str(data_dir), "--out",
+            str(tmp_path), "--max-num-samples", "2", "--no-score"]
+    plain = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert plain.exit_code == 0 and "suffix" not in plain.output
+    r = CliRunner().invoke(app, [*args, "--chat-template", "--no-stop-at-blank-line"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    name = next(p.name for p in tmp_path.iterdir() if p.name != "oracle_dev_4shot")
+    digest = name.rsplit("_", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{8}", digest)
+    assert (f"run folder {name}: the suffix _{digest} hashes the settings that differ from the defaults: "
+            "chat_template=True, stop_rule=False") in " ".join(r.output.split())
