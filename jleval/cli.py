@@ -406,7 +406,7 @@ def table_cmd(
         for p in files.write_comparison(result, out or Path("style-comparison.csv"), fmt=fmt):
             console.print(f"wrote {p}")
         return
-    out = out or Path("leaderboard.csv")
+    given_out, out = out is not None, out or Path("leaderboard.csv")
     tables = table.build_tables(run_dirs, sort=sort, allow_mixed=allow_mixed,
                                 tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
                                 arena_judgments=arena, tasks_dir=tasks_dir, group=group, all_groups=all_groups)
@@ -415,7 +415,9 @@ def table_cmd(
         show.print_leaderboard(lb, console=console)
     show.print_left_out(tables, console=err_console)
     for p in written:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {p if given_out else p.resolve()}")
+    if not given_out:
+        err_console.print(f"no --out: wrote {out} (and its companions) into the current folder; pass --out to choose")
     if wandb:
         from jleval.wandb_log import log_leaderboard
 

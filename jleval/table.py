@@ -330,6 +330,23 @@ def _unusable(run: ScoredRun, tasks: list[str] | None, arena: bool) -> str | Non
     return f"no task has scores (no outputs scored): `jleval score {run.path}` says why"
 
 
+class _Busy(Exception):
+    pass
+
+
+def _in_progress(path: Path) -> bool:
+    """Whether a `jleval run` is writing into the run folder now (it holds the folder's .lock)."""
+    from jleval.fsutil import exclusive
+
+    if not (path / ".lock").is_file():
+        return False
+    try:
+        with exclusive(path / ".lock", _Busy()):
+            return False
+    except _Busy:
+        return True
+
+
 def load_runs(run_dirs: list[Path], profile: str | None = None, tasks_dir: Path | None = None,
               tasks: list[str] | None = None, arena: bool = False) -> tuple[list[ScoredRun], list[LeftOut]]:
     """The runs that can be ranked, and every other path given with the reason (not a run folder, an empty
@@ -338,6 +355,9 @@ def load_runs(run_dirs: list[Path], profile: str | None = None, tasks_dir: Path 
     for p in map(Path, run_dirs):
         if not (p / "manifest.json").is_file():
             left.append(LeftOut(str(p), _not_a_run(p)))
+            continue
+        if _in_progress(p):
+            left.append(LeftOut(str(p), f"in progress ({p / '.lock'} held)"))
             continue
         try:
             run = load_run(p, profile=profile, tasks_dir=tasks_dir)
@@ -423,25 +443,68 @@ def _largest(groups: list[RunGroup], arena: bool) -> list[RunGroup]:
     return in_arena if arena and len(in_arena) == 1 else tied
 
 
-def choose_group(groups: list[RunGroup], name: str | None = None, arena: bool = False) -> RunGroup:
-    """The group `name` names, else the largest (`_largest`); a tie for the largest is refused."""
+#: The leaderboard's default settings: on a tie for the largest group, a group with all of them is preferred.
+DEFAULT_SETTINGS = {"split": defaults.SPLIT, "num_few_shots": defaults.NUM_FEW_SHOTS,
+                    "prompt_style": defaults.PROMPT_STYLE, "template": defaults.TEMPLATE, "profile": defaults.PROFILE}
+
+
+def _is_default(g: RunGroup) -> bool:
+    return all(g.settings.get(k) == v for k, v in DEFAULT_SETTINGS.items())
+
+
+def _samples(g: RunGroup) -> int:
+    """How many samples each run of the group scored, at most (max_num_samples -1 = all counts as most)."""
+    n = g.settings.get("max_num_samples")
+    return 1 << 62 if n == -1 else n if isinstance(n, int) else 0
+
+
+def _tie_break(tied: list[RunGroup], order: list[ScoredRun]) -> tuple[RunGroup, str]:
+    """Of groups as large as each other: the one with the leaderboard's default settings, then the one with the
+    most tasks, then the most samples, then the group of the run given first; and why it was chosen."""
+    first = {id(r): i for i, r in enumerate(order)}
+
+    def key(g: RunGroup) -> tuple[bool, int, int, int]:
+        return (not _is_default(g), -len(g.settings.get("tasks") or ()), -_samples(g),
+                min(first.get(id(r), len(first)) for r in g.runs))
+
+    ranked = sorted(tied, key=key)
+    best, second = key(ranked[0]), key(ranked[1])
+    why = ("the leaderboard's default settings" if best[0] != second[0] else "the most tasks"
+           if best[1] != second[1] else "the most samples" if best[2] != second[2] else "its run given first")
+    return ranked[0], why
+
+
+def choose_group(groups: list[RunGroup], name: str | None = None, arena: bool = False,
+                 order: list[ScoredRun] | None = None) -> tuple[RunGroup, str | None]:
+    """The group `name` names, else the largest (`_largest`); on a tie for the largest, `_tie_break`'s choice
+    (`order`: the runs as given on the command line). With it, a note saying why when it won a tie (else None)."""
     if name is not None:
         named = [g for g in groups if g.name == name]
         if not named:
             raise UsageError(f"--group {name}: no group of these runs has that name",
                              f"the groups: {_listing(groups)}")
-        return named[0]
+        return named[0], None
     tied = _largest(groups, arena)
-    if len(tied) > 1:
-        detail = _tie_detail([r for g in tied for r in g.runs])
-        raise UsageError(f"these runs are not comparable ({detail}) and no group of them is the largest",
-                         f"pass --group NAME to rank one group ({_listing(groups)}), --all-groups for one table "
-                         "per group, or --allow-mixed to rank them together in a table marked mixed")
-    return tied[0]
+    if len(tied) == 1:
+        return tied[0], None
+    chosen, why = _tie_break(tied, order if order is not None else [r for g in groups for r in g.runs])
+    size = len(chosen.runs)
+    return chosen, (f"{len(tied)} groups tie for the largest ({size} run{'s' if size > 1 else ''} each): ranked "
+                    f"{chosen.name} ({why}); the others differ in {_tie_detail([r for g in tied for r in g.runs])}"
+                    "; rank another with --group NAME, or every group with --all-groups")
 
 
-def _other_group(g: RunGroup, ranked: RunGroup) -> str:
-    detail = ", ".join(f"{k} {_show(k, g.settings[k])}" for k in GROUP_KEYS if g.settings[k] != ranked.settings[k])
+#: Run settings that do not split groups but are named when a left-out run differs in them from the ranked runs.
+DESCRIBED_KEYS = ("chat_template", "system_prompt", "add_special_tokens", "stop_rule")
+
+
+def _other_group(g: RunGroup, ranked: RunGroup, run: ScoredRun) -> str:
+    """Why a run of group `g` is left out: every setting in which it differs from the ranked group's runs."""
+    def differs(k: str) -> bool:
+        return all(x.setting(k) != run.setting(k) for x in ranked.runs)
+
+    detail = ", ".join([f"{k} {_show(k, g.settings[k])}" for k in GROUP_KEYS if g.settings[k] != ranked.settings[k]]
+                       + [f"{k} {_show(k, run.setting(k))}" for k in DESCRIBED_KEYS if differs(k)])
     return f"other settings than the ranked group ({detail}): rank its group with --group {g.name}"
 
 
@@ -469,6 +532,9 @@ def _metric_columns(runs: list[ScoredRun], tasks: list[str] | None, tasks_dir: P
 def _check_sort(sort: str, columns: list[str], metric_cols: list[str], arena: bool = False) -> None:
     if (sort in columns and sort not in NOT_SORTABLE) or (arena and sort in ARENA_COLUMNS):
         return
+    if sort in ARENA_COLUMNS:
+        raise UsageError(f"cannot sort by {sort!r} without arena ratings",
+                         "pass --arena JUDGMENTS (the JSONL of `jleval arena judge`) to add them, or sort by AVG")
     raise UsageError(f"cannot sort by {sort!r}",
                      f"use AVG, a category ({', '.join(CATEGORIES)}), " + ("arena_rating, " if arena else "")
                      + "or a metric column of these runs"
@@ -566,10 +632,17 @@ def build_tables(run_dirs: list[Path], sort: str | None = None, allow_mixed: boo
     if allow_mixed:
         return [_rank(runs, opts, left, mixed=_differences(runs))]
     groups = group_runs(runs)
-    chosen = groups if all_groups else [choose_group(groups, group, bool(arena_judgments))]
-    return [_rank(g.runs, opts, left + [LeftOut(str(r.path), _other_group(o, g), o.name)
-                                        for o in groups if o is not g for r in o.runs],
-                  group=g, groups=[x.name for x in groups]) for g in chosen]
+    if all_groups:
+        chosen, tie = groups, None
+    else:
+        one, tie = choose_group(groups, group, bool(arena_judgments), runs)
+        chosen = [one]
+    tables = [_rank(g.runs, opts, left + [LeftOut(str(r.path), _other_group(o, g, r), o.name)
+                                          for o in groups if o is not g for r in o.runs],
+                    group=g, groups=[x.name for x in groups]) for g in chosen]
+    if tie:
+        tables[0].notes.insert(0, tie)
+    return tables
 
 
 def _check_options(run_dirs: list[Path], tasks: list[str] | None, **flags: bool) -> list[str] | None:

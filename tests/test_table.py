@@ -17,7 +17,8 @@ TASKS = {"jamp": ["entailment", "contradiction", "neutral"], "jcommonsenseqa": [
 
 
 def make_run(root: Path, name: str, accuracy: float, n: int = 200, seed: int = 0, model: str | None = None,
-             style: str = "basic", shots: int = 4, split: str = "dev", task_labels: dict | None = None) -> Path:
+             style: str = "basic", shots: int = 4, split: str = "dev", task_labels: dict | None = None,
+             template: str = "v1.4.1", settings: dict | None = None) -> Path:
     """A run folder whose outputs are right on a known share of samples (the same samples for the same seed)."""
     run = root / name
     (run / "outputs").mkdir(parents=True)
@@ -40,8 +41,8 @@ def make_run(root: Path, name: str, accuracy: float, n: int = 200, seed: int = 0
                        "label_list": list(spec.label_list), "n_samples": n}
     manifest = {"jleval_version": "0.1.0", "created_at": "2026-11-23T00:00:00+00:00",
                 "model": {"id": model or name, "revision": None}, "split": split, "num_few_shots": shots,
-                "max_num_samples": n, "prompt_style": style, "tasks": tasks,
-                "settings": {"backend": "synthetic"}, "backend": {"backend": "synthetic", "engine_version": "0"}}
+                "max_num_samples": n, "prompt_style": style, "template": template, "tasks": tasks,
+                "settings": {"backend": "synthetic", **(settings or {})}, "backend": {"backend": "synthetic", "engine_version": "0"}}
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return run
 
@@ -95,14 +96,20 @@ def test_leaderboard_columns_values_and_significance(tmp_path):
     assert set(df["profile"]) == {"llm-jp-eval-1.4.1"}
 
 
-def test_mixed_runs_are_refused_unless_allowed(tmp_path):
+def test_a_tie_ranks_the_default_group_and_mixed_ranks_all(tmp_path):
     from jleval import table
 
     a = make_run(tmp_path, "a", 0.8, shots=4)
     b = make_run(tmp_path, "b", 0.8, shots=0)
-    # two groups of one run each: no largest group, so nothing is ranked silently
-    with pytest.raises(UsageError, match=r"not comparable \(num_few_shots: 0 \(b\) / 4 \(a\)\) and no group"):
-        table.build([a, b])
+    # two groups of one run each: the one with the leaderboard's default settings (4 shots) is ranked, whatever
+    # the order given, and the table says why and names the other run
+    for given in ([a, b], [b, a]):
+        lb = table.build(given)
+        assert [r["run"] for r in lb.rows] == ["a"] and lb.group == "dev-4shot-basic-n200-3tasks"
+        assert lb.notes[0].startswith("2 groups tie for the largest (1 run each): ranked dev-4shot-basic-n200-3tasks "
+                                      "(the leaderboard's default settings); the others differ in num_few_shots")
+        assert [(x.run, x.reason.split(":")[0]) for x in lb.left_out] == [
+            (str(b), "other settings than the ranked group (num_few_shots 0)")]
     lb = table.build([a, b], allow_mixed=True)
     assert lb.mixed == ["num_few_shots"] and any("MIXED" in n for n in lb.notes)
     assert all(r["mixed"] == "num_few_shots" for r in lb.rows)
@@ -190,13 +197,14 @@ def test_compare_styles_uses_only_what_both_runs_have(tmp_path):
     assert ("category", "MR") not in rows
 
 
-def test_table_refuses_to_mix_styles(tmp_path):
+def test_table_never_mixes_styles(tmp_path):
     from jleval import table
 
     basic = make_run(tmp_path, "basic", 0.5, model="m")
     cot = make_run(tmp_path, "cot", 0.9, model="m", style="cot")
-    with pytest.raises(UsageError, match="prompt_style"):
-        table.build([basic, cot])
+    lb = table.build([cot, basic])  # a tie: the basic (default) style is ranked, the CoT run left out by name
+    assert [r["run"] for r in lb.rows] == ["basic"] and not lb.mixed
+    assert "prompt_style 'cot'" in lb.left_out[0].reason
 
 
 def test_tiny_model_and_baselines_end_to_end(raw_dir, tiny_model, tmp_path):
@@ -354,3 +362,22 @@ def test_leaderboard_json_is_a_typed_record_read_back_by_its_reader(tmp_path):
     out.write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(UsageError, match=r"lb\.json field 'rows\[1\]\.rank' must be an integer, found a string"):
         read_leaderboard(out, fail)
+
+
+def test_table_without_out_says_where_it_wrote(tmp_path, monkeypatch):
+    """No --out: the files go to leaderboard.* in the current folder (docs/leaderboard.md), each path printed in
+    full, and a line says so."""
+    from typer.testing import CliRunner
+
+    from jleval.cli import app
+
+    a, b = make_run(tmp_path, "a", 0.8, n=20), make_run(tmp_path, "b", 0.5, n=20)
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    r = CliRunner().invoke(app, ["table", str(a), str(b), "--group", "dev-4shot-basic-n20-3tasks", "--no-charts"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "here").iterdir()) == ["leaderboard.csv", "leaderboard.html",
+                                                                     "leaderboard.md"]
+    for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.html"):
+        assert f"wrote {tmp_path / 'here' / name}" in r.output.replace("\n", "")
+    assert "no --out: wrote leaderboard.csv (and its companions) into the current folder" in r.output

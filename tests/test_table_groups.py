@@ -132,7 +132,7 @@ def test_group_all_groups_and_arena_only_tables(raw_dir, tmp_path):
     assert [row["run"] for row in json.loads((tmp_path / "arena2.json").read_text(encoding="utf-8"))["rows"]] == [
         "oracle_rakuda", "majority_rakuda"]
     r = _table(tmp_path, "--sort", "arena_rating")
-    assert r.returncode == 2 and "cannot sort by 'arena_rating'" in r.stderr
+    assert r.returncode == 2 and "cannot sort by 'arena_rating'" in r.stderr and "--arena" in r.stderr
     r = _table(tmp_path, "--group", "x", "--all-groups")
     assert r.returncode == 2 and "exclude each other" in r.stderr
 
@@ -178,8 +178,80 @@ def test_groups_in_memory(tmp_path):
     why = {Path(x.run).name: x.reason for x in table.build(runs[:3] + [d], tasks=["jamp", "jmmlu"]).left_out}
     assert why == {"d": "has no scores for jmmlu (its scored tasks: jamp)"}
     assert [r["run"] for r in table.build(runs[:3] + [d], tasks=["jamp"]).rows] == ["a", "d", "c", "b"]
-    with pytest.raises(UsageError, match=r"prompt_style: 'basic' \(a\) / 'cot' \(zc\)\) and no group"):
-        table.build([runs[0], runs[4]])
+    with pytest.raises(UsageError) as e:  # arena ratings need --arena: the fix says so
+        table.build(runs[:3], sort="arena_rating")
+    assert "--arena" in (e.value.hint or "")
+
+
+def test_tie_breaks(tmp_path):
+    """Groups as large as each other: the leaderboard's default settings, then the most tasks, then the most
+    samples, then the group of the run given first; never a refusal."""
+    from test_table import make_run
+
+    from jleval import table
+
+    def ranked(*given: Path) -> tuple[str, str]:
+        lb = table.build(list(given))
+        return lb.rows[0]["run"], lb.notes[0].split("(")[2].split(")")[0]
+
+    one = {"jamp": ["entailment", "contradiction", "neutral"]}
+    default = make_run(tmp_path, "default", 0.5, n=20, task_labels=one)
+    cot = make_run(tmp_path, "cot", 0.5, n=40, style="cot")
+    zero = make_run(tmp_path, "zero", 0.5, n=40, shots=0)
+    zero1 = make_run(tmp_path, "zero1", 0.5, n=40, shots=0, task_labels=one)
+    zero_n20 = make_run(tmp_path, "zero_n20", 0.5, n=20, shots=0)
+    mine = make_run(tmp_path, "mine", 0.5, n=40, template="mine.j2")
+    assert ranked(cot, zero, default) == ("default", "the leaderboard's default settings")
+    assert ranked(mine, default) == ("default", "the leaderboard's default settings")
+    assert ranked(zero1, cot) == ("cot", "the most tasks")
+    assert ranked(zero1, zero_n20, zero) == ("zero", "the most samples")  # zero1 fell on tasks, zero_n20 here
+    assert ranked(zero_n20, cot) == ("cot", "the most samples")
+    assert ranked(zero, cot) == ("zero", "its run given first")
+    assert ranked(cot, zero) == ("cot", "its run given first")
+    # a larger group still wins over the defaults
+    cot2 = make_run(tmp_path, "cot2", 0.6, n=40, style="cot")
+    lb = table.build([default, cot, cot2])
+    assert lb.group == "dev-4shot-cot-n40-3tasks" and not any("tie" in n for n in lb.notes)
+
+
+def test_left_out_reason_names_every_setting_that_differs(tmp_path):
+    from test_table import make_run
+
+    from jleval import table
+
+    runs = [make_run(tmp_path, n, 0.5, n=6) for n in ("a", "b")]
+    chat = make_run(tmp_path, "chat", 0.5, n=3, template="v2",
+                    settings={"chat_template": True, "system_prompt": "あなたは誠実です"})
+    why = {Path(x.run).name: x.reason for x in table.build(runs + [chat]).left_out}
+    assert why["chat"].startswith("other settings than the ranked group (max_num_samples 3, template 'v2', "
+                                  "chat_template True, system_prompt 'あなたは誠実です'): rank its group with --group ")
+
+
+def test_a_run_being_written_is_left_out_untouched(tmp_path):
+    """A run whose folder lock a `jleval run` holds (here: another process holding it through the run's own lock)
+    is left out as in progress, and nothing is written into it; once the lock is free it is scored."""
+    from test_table import make_run
+
+    from jleval import table
+
+    runs = [make_run(tmp_path, n, 0.5, n=6) for n in ("a", "b", "busy")]
+    before = sorted(p.name for p in runs[2].iterdir())
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from jleval.run import _run_lock\nwith _run_lock(Path(sys.argv[1])):\n"
+                               "    print('held', flush=True)\n    time.sleep(60)\n", str(runs[2])],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        lb = table.build(runs)
+        assert [r["run"] for r in lb.rows] == ["a", "b"] or [r["run"] for r in lb.rows] == ["b", "a"]
+        assert [(x.run, x.reason) for x in lb.left_out] == [(str(runs[2]), f"in progress ({runs[2] / '.lock'} held)")]
+        assert sorted(p.name for p in runs[2].iterdir()) == sorted(before + [".lock"])
+        assert not (runs[2] / "scores.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {r["run"] for r in table.build(runs).rows} == {"a", "b", "busy"}
+    assert (runs[2] / "scores.json").is_file()
 
 
 @pytest.mark.slow
