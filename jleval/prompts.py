@@ -80,6 +80,8 @@ def render(template: Template, spec: TaskSpec, few_shots: Sequence[dict], input_
     except jinja2.UndefinedError as e:
         raise UsageError(f"prompt template {template.name}: {e.message}",
                          "templates may use instruction, few_shots, input and answer_pattern") from None
+    except UsageError as e:  # refused while compiling (a syntax error, an include): already one line and one fix
+        raise UsageError(f"{template.name}: {e.message}", e.hint) from None
     except Exception as e:  # noqa: BLE001 - the user's template raised while rendering ({{ 1/0 }}, a filter on the wrong type...)
         raise UsageError(f"prompt template {template.name} failed while rendering: {type(e).__name__}: {e}",
                          "fix the template (it is rendered once per sample with instruction, few_shots, input "

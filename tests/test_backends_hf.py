@@ -219,7 +219,7 @@ def test_chat_template_tokens_and_identity(hf, tiny_model):
 def test_unknown_model_is_a_run_error_naming_it(tmp_path):
     from jleval.backends.hf import HFBackend
 
-    with pytest.raises(RunError, match="not a local folder and not downloadable offline") as e:
+    with pytest.raises(RunError, match="model folder ./no/such/model-folder does not exist") as e:
         HFBackend("./no/such/model-folder")
     assert "./no/such/model-folder" in str(e.value)
     (tmp_path / "config.json").write_text("{}")

@@ -149,7 +149,7 @@ def test_a_refused_prompt_is_an_error_completion(fake_vllm, tiny_model):  # noqa
 def test_model_load_failures_are_run_errors(fake_vllm, tiny_model):  # noqa: F811
     from vllm.entrypoints.llm import LLM
 
-    with pytest.raises(RunError, match="not a local folder and not downloadable offline") as e:
+    with pytest.raises(RunError, match="model folder no/such/model does not exist") as e:
         make(Path("./no/such/model"))
     assert "no/such/model" in str(e.value)
     LLM.fail_on_load = RuntimeError("Engine core initialization failed. See root cause above.")

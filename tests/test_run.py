@@ -308,9 +308,12 @@ def test_a_bad_user_template_is_one_usage_error(data_dir, tmp_path, content, mes
 
     t = tmp_path / "t.j2"
     t.write_bytes(content)
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as e:
         run(opts(data_dir, tmp_path, template=str(t), max_num_samples=2))
     assert not (tmp_path / "r").exists()
+    text = str(e.value)  # one line naming the file, one fix: never an error wrapped in another
+    assert text.count("fix:") == (1 if e.value.hint else 0) and "UsageError" not in text
+    assert str(t) in text or text.startswith("template")
 
 
 def test_a_changed_gold_is_generated_and_scored_again(data_dir, tmp_path):
@@ -408,3 +411,14 @@ def test_run_summary_says_what_the_name_suffix_stands_for(data_dir, tmp_path):
     assert re.fullmatch(r"[0-9a-f]{8}", digest)
     assert (f"run folder {name}: the suffix _{digest} hashes the settings that differ from the defaults: "
             "chat_template=True, stop_rule=False") in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("model", ["/nonexist/model", "./nonexist", "../no/such/folder"])
+def test_a_model_path_that_does_not_exist_is_named_as_a_folder(data_dir, tmp_path, model):
+    """Something plainly a path is a missing folder, never a malformed Hub id (huggingface_hub's "Repo id must
+    be in the form ..." text)."""
+    r = _cli("run", model, "--backend", "hf", "--tasks", "jamp", "--data-dir", data_dir, "--out", tmp_path,
+             "--max-num-samples", "1", "--no-score", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert f"error: model folder {model} does not exist" in r.stderr
+    assert "Repo id" not in r.stderr and "Traceback" not in r.stderr and r.stderr.count("fix:") == 1

@@ -91,8 +91,21 @@ def fingerprint_of(engine: str, identity: dict[str, Any], dtype: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def missing_folder_error(model: str) -> RunError | None:
+    """A model that is plainly a path (/x, ./x, ../x, ~/x, a/b/c) but names nothing: said as such, never as a bad
+    Hub id."""
+    if looks_like_path(model) and not Path(model).expanduser().exists():
+        return RunError(f"model folder {model} does not exist",
+                        "pass the folder that holds config.json, the weights and the tokenizer files (a Hugging "
+                        "Face model id is `name` or `org/name`)")
+    return None
+
+
 def model_load_error(model: str, err: BaseException, engine: str) -> RunError:
     """A RunError that names the model and says what to do, for any exception raised while loading it."""
+    missing = missing_folder_error(model)
+    if missing is not None:
+        return missing
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if is_local_model(model) and not (Path(model).expanduser() / "config.json").is_file():
         return RunError(
@@ -172,6 +185,9 @@ def check_hub_model(model: str, revision: str | None = None) -> None:
     retries. Called before the engine (torch, transformers, vLLM) is imported."""
     import os
 
+    missing = missing_folder_error(model)
+    if missing is not None:
+        raise missing
     if is_local_model(model) or looks_like_path(model):
         return
     try:
