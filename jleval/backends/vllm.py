@@ -23,6 +23,7 @@ GPUs (set through CUDA_VISIBLE_DEVICES), and gives each a contiguous, cost-balan
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Iterator, Sequence
 
@@ -267,7 +268,17 @@ class VLLMBackend:
         if self._dp is not None:
             self._dp.close()
             self._dp = None
+        self._shutdown_engine()
         self.llm = None
+
+    def _shutdown_engine(self) -> None:
+        """Stop vLLM's engine-core process now and wait for it (vLLM's own shutdown joins it), rather than
+        leaving it to garbage collection: a data-parallel rank that exits first would orphan it."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            with contextlib.suppress(Exception):  # closing must not mask the run's outcome
+                shutdown()
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         if self._dp is not None:
