@@ -92,6 +92,12 @@ def quickstart_table(raw: Path) -> dict[str, object]:
             f"jleval run my-model --tasks jamp,jcommonsenseqa {FEW} --run-name my-model_dev_4shot && "
             f"jleval run my-model --tasks jamp,jcommonsenseqa --num-few-shots 0 {FEW} --run-name my-model_0shot && "
             f"jleval run my-model --tasks jamp --prompt-style cot {FEW} --run-name my-model_cot",
+        # the baselines go to their own folder: the table lines below rank runs/* as the page made it
+        "jleval run oracle --backend oracle --tasks leaderboard":
+            (f"jleval run oracle --backend oracle --tasks leaderboard --raw-dir {raw} {FEW} --out baselines", (0, 3)),
+        "jleval run majority --backend majority --tasks leaderboard":
+            (f"jleval run majority --backend majority --tasks leaderboard --raw-dir {raw} {FEW} --out baselines",
+             (0, 3)),
         "jleval score runs/my-model_dev_4shot": "jleval score runs/my-model_dev_4shot",
         "jleval table runs/* --out leaderboard.csv": "jleval table runs/* --out leaderboard.csv",
         "jleval table runs/* --all-groups": "jleval table runs/* --all-groups",
@@ -129,6 +135,7 @@ def test_quickstart(tmp_path, raw_dir, tiny_model):
     assert (tmp_path / "report" / "index.html").is_file() and (tmp_path / "runs" / "theirs" / "manifest.json").is_file()
     assert (tmp_path / "style-comparison.csv").is_file() and list((tmp_path / "exported").glob("*.json"))
     assert (tmp_path / "leaderboard.csv").is_file() and (tmp_path / "fixed.csv").is_file()
+    assert {p.name for p in (tmp_path / "baselines").iterdir()} == {"oracle_dev_4shot", "majority_dev_4shot"}
     r = sh("jleval table runs/* --out final.json --no-charts", tmp_path)
     doc = json.loads((tmp_path / "final.json").read_text(encoding="utf-8"))
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
