@@ -74,7 +74,7 @@ class Sink:
     """Where a schedule's completions go: one JSON line each, flushed, as `jleval run` writes them."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.file = open(folder / f"{name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self.file = open(folder / f"{name}.jsonl", "w", encoding="utf-8")
         self.t0 = time.perf_counter()
         self.first: float | None = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -66,7 +66,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = None,
 ) -> None:
     pass
@@ -76,17 +76,21 @@ TasksOpt = Annotated[
     str, typer.Option("--tasks", "-t", help="'all', 'leaderboard', or a comma-separated list of task names.")
 ]
 RawDirOpt = Annotated[
-    Optional[Path], typer.Option("--raw-dir", help="Read raw benchmark files from DIR (offline; same layout as the download cache).")
+    Path | None, typer.Option("--raw-dir", help="Read raw benchmark files from DIR (offline; same layout as the "
+                                                "download cache).")
 ]
 DataDirOpt = Annotated[
-    Optional[Path], typer.Option("--out", "-o", help="Output folder for the jaster sets (default: $JLEVAL_HOME/jaster).")
+    Path | None, typer.Option("--out", "-o", help="Output folder for the jaster sets (default: $JLEVAL_HOME/jaster).")
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="Dataset version folder name.")]
 TasksDirOpt = Annotated[
-    Optional[Path], typer.Option("--tasks-dir", help="Folder of your own task files (<name>.toml with [files]; see docs/own-tasks.md), known alongside the built-in tasks.")
+    Path | None, typer.Option("--tasks-dir",
+        help="Folder of your own task files (<name>.toml with [files]; see docs/own-tasks.md), known alongside the "
+             "built-in tasks.")
 ]
 NcOpt = Annotated[
-    bool, typer.Option("--include-non-commercial", help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
+    bool, typer.Option("--include-non-commercial",
+        help="Include non-commercial sets (xlsum_ja) in 'all' and 'leaderboard'.")
 ]
 def _check_wandb(project: str | None) -> str | None:
     from jleval.wandb_log import check_project  # light: wandb itself is imported only when logging
@@ -94,7 +98,9 @@ def _check_wandb(project: str | None) -> str | None:
     return check_project(project)
 
 
-WandbOpt = Annotated[Optional[str], typer.Option("--wandb", callback=_check_wandb, help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; WANDB_MODE=offline logs locally).")]
+WandbOpt = Annotated[str | None, typer.Option("--wandb", callback=_check_wandb,
+    help="Also log the leaderboard row, radar and per-sample table to this W&B project (pip install 'jleval[wandb]'; "
+         "WANDB_MODE=offline logs locally).")]
 
 
 def _warn_left_out(tasks: str, include_non_commercial: bool, tasks_dir: Path | None = None) -> None:
@@ -110,8 +116,11 @@ def _warn_left_out(tasks: str, include_non_commercial: bool, tasks_dir: Path | N
 
 @app.command("tasks")
 def tasks_cmd(
-    tasks: Annotated[Optional[str], typer.Option("--tasks", "-t", help="'all', 'leaderboard' or names (default: every task file, the rakuda arena included).")] = None,
-    include_non_commercial: Annotated[bool, typer.Option("--include-non-commercial/--commercial-only", help="List non-commercial tasks too (default), or only those licensed for commercial use.")] = True,
+    tasks: Annotated[str | None, typer.Option("--tasks", "-t",
+        help="'all', 'leaderboard' or names (default: every task file, the rakuda arena included).")] = None,
+    include_non_commercial: Annotated[bool, typer.Option(
+        "--include-non-commercial/--commercial-only",
+        help="List non-commercial tasks too (default), or only those licensed for commercial use.")] = True,
     tasks_dir: TasksDirOpt = None,
 ) -> None:
     """List tasks: category, metrics, output length, few-shots, licence, commercial use."""
@@ -128,10 +137,11 @@ def tasks_cmd(
     # one metric per line, so the table fits an 80-column terminal without cutting names; names, numbers and
     # flags never wrap
     table = Table(title=f"jleval tasks ({len(specs)})", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="⭐ = the metric in the leaderboard's AVG; len = output_length (max new tokens); shots = few-shot "
-                          "examples; comm. = commercial use allowed")
+                  caption="⭐ = the metric in the leaderboard's AVG; len = output_length (max new tokens); "
+                          "shots = few-shot examples; comm. = commercial use allowed")
     for col, kw in (("task", dict(no_wrap=True, min_width=17)), ("cat.", dict(no_wrap=True)),
-                    ("metrics", dict(overflow="fold", min_width=16, max_width=18)), ("len", dict(justify="right", no_wrap=True)),
+                    ("metrics", dict(overflow="fold", min_width=16, max_width=18)),
+                    ("len", dict(justify="right", no_wrap=True)),
                     ("shots", dict(justify="right", no_wrap=True)), ("licence", dict(max_width=13)),
                     ("comm.", dict(no_wrap=True))):
         table.add_column(col, **kw)
@@ -197,9 +207,11 @@ def _print_preprocess_report(report, version: str) -> None:
 
 
 SplitOpt = Annotated[str, typer.Option("--split", help="Which split to evaluate: dev (the leaderboard's) or test.")]
-ShotsOpt = Annotated[int, typer.Option("--num-few-shots", help="Few-shot examples: the first N train samples (0-shot tasks stay 0).")]
+ShotsOpt = Annotated[int, typer.Option("--num-few-shots",
+    help="Few-shot examples: the first N train samples (0-shot tasks stay 0).")]
 MaxOpt = Annotated[int, typer.Option("--max-num-samples", help="Evaluate the first N samples of each set (-1 = all).")]
-TemplateOpt = Annotated[str, typer.Option("--template", help="Prompt layout: v1.4.1 (default, upstream's Alpaca-JA), v2, or a Jinja2 file.")]
+TemplateOpt = Annotated[str, typer.Option("--template",
+    help="Prompt layout: v1.4.1 (default, upstream's Alpaca-JA), v2, or a Jinja2 file.")]
 
 
 @app.command("prompts")
@@ -210,7 +222,8 @@ def prompts_cmd(
     num_few_shots: ShotsOpt = defaults.NUM_FEW_SHOTS,
     max_num_samples: MaxOpt = defaults.MAX_NUM_SAMPLES,
     template: TemplateOpt = defaults.TEMPLATE,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
     version: VersionOpt = defaults.DATA_VERSION,
     include_non_commercial: NcOpt = False,
@@ -236,23 +249,33 @@ def prompts_cmd(
 @app.command("run")
 @backend_options
 def run_cmd(
-    model: Annotated[str, typer.Argument(help="Model id or local folder (or a served model's name for --backend openai).")],
+    model: Annotated[str, typer.Argument(help="Model id or local folder (or a served model's name for --backend "
+                                              "openai).")],
     backend_options: dict[str, Any],
     tasks: TasksOpt = "all",
-    backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai | oracle | majority")] = defaults.BACKEND,
+    backend: Annotated[str, typer.Option("--backend",
+        help="auto | vllm | hf | openai | oracle | majority")] = defaults.BACKEND,
     split: SplitOpt = defaults.SPLIT,
     num_few_shots: ShotsOpt = defaults.NUM_FEW_SHOTS,
     max_num_samples: MaxOpt = defaults.MAX_NUM_SAMPLES,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of run folders.")] = Path("runs"),
-    run_name: Annotated[Optional[str], typer.Option("--run-name", help="Run folder name (default: from model, split, shots, and a short hash of the other settings that change outputs).")] = None,
+    run_name: Annotated[str | None, typer.Option(
+        "--run-name", help="Run folder name (default: from model, split, shots, and a short hash of the other settings "
+                           "that change outputs).")] = None,
     template: TemplateOpt = defaults.TEMPLATE,
-    prompt_style: Annotated[str, typer.Option("--prompt-style", help="basic (default) or cot (chain of thought).")] = defaults.PROMPT_STYLE,
-    chat_template: Annotated[bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the tokenizer's chat template.")] = False,
-    system_prompt: Annotated[Optional[str], typer.Option("--system-prompt", help="System message (with --chat-template).")] = None,
-    add_special_tokens: Annotated[bool, typer.Option("--add-special-tokens/--no-add-special-tokens", help="Prepend BOS (off on the leaderboard).")] = False,
-    stop_rule: Annotated[bool, typer.Option("--stop-at-blank-line/--no-stop-at-blank-line", help="Stop where v1.4.1 post-processing cuts anyway.")] = True,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Model revision (branch, tag or commit).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
+    prompt_style: Annotated[str, typer.Option("--prompt-style",
+        help="basic (default) or cot (chain of thought).")] = defaults.PROMPT_STYLE,
+    chat_template: Annotated[bool, typer.Option("--chat-template/--no-chat-template",
+        help="Wrap prompts in the tokenizer's chat template.")] = False,
+    system_prompt: Annotated[str | None, typer.Option(
+        "--system-prompt", help="System message (with --chat-template).")] = None,
+    add_special_tokens: Annotated[bool, typer.Option(
+        "--add-special-tokens/--no-add-special-tokens", help="Prepend BOS (off on the leaderboard).")] = False,
+    stop_rule: Annotated[bool, typer.Option("--stop-at-blank-line/--no-stop-at-blank-line",
+        help="Stop where v1.4.1 post-processing cuts anyway.")] = True,
+    revision: Annotated[str | None, typer.Option("--revision", help="Model revision (branch, tag or commit).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Preprocessed sets (default: $JLEVAL_HOME/jaster).")] = None,
     raw_dir: RawDirOpt = None,
     version: VersionOpt = defaults.DATA_VERSION,
     include_non_commercial: NcOpt = False,
@@ -337,16 +360,18 @@ def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
         console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
 
 
-ProfileOpt = Annotated[str, typer.Option("--profile", help="llm-jp-eval-1.4.1 (leaderboard-comparable, default) or jleval (upstream bugs fixed).")]
+ProfileOpt = Annotated[str, typer.Option("--profile",
+    help="llm-jp-eval-1.4.1 (leaderboard-comparable, default) or jleval (upstream bugs fixed).")]
 
 
 @app.command("score")
 def score_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders written by `jleval run` (runs/<name>).")],
     profile: ProfileOpt = defaults.PROFILE,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for the 95% CIs (0 = none).", min=0)] = defaults.BOOTSTRAP,
+    bootstrap: Annotated[int, typer.Option("--bootstrap",
+        help="Bootstrap replicates for the 95% CIs (0 = none).", min=0)] = defaults.BOOTSTRAP,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.", min=0)] = defaults.SEED,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated subset of the run's tasks.")] = None,
+    tasks: Annotated[str | None, typer.Option("--tasks", help="Comma-separated subset of the run's tasks.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores.json instead of the tables.")] = False,
     tasks_dir: TasksDirOpt = None,
     wandb: WandbOpt = None,
@@ -370,16 +395,27 @@ def score_cmd(
 @app.command("table")
 def table_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file (default: leaderboard.csv; style-comparison.csv with --compare-styles). A CSV also gets .md, .html and PNG charts beside it.")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="csv | md | html | json (default: from --out's extension, else csv).")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="AVG (the default), a category (NLI, QA, …), a metric column, or arena_rating with --arena (the default when the runs have arena answers only).")] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks' metric columns (comma-separated).")] = None,
-    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Rank runs with different settings together (the table is marked MIXED).")] = False,
-    group: Annotated[Optional[str], typer.Option("--group", help="Rank this group of comparable runs (the names are printed; default: the largest group).")] = None,
-    all_groups: Annotated[bool, typer.Option("--all-groups", help="One table per group of comparable runs, files named <out stem>.<group>.<ext>.")] = False,
-    profile: Annotated[Optional[str], typer.Option("--profile", help="Re-score with this profile first.")] = None,
-    arena: Annotated[Optional[list[Path]], typer.Option("--arena", help="Judgments JSONL from `jleval arena judge`: adds arena ratings.")] = None,
-    compare_styles: Annotated[bool, typer.Option("--compare-styles", help="Compare two runs, basic vs chain-of-thought, per task and category.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o",
+        help="Output file (default: leaderboard.csv; style-comparison.csv with --compare-styles). A CSV also "
+             "gets .md, .html and PNG charts beside it.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format",
+        help="csv | md | html | json (default: from --out's extension, else csv).")] = None,
+    sort: Annotated[str | None, typer.Option("--sort",
+        help="AVG (the default), a category (NLI, QA, …), a metric column, or arena_rating with --arena (the default "
+             "when the runs have arena answers only).")] = None,
+    tasks: Annotated[str | None, typer.Option("--tasks",
+        help="Only these tasks' metric columns (comma-separated).")] = None,
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed",
+        help="Rank runs with different settings together (the table is marked MIXED).")] = False,
+    group: Annotated[str | None, typer.Option("--group",
+        help="Rank this group of comparable runs (the names are printed; default: the largest group).")] = None,
+    all_groups: Annotated[bool, typer.Option("--all-groups",
+        help="One table per group of comparable runs, files named <out stem>.<group>.<ext>.")] = False,
+    profile: Annotated[str | None, typer.Option("--profile", help="Re-score with this profile first.")] = None,
+    arena: Annotated[list[Path] | None, typer.Option(
+        "--arena", help="Judgments JSONL from `jleval arena judge`: adds arena ratings.")] = None,
+    compare_styles: Annotated[bool, typer.Option(
+        "--compare-styles", help="Compare two runs, basic vs chain-of-thought, per task and category.")] = False,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Write the PNG charts.")] = True,
     tasks_dir: TasksDirOpt = None,
     wandb: WandbOpt = None,
@@ -428,9 +464,12 @@ def table_cmd(
 @app.command("export")
 def export_cmd(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (runs/<name>); unscored runs are scored first.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the files: <run>.json (llm-jp-eval) or <run>.jsonl.")],
-    fmt: Annotated[str, typer.Option("--format", help="llm-jp-eval (its results file layout) | jsonl (one row per sample with its scores).")] = "llm-jp-eval",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets, for the prompt templates (default: $JLEVAL_HOME/jaster).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o",
+        help="Folder for the files: <run>.json (llm-jp-eval) or <run>.jsonl.")],
+    fmt: Annotated[str, typer.Option("--format",
+        help="llm-jp-eval (its results file layout) | jsonl (one row per sample with its scores).")] = "llm-jp-eval",
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Preprocessed sets, for the prompt templates (default: $JLEVAL_HOME/jaster).")] = None,
 ) -> None:
     """Write scored runs in llm-jp-eval's results format (or JSON Lines), one file per run."""
     from jleval.export import export_runs
@@ -444,11 +483,16 @@ def export_cmd(
 
 @app.command("import")
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="An llm-jp-eval results JSON, or a JSON Lines file of generations (task, id, generation).")],
+    file: Annotated[Path, typer.Argument(help="An llm-jp-eval results JSON, or a JSON Lines file of generations (task, "
+                                              "id, generation).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The new run folder, e.g. runs/their-model.")],
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets, for JSON Lines without gold/input (default: $JLEVAL_HOME/jaster).")] = None,
-    split: Annotated[str, typer.Option("--split", help="JSON Lines without a split field: the split the ids index (dev or test).")] = "dev",
-    score: Annotated[bool, typer.Option("--score/--no-score", help="Score the imported run and compare with the file's own scores.")] = True,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Preprocessed sets, for JSON Lines without gold/input (default: "
+                           "$JLEVAL_HOME/jaster).")] = None,
+    split: Annotated[str, typer.Option("--split",
+        help="JSON Lines without a split field: the split the ids index (dev or test).")] = "dev",
+    score: Annotated[bool, typer.Option("--score/--no-score",
+        help="Score the imported run and compare with the file's own scores.")] = True,
 ) -> None:
     """Turn another tool's results into a run folder that `jleval score` and `jleval table` accept."""
     from jleval import importer
@@ -471,10 +515,15 @@ def import_cmd(
 
 @app.command("view")
 def view_cmd(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One run folder, or two to compare side by side on the same samples.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report (index.html + data/); an earlier report there is replaced.")],
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks (comma-separated; default: every task with outputs).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Preprocessed sets the prompts are re-rendered from (default: $JLEVAL_HOME/jaster).")] = None,
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="One run folder, or two to compare side by side on the same samples.")],
+    out: Annotated[Path, typer.Option("--out", "-o",
+        help="Folder for the report (index.html + data/); an earlier report there is replaced.")],
+    tasks: Annotated[str | None, typer.Option("--tasks",
+        help="Only these tasks (comma-separated; default: every task with outputs).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="Preprocessed sets the prompts are re-rendered from (default: "
+                           "$JLEVAL_HOME/jaster).")] = None,
     tasks_dir: TasksDirOpt = None,
 ) -> None:
     """A static, offline HTML report of every sample: prompt, generation, gold, answer, metrics; filter, search."""
@@ -491,8 +540,10 @@ def view_cmd(
 
 @app.command("sweep")
 def sweep_cmd(
-    sweep_file: Annotated[Path, typer.Argument(help="SWEEP.toml: [run] (the task selection, defaults) and one [[model]] table per model (docs/gpu.md).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (models, backends, options, run folders) and run nothing.")] = False,
+    sweep_file: Annotated[Path, typer.Argument(
+        help="SWEEP.toml: [run] (the task selection, defaults) and one [[model]] table per model (docs/gpu.md).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+        help="Print the plan (models, backends, options, run folders) and run nothing.")] = False,
     charts: Annotated[bool, typer.Option("--charts/--no-charts", help="Write the leaderboard's PNG charts.")] = True,
 ) -> None:
     """Many models x one task selection: run each (resumable), score, and write one leaderboard."""
@@ -504,7 +555,8 @@ def sweep_cmd(
         console.print(f"{row['name']}: {row['model']} --backend {row['backend']} {options}".rstrip()
                       + f" -> {row['run_dir']} ({row['state']})", highlight=False, soft_wrap=True)
     if dry_run:
-        console.print(f"{len(plan.models)} model(s), {'one after another' if plan.parallel == 1 else f'{plan.parallel} at once'}; "
+        console.print(f"{len(plan.models)} model(s), "
+                      f"{'one after another' if plan.parallel == 1 else f'{plan.parallel} at once'}; "
                       f"leaderboard -> {plan.leaderboard}")
         return
     result = sweep.run_sweep(plan, say=lambda s: err_console.print(f"[cyan]{escape(s)}[/]", soft_wrap=True))
@@ -545,7 +597,8 @@ def demo_cmd(
         console.print(f"  {p}")
     for name, d in result.run_dirs.items():
         console.print(f"  {d}/  ({name}: manifest.json, outputs/, scores.json)")
-    console.print(f"\nDone in {result.seconds:.0f} s. The sample is a tiny excerpt: these scores say nothing about a model.")
+    console.print(f"\nDone in {result.seconds:.0f} s. The sample is a tiny excerpt: these scores say nothing about a "
+                  f"model.")
     import shutil
 
     if shutil.which("jleval") is None:  # e.g. after `make demo`, with .venv not activated
@@ -564,20 +617,31 @@ app.add_typer(arena_app, name="arena")
 @arena_app.command("judge")
 @backend_options
 def arena_judge_cmd(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders of `jleval run MODEL --tasks rakuda --split test` (two or more).")],
-    judge_model: Annotated[str, typer.Option("--judge", help="Judge model: Hub id or folder (vllm/hf), or the served model's name (--backend openai).")],
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run folders of `jleval run MODEL --tasks rakuda --split test` (two or more).")],
+    judge_model: Annotated[str, typer.Option("--judge",
+        help="Judge model: Hub id or folder (vllm/hf), or the served model's name (--backend openai).")],
     backend_options: dict[str, Any],
     backend: Annotated[str, typer.Option("--backend", help="auto | vllm | hf | openai")] = defaults.BACKEND,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Judgments JSONL (appended; a re-run resumes).")] = Path("judgments.jsonl"),
-    n: Annotated[Optional[int], typer.Option("--n", help="Matches to judge (balanced pairwise-n) (default: every match).")] = None,
-    single_order: Annotated[bool, typer.Option("--single-order/--both-orders", help="One presentation order per match (a position term is fitted) instead of both (disagreement = tie).")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o",
+        help="Judgments JSONL (appended; a re-run resumes).")] = Path("judgments.jsonl"),
+    n: Annotated[int | None, typer.Option("--n",
+        help="Matches to judge (balanced pairwise-n) (default: every match).")] = None,
+    single_order: Annotated[bool, typer.Option("--single-order/--both-orders",
+        help="One presentation order per match (a position term is fitted) instead of both (disagreement = "
+             "tie).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the match schedule.", min=0)] = defaults.SEED,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Judge prompt: a name in prompts/ or a file (default: rakuda_judge_ja.txt).")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt",
+        help="Judge prompt: a name in prompts/ or a file (default: rakuda_judge_ja.txt).")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Judge's maximum new tokens.", min=1)] = 2048,
-    system_role: Annotated[bool, typer.Option("--system-role/--no-system-role", help="Send the instructions as a system message (off: prepended to the user turn).")] = True,
-    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Also re-judge verdicts that could not be parsed.")] = False,
-    name: Annotated[Optional[list[str]], typer.Option("--name", help="RUN_DIR=NAME: the model's name in the arena (default: the manifest's model id). Repeatable.")] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", help="Judge model revision.")] = None,
+    system_role: Annotated[bool, typer.Option("--system-role/--no-system-role",
+        help="Send the instructions as a system message (off: prepended to the user turn).")] = True,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors",
+        help="Also re-judge verdicts that could not be parsed.")] = False,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", help="RUN_DIR=NAME: the model's name in the arena (default: the manifest's model id). "
+                       "Repeatable.")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Judge model revision.")] = None,
 ) -> None:
     """Judge the runs' rakuda answers pairwise with an LLM judge; verdicts are appended to --out as they arrive."""
     from jleval.arena.judge import check_inputs, judge
@@ -638,16 +702,24 @@ def _print_judge_report(report) -> None:
 
 @arena_app.command("rank")
 def arena_rank_cmd(
-    judgments: Annotated[list[Path], typer.Argument(help="Judgments JSONL file(s) (pooled); run folders among them count as --runs.")],
-    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folders: every judged model must be one of them (--runs A B C, or --runs A --runs B).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for arena.csv, arena.json, arena.png.")] = Path("arena"),
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = defaults.BOOTSTRAP,
-    posterior: Annotated[bool, typer.Option("--posterior", help="Bayesian posterior (MCMC) instead of the bootstrap; adds P(stronger than next).")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resamples or the posterior sampler.", min=0)] = defaults.SEED,
-    prior_sd: Annotated[float, typer.Option("--prior-sd", help="Sd of the N(0, sd²) prior on strengths, in logits.")] = 3.0,
+    judgments: Annotated[list[Path], typer.Argument(
+        help="Judgments JSONL file(s) (pooled); run folders among them count as --runs.")],
+    runs: Annotated[list[Path] | None, typer.Option(
+        "--runs", help="Run folders: every judged model must be one of them (--runs A B C, or --runs A --runs "
+                       "B).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o",
+        help="Folder for arena.csv, arena.json, arena.png.")] = Path("arena"),
+    bootstrap: Annotated[int, typer.Option("--bootstrap",
+        help="Bootstrap resamples for the 68%/95% intervals (0 = none).")] = defaults.BOOTSTRAP,
+    posterior: Annotated[bool, typer.Option("--posterior",
+        help="Bayesian posterior (MCMC) instead of the bootstrap; adds P(stronger than next).")] = False,
+    seed: Annotated[int, typer.Option("--seed",
+        help="Seed of the bootstrap resamples or the posterior sampler.", min=0)] = defaults.SEED,
+    prior_sd: Annotated[float, typer.Option("--prior-sd",
+        help="Sd of the N(0, sd²) prior on strengths, in logits.")] = 3.0,
     draws: Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")] = 2500,
     chains: Annotated[int, typer.Option("--chains", help="Posterior chains.")] = 8,
-    title: Annotated[Optional[str], typer.Option("--title", help="Chart title.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Chart title.")] = None,
 ) -> None:
     """Rank models from judgments with Bradley–Terry (ratings: mean 1000, 400/ln 10 per unit of strength)."""
     from jleval.arena import rank_files, write_ranking

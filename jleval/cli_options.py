@@ -11,8 +11,9 @@ import functools
 import inspect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -40,47 +41,56 @@ def _opt(flags: str, help: str | None = None, **kw: Any) -> Any:
 
 
 BACKEND_OPTIONS: tuple[BackendOption, ...] = (
-    BackendOption("dtype", "dtype", Annotated[Optional[str], _opt("--dtype", "auto | bfloat16 | float16 | float32")]),
+    BackendOption("dtype", "dtype", Annotated[str | None, _opt("--dtype", "auto | bfloat16 | float16 | float32")]),
     BackendOption("tensor_parallel_size", "tensor_parallel_size",
-                  Annotated[Optional[int], _opt("--tensor-parallel-size", "vllm: split one model copy across N GPUs (tensor parallelism; default 1).", min=1)]),
+                  Annotated[int | None, _opt("--tensor-parallel-size",
+                      "vllm: split one model copy across N GPUs (tensor parallelism; default 1).", min=1)]),
     BackendOption("pipeline_parallel_size", "pipeline_parallel_size",
-                  Annotated[Optional[int], _opt("--pipeline-parallel-size", "vllm: split the model's layers into N stages on N GPUs or nodes (default 1).", min=1)]),
+                  Annotated[int | None, _opt("--pipeline-parallel-size",
+                      "vllm: split the model's layers into N stages on N GPUs or nodes (default 1).", min=1)]),
     BackendOption("data_parallel_size", "data_parallel_size",
-                  Annotated[Optional[int], _opt("--data-parallel-size", "vllm: N model copies (engines), each on its own GPUs, sharing the requests (default 1).", min=1)]),
-    BackendOption("max_model_len", "max_model_len", Annotated[Optional[int], _opt("--max-model-len", "vllm: the longest prompt + answer in tokens (default: the model's); lower it to fit the KV cache on a small GPU.", min=1)]),
+                  Annotated[int | None, _opt("--data-parallel-size",
+                      "vllm: N model copies (engines), each on its own GPUs, sharing the requests "
+                      "(default 1).", min=1)]),
+    BackendOption("max_model_len", "max_model_len", Annotated[int | None, _opt(
+        "--max-model-len", "vllm: the longest prompt + answer in tokens (default: the model's); lower it to fit "
+                           "the KV cache on a small GPU.", min=1)]),
     BackendOption("gpu_memory_utilization", "gpu_memory_utilization",
-                  Annotated[Optional[float], _opt("--gpu-memory-utilization", "vllm: the share of GPU memory the engine may take, 0-1 (default 0.9).")]),
-    BackendOption("trust_remote_code", "trust_remote_code", Annotated[bool, _opt("--trust-remote-code", "vllm/hf: run the Python code a model repository ships (only for models you trust).")], False),
+                  Annotated[float | None, _opt("--gpu-memory-utilization",
+                      "vllm: the share of GPU memory the engine may take, 0-1 (default 0.9).")]),
+    BackendOption("trust_remote_code", "trust_remote_code", Annotated[bool, _opt(
+        "--trust-remote-code",
+        "vllm/hf: run the Python code a model repository ships (only for models you trust).")], False),
     BackendOption("distributed_executor_backend", "distributed_executor_backend",
-                  Annotated[Optional[str], _opt("--distributed-executor-backend", "e.g. ray (multi-node)")]),
+                  Annotated[str | None, _opt("--distributed-executor-backend", "e.g. ray (multi-node)")]),
     BackendOption("batch_size", "batch_size",
-                  Annotated[Optional[int], _opt("--batch-size", "hf: first batch size to try (halved on OOM).", min=1)]),
-    BackendOption("device", "device", Annotated[Optional[str], _opt("--device", "hf: cpu | cuda | cuda:N | auto")]),
+                  Annotated[int | None, _opt("--batch-size", "hf: first batch size to try (halved on OOM).", min=1)]),
+    BackendOption("device", "device", Annotated[str | None, _opt("--device", "hf: cpu | cuda | cuda:N | auto")]),
     BackendOption("base_url", "base_url",
-                  Annotated[Optional[str], _opt("--base-url", "openai: server URL, e.g. http://127.0.0.1:8000/v1; "
+                  Annotated[str | None, _opt("--base-url", "openai: server URL, e.g. http://127.0.0.1:8000/v1; "
                                                 "several servers of the same model: URL1,URL2,...")]),
     BackendOption("api_key_env", "api_key_env",
-                  Annotated[Optional[str], _opt("--api-key-env", "openai: environment variable holding the API key.")]),
+                  Annotated[str | None, _opt("--api-key-env", "openai: environment variable holding the API key.")]),
     BackendOption("concurrency", "concurrency",
-                  Annotated[Optional[int], _opt("--concurrency", "openai: requests in flight on each server (default: 8).",
+                  Annotated[int | None, _opt("--concurrency", "openai: requests in flight on each server (default: 8).",
                                                 min=1)]),
-    BackendOption("endpoint", "endpoint", Annotated[Optional[str], _opt(
+    BackendOption("endpoint", "endpoint", Annotated[str | None, _opt(
         "--endpoint", "openai: auto (chat for chat messages, else completions) | completions | chat.")]),
-    BackendOption("tokenizer", "tokenizer", Annotated[Optional[str], _opt(
+    BackendOption("tokenizer", "tokenizer", Annotated[str | None, _opt(
         "--tokenizer", "openai: Hugging Face id or folder of the served model's tokenizer (token counts, chat "
         "rendering for the cache key).")]),
-    BackendOption("vllm_extensions", "vllm_extensions", Annotated[Optional[bool], _opt(
+    BackendOption("vllm_extensions", "vllm_extensions", Annotated[bool | None, _opt(
         "--vllm-extensions/--no-vllm-extensions", "openai: send vLLM's extra sampling fields (off for commercial "
         "APIs that reject unknown fields; default on).")]),
-    BackendOption("request_timeout", "timeout", Annotated[Optional[float], _opt(
+    BackendOption("request_timeout", "timeout", Annotated[float | None, _opt(
         "--request-timeout", "openai: seconds one attempt may take in all, headers and body, before it is abandoned "
         "and retried (default: 120).")]),
-    BackendOption("max_retries", "max_retries", Annotated[Optional[int], _opt(
+    BackendOption("max_retries", "max_retries", Annotated[int | None, _opt(
         "--max-retries", "openai: retries on 429/5xx/timeouts, with backoff (default: 5).", min=0)]),
-    BackendOption("ray", "ray", Annotated[Optional[str], _opt(
+    BackendOption("ray", "ray", Annotated[str | None, _opt(
         "--ray", "Run the vllm/hf engine's replicas on Ray: local (a cluster on this machine for this run), auto "
         "(the one `ray start` began here) or HEAD:PORT (docs/gpu.md).")]),
-    BackendOption("replicas", "replicas", Annotated[Optional[str], _opt(
+    BackendOption("replicas", "replicas", Annotated[str | None, _opt(
         "--replicas", "With --ray: engine replicas, N or auto (one per GPU group; one per node on CPUs).")]),
 )
 

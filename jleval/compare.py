@@ -2,7 +2,8 @@
 per task and per category: both scores, the paired difference (CoT − basic) with a 95% bootstrap CI over the
 samples both runs share, and the share of CoT outputs whose final answer could not be extracted.
 
-This module computes; jleval.render draws the result (render.console.print_comparison, render.files.write_comparison)."""
+This module computes; jleval.render draws the result (render.console.print_comparison,
+render.files.write_comparison)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -32,6 +32,7 @@ import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,7 +213,18 @@ class Extraction:
     rule: str  # "marker" | "last-line" | "phrase" | "none"
 
 
-def _answer_kind(task: TaskSpec | str | None) -> tuple[str, tuple[str, ...]]:
+class LabelledTask(Protocol):
+    """What answer extraction reads of a task: a TaskSpec, or scoring's TaskInfo for a task only a run's
+    manifest defines."""
+
+    @property
+    def label_list(self) -> tuple[str, ...]: ...
+
+    @property
+    def category(self) -> str | None: ...
+
+
+def _answer_kind(task: LabelledTask | str | None) -> tuple[str, tuple[str, ...]]:
     """("label", labels) for tasks with a label list, ("number", ()) for math (MR) tasks, else ("text", ()).
     `task` is a task name or anything with `label_list` and `category` (a TaskSpec, or scoring's TaskInfo
     for a task that only the run's manifest defines)."""
@@ -272,7 +284,7 @@ def _after_last_marker(lines: list[str]) -> str | None:
     return None
 
 
-def extract(text: str, task: TaskSpec | str | None = None) -> Extraction:
+def extract(text: str, task: LabelledTask | str | None = None) -> Extraction:
     """Extract the final answer of a CoT generation (see the module docstring for the rules)."""
     if not text:
         return Extraction(None, "none")
@@ -306,6 +318,6 @@ def extract(text: str, task: TaskSpec | str | None = None) -> Extraction:
     return Extraction(None, "none")
 
 
-def extract_answer(text: str, task: TaskSpec | str | None = None) -> str | None:
+def extract_answer(text: str, task: LabelledTask | str | None = None) -> str | None:
     """The final answer of a CoT generation, or None when no answer could be extracted (report it as such)."""
     return extract(text, task).answer

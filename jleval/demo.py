@@ -9,9 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jleval.errors import JlevalError
+
+if TYPE_CHECKING:
+    from jleval.table import Leaderboard
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 DEMO_TASKS = ("jamp", "jemhopqa", "jcommonsenseqa", "chabsa", "mawps", "jmmlu")
@@ -21,7 +24,7 @@ DEMO_TASKS = ("jamp", "jemhopqa", "jcommonsenseqa", "chabsa", "mawps", "jmmlu")
 class DemoResult:
     out_dir: Path
     run_dirs: dict[str, Path]
-    leaderboard: object
+    leaderboard: Leaderboard
     files: list[Path]
     oracle_exact_match: dict[str, float]
     seconds: float

@@ -200,7 +200,8 @@ def default_run_name(model: str, opts: RunOptions, settings: dict[str, Any] | No
     """<model>_<split>_<N>shot[_<style>][_<hash>]: the hash (8 hex digits) of every setting in NAME_SETTINGS
     that is not at its default, so that runs whose outputs differ never share a default folder."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").split("/")[-1] if Path(model).exists() else model)
-    name = f"{base}_{opts.split}_{opts.num_few_shots}shot" + ("" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
+    name = f"{base}_{opts.split}_{opts.num_few_shots}shot" + (
+        "" if opts.prompt_style == "basic" else f"_{opts.prompt_style}")
     changed = changed_settings(settings)
     return name + (f"_{sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]}" if changed else "")
 
@@ -208,7 +209,9 @@ def default_run_name(model: str, opts: RunOptions, settings: dict[str, Any] | No
 def changed_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
     """The settings of NAME_SETTINGS off their defaults (with the template's sha256 when the template is one):
     what the hash suffix of a default run folder name stands for."""
-    changed = {k: settings.get(k) for k, v in NAME_SETTINGS.items() if settings.get(k) != v} if settings else {}
+    if not settings:
+        return {}
+    changed = {k: settings.get(k) for k, v in NAME_SETTINGS.items() if settings.get(k) != v}
     if "template" in changed:
         changed["template_sha256"] = settings["template_sha256"]
     return changed
@@ -384,9 +387,9 @@ def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, An
         return RunError(f"{manifest_path} is corrupt ({reason}), so this run cannot be resumed safely",
                         "restore it, or pass another --run-name (the outputs there are kept as they are)")
 
-    old = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
+    old: dict[str, Any] = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
     there = old["settings"]
-    keys = IDENTITY_KEYS
+    keys: tuple[str, ...] = IDENTITY_KEYS
     if "local_digest" in (settings.get("model_identity") or {}):
         keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
     diff = [k for k in keys if there.get(k) != settings.get(k)
@@ -451,7 +454,7 @@ def _check_rows_belong(path: Path, rows: list[dict], p: TaskPlan, fingerprint: s
     gen = p.requests[0].gen
     if entry.get("max_tokens") != gen.max_tokens or entry.get("stop") != list(gen.stop):
         return  # the task's decoding changed since: its rows are regenerated, not foreign
-    by_id = {r.sample_id: r for r in p.requests}
+    by_id: dict[Any, Request] = {r.sample_id: r for r in p.requests}  # looked up with whatever id a row holds
     for row in rows:
         req = by_id.get(row.get("id"))
         if req is None or row.get("prompt_sha256") != sha256_text(req.prompt) or row["key"] == req.key(fingerprint):
@@ -663,7 +666,9 @@ def _generate(backend, misses, outputs_dir: Path, counts, progress) -> None:
     except JlevalError:
         raise
     except Exception as e:  # an engine crash: keep what we have, say how to resume
-        raise BackendError(f"the {getattr(backend, 'name', 'inference')} backend failed mid-run: {type(e).__name__}: {e}",
-                           "every completion so far is saved; fix the cause and re-run the same command to resume") from e
+        raise BackendError(f"the {getattr(backend, 'name', 'inference')} backend failed mid-run: {type(e).__name__}: "
+                           f"{e}",
+                           "every completion so far is saved; fix the cause and re-run the same command to "
+                           "resume") from e
     finally:
         out.close()

@@ -83,7 +83,8 @@ def _read_manifest(run_dir: Path, warnings: list[str]) -> dict[str, Any]:
 
 
 #: When a manifest entry's value wins over the task file's: "present" (even null), "set" (not null), "truthy".
-_WINS = {"present": lambda e, k: k in e, "set": lambda e, k: e.get(k) is not None, "truthy": lambda e, k: bool(e.get(k))}
+_WINS = {"present": lambda e, k: k in e, "set": lambda e, k: e.get(k) is not None,
+         "truthy": lambda e, k: bool(e.get(k))}
 
 
 def _from(entry: dict[str, Any], spec: Any, key: str, wins: str = "present", default: Any = None) -> Any:
@@ -618,7 +619,7 @@ def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: i
     else:
         results, skipped = _score_all(names, job)
     per_sample = {name: r.records for name, r in results.items()}
-    for name, r in results.items():
+    for r in results.values():
         r.entry["per_sample_sha256"] = sha256_text(_per_sample_text(r.records))
     agg = _aggregate({n: r.entry for n, r in results.items()}, {n: r.star_reps for n, r in results.items()},
                      _expected_by_category(), warnings)

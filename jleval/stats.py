@@ -11,8 +11,9 @@ numpy is imported inside the functions (this module is imported by the table and
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,14 +23,14 @@ CI_LEVEL = 0.95
 MAX_BOOTSTRAP = 100_000
 
 
-def task_rng(seed: int, task: str) -> "np.random.Generator":
+def task_rng(seed: int, task: str) -> np.random.Generator:
     """The resampling stream of one task (the same in scoring, table and compare)."""
     import numpy as np
 
     return np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
 
 
-def bootstrap_indices(seed: int, task: str, n: int, n_bootstrap: int) -> "np.ndarray | None":
+def bootstrap_indices(seed: int, task: str, n: int, n_bootstrap: int) -> np.ndarray | None:
     """(n_bootstrap, n) sample indices drawn with replacement from the task's stream; None when there is
     nothing to draw (no samples or no replicates)."""
     if not n or not n_bootstrap:
@@ -37,7 +38,7 @@ def bootstrap_indices(seed: int, task: str, n: int, n_bootstrap: int) -> "np.nda
     return task_rng(seed, task).integers(0, n, size=(n_bootstrap, n))
 
 
-def percentile_ci(reps: "np.ndarray | None", level: float = CI_LEVEL) -> list[float] | None:
+def percentile_ci(reps: np.ndarray | None, level: float = CI_LEVEL) -> list[float] | None:
     """The percentile interval of bootstrap replicates ([low, high]); None without replicates."""
     import numpy as np
 
@@ -48,7 +49,7 @@ def percentile_ci(reps: "np.ndarray | None", level: float = CI_LEVEL) -> list[fl
     return [float(lo), float(hi)]
 
 
-def mean_of_replicates(reps_list: Sequence["np.ndarray | None"]) -> "np.ndarray | None":
+def mean_of_replicates(reps_list: Sequence[np.ndarray | None]) -> np.ndarray | None:
     """The element-wise mean of replicate vectors (a category from its tasks, AVG from its categories);
     None as soon as one member has none."""
     import numpy as np
@@ -74,8 +75,8 @@ class PairedTask:
     """One task's per-sample values of runs a and b on the samples both share (same order)."""
     category: str
     task: str
-    a: "np.ndarray"
-    b: "np.ndarray"
+    a: np.ndarray
+    b: np.ndarray
 
 
 def paired_bootstrap(per_task: list[PairedTask], n_bootstrap: int = 1000, seed: int = 0) -> PairedResult | None:

@@ -60,7 +60,8 @@ class ScoredRun:
         if key == "tasks":
             return tuple(sorted(self.scores.get("tasks", {})))
         if key == "backend":  # the manifest's top-level "backend" is the backend's self-description
-            described = self.manifest.get("backend") if isinstance(self.manifest.get("backend"), dict) else {}
+            described = self.manifest.get("backend")
+            described = described if isinstance(described, dict) else {}
             return (self.manifest.get("settings", {}).get("backend") or described.get("backend")
                     or described.get("engine"))
         return self.manifest.get(key, self.manifest.get("settings", {}).get(key))

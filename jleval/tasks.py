@@ -6,10 +6,15 @@ names the file and the key. Adding a task is one TOML file (plus a converter whe
 from __future__ import annotations
 
 import functools
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser from PyPI (a dependency there)
+    import tomli as tomllib
 
 from jleval.errors import TaskSpecError, UnknownTaskError, UsageError
 from jleval.resources import tasks_dir
@@ -83,7 +88,8 @@ _OPTIONAL = {
     "in_all": bool, "options": dict,
 }
 #: a user's own task: `[files]` (split -> JSON Lines file) replaces `converter` and `[[sources]]`
-_OWN_REQUIRED = {k: v for k, v in _REQUIRED.items() if k not in ("converter", "sources", "description")} | {"files": dict}
+_OWN_REQUIRED = ({k: v for k, v in _REQUIRED.items() if k not in ("converter", "sources", "description")}
+                 | {"files": dict})
 _OWN_OPTIONAL = {**_OPTIONAL, "description": str}
 OWN_CONVERTER = "own:jsonl"
 _SOURCE_REQUIRED = {"path": str, "url": str}
@@ -95,7 +101,7 @@ def _check_keys(where: str, data: dict, required: dict, optional: dict) -> None:
         if key not in required and key not in optional:
             allowed = ", ".join(sorted([*required, *optional]))
             raise TaskSpecError(f"{where}: unknown key {key!r}", f"use only these keys: {allowed}")
-    for key, typ in required.items():
+    for key in required:
         if key not in data:
             raise TaskSpecError(f"{where}: missing required key {key!r}", "add it; see docs/tasks.md")
     for key, typ in {**required, **optional}.items():
@@ -189,13 +195,15 @@ def _sources(path: Path, raw: list) -> tuple[Source, ...]:
 def _own_files(path: Path, raw: dict) -> tuple[tuple[str, Path], ...]:
     """`[files]` of a user's task: split -> JSON Lines file, relative to the task file's folder."""
     if not raw:
-        raise TaskSpecError(f"{path}: [files] is empty", 'name at least test = "test.jsonl" (and train = … for few-shots)')
+        raise TaskSpecError(f"{path}: [files] is "
+                            f"empty", 'name at least test = "test.jsonl" (and train = … for few-shots)')
     out = []
     for split, name in raw.items():
         if split not in SPLITS:
             raise TaskSpecError(f"{path}: [files] names an unknown split {split!r}", "use train, dev and test")
         if not isinstance(name, str) or not name.strip():
-            raise TaskSpecError(f"{path}: [files] {split} must be a file name (a string)", f'e.g. {split} = "{split}.jsonl"')
+            raise TaskSpecError(f"{path}: [files] {split} must be a file name (a "
+                                f"string)", f'e.g. {split} = "{split}.jsonl"')
         out.append((split, (path.parent / name).resolve()))
     return tuple(sorted(out, key=lambda kv: SPLITS.index(kv[0])))
 
@@ -215,7 +223,8 @@ def own_tasks(directory: Path) -> dict[str, TaskSpec]:
     user may edit them). A name that is also a built-in task is an error: the two would share data and outputs."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise UsageError(f"--tasks-dir {directory} is not a folder", "pass the folder that holds your <task>.toml files")
+        raise UsageError(f"--tasks-dir {directory} is not a "
+                         f"folder", "pass the folder that holds your <task>.toml files")
     paths = sorted(directory.glob("*.toml"))
     if not paths:
         raise UsageError(f"--tasks-dir {directory} holds no task file (*.toml)",

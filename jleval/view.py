@@ -275,7 +275,8 @@ def _write_data(data: Path, runs: list[RunData], tasks: list[str], chunk_size: i
             part = [_sample(runs, task, sid) for sid in ids[start:start + chunk_size]]
             differ += sum(1 for s in part if s.get("xd"))
             (data / f"c{len(chunks):05d}.js").write_text(_js("jlevalChunk", len(chunks), part), encoding="utf-8")
-            chunks.append({"task": task, "n": len(part), "counts": {f: sum(flags(s)[f] for s in part) for f in FILTERS}})
+            chunks.append({"task": task, "n": len(part),
+                "counts": {f: sum(flags(s)[f] for s in part) for f in FILTERS}})
         if differ:
             warnings.append(f"{task}: {differ} sample(s) have different inputs in the two runs (different data or "
                             "settings); they are marked")
@@ -332,7 +333,8 @@ def build_view(run_dirs: list[Path], out: Path, *, data_dir: Path | None = None,
     if tasks:
         unknown = [t for t in tasks if t not in names]
         if unknown:
-            raise UsageError(f"no outputs for {', '.join(unknown)} in these runs", f"tasks with outputs: {', '.join(names)}")
+            raise UsageError(f"no outputs for {', '.join(unknown)} in these "
+                             f"runs", f"tasks with outputs: {', '.join(names)}")
         names = [t for t in names if t in tasks]
     if not names:
         raise UsageError(f"{run_dirs[0]} has no outputs to show", "run `jleval run` into it first")

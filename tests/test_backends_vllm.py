@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_fixtures import tiny_model  # noqa: F401  (fixture)
 
 from jleval.errors import BackendError, RunError, UsageError
 from jleval.types import GenParams, Request
-from tiny_fixtures import tiny_model  # noqa: F401  (fixture)
 
 FAKE = Path(__file__).resolve().parent / "fake_vllm"
 
@@ -42,13 +42,13 @@ def req(prompt, i=0, max_tokens=32, stop=("\n\n",), bos=False, task="t"):
                    add_special_tokens=bos)
 
 
-def make(tiny_model, **kw):  # noqa: F811
+def make(tiny_model, **kw):
     from jleval.backends.vllm import VLLMBackend
 
     return VLLMBackend(str(tiny_model), **kw)
 
 
-def test_engine_arguments_and_request_building(fake_vllm, tiny_model):  # noqa: F811
+def test_engine_arguments_and_request_building(fake_vllm, tiny_model):
     from vllm.entrypoints.llm import LLM, FakeEngine
 
     b = make(tiny_model, max_model_len=512, gpu_memory_utilization=0.8, dtype="bfloat16", revision="main",
@@ -83,7 +83,7 @@ def test_engine_arguments_and_request_building(fake_vllm, tiny_model):  # noqa: 
 
 
 @pytest.mark.parametrize("has_enqueue", [True, False], ids=["LLM.enqueue", "llm_engine.add_request"])
-def test_stop_strings_eos_and_length(fake_vllm, tiny_model, has_enqueue):  # noqa: F811
+def test_stop_strings_eos_and_length(fake_vllm, tiny_model, has_enqueue):
     from vllm.entrypoints.llm import LLM
 
     LLM.has_enqueue = has_enqueue
@@ -104,7 +104,7 @@ def test_stop_strings_eos_and_length(fake_vllm, tiny_model, has_enqueue):  # noq
     assert got[1].completion_tokens == len(tok.encode("答え\n\n説明です", add_special_tokens=False)) + 1  # + EOS
 
 
-def test_completions_stream_out_as_each_request_finishes(fake_vllm, tiny_model):  # noqa: F811
+def test_completions_stream_out_as_each_request_finishes(fake_vllm, tiny_model):
     b = make(tiny_model)
     lengths = [40, 3, 25, 1, 10]
     requests = [req(f"q{i} ANSWER={'あ' * n}|", i=i, stop=(), max_tokens=64) for i, n in enumerate(lengths)]
@@ -119,13 +119,13 @@ def test_completions_stream_out_as_each_request_finishes(fake_vllm, tiny_model):
     assert engine.steps <= max(len(b.tokenizer.encode("あ" * n)) for n in lengths) + 3, "one pass for all"
 
 
-def test_prefix_caching_is_on(fake_vllm, tiny_model):  # noqa: F811
+def test_prefix_caching_is_on(fake_vllm, tiny_model):
     shots = "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。" * 4
     got = dict(make(tiny_model).generate([req(shots + f"問{i} ANSWER=x|", i=i) for i in range(3)]))
     assert got[0].extra["cached_prompt_tokens"] == 0 and got[2].extra["cached_prompt_tokens"] >= 16
 
 
-def test_engine_crash_mid_run_keeps_what_was_yielded(fake_vllm, tiny_model):  # noqa: F811
+def test_engine_crash_mid_run_keeps_what_was_yielded(fake_vllm, tiny_model):
     from vllm.entrypoints.llm import FakeEngine
 
     b = make(tiny_model)
@@ -137,7 +137,7 @@ def test_engine_crash_mid_run_keeps_what_was_yielded(fake_vllm, tiny_model):  # 
     assert [i for i, _ in got] == [0, 1] and "resume" in str(e.value)
 
 
-def test_a_refused_prompt_is_an_error_completion(fake_vllm, tiny_model):  # noqa: F811
+def test_a_refused_prompt_is_an_error_completion(fake_vllm, tiny_model):
     b = make(tiny_model, max_model_len=20)
     got = dict(b.generate([req("長い" * 40, i=0), req("ok ANSWER=y|", i=1)]))
     assert got[0].error and "maximum model length" in got[0].error and got[0].text == ""
@@ -146,7 +146,7 @@ def test_a_refused_prompt_is_an_error_completion(fake_vllm, tiny_model):  # noqa
     assert got[1].error is None and got[1].text == "y"
 
 
-def test_model_load_failures_are_run_errors(fake_vllm, tiny_model):  # noqa: F811
+def test_model_load_failures_are_run_errors(fake_vllm, tiny_model):
     from vllm.entrypoints.llm import LLM
 
     with pytest.raises(RunError, match="model folder no/such/model does not exist") as e:
@@ -161,20 +161,20 @@ def test_model_load_failures_are_run_errors(fake_vllm, tiny_model):  # noqa: F81
         make(tiny_model, engine_kwargs={"no_such_engine_arg": 1})
 
 
-def test_missing_vllm_is_a_run_error(monkeypatch, tiny_model):  # noqa: F811
+def test_missing_vllm_is_a_run_error(monkeypatch, tiny_model):
     monkeypatch.setitem(sys.modules, "vllm", None)
     with pytest.raises(RunError, match="needs vLLM") as e:
         make(tiny_model)
     assert "jleval[vllm]" in e.value.hint and "--backend hf" in e.value.hint
 
 
-def test_chat_template_and_token_counts(fake_vllm, tiny_model):  # noqa: F811
+def test_chat_template_and_token_counts(fake_vllm, tiny_model):
     b = make(tiny_model)
     assert b.apply_chat_template([("user", "こんにちは")]) == "<|user|>\nこんにちは</s>\n<|assistant|>\n"
     assert b.count_tokens("こんにちは", add_special_tokens=True) == b.count_tokens("こんにちは") + 1
 
 
-def test_data_parallel_runs_one_engine_per_gpu_group(fake_vllm, tiny_model, monkeypatch):  # noqa: F811
+def test_data_parallel_runs_one_engine_per_gpu_group(fake_vllm, tiny_model, monkeypatch):
     from jleval.backends._vllm_dp import split_balanced
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
@@ -197,7 +197,7 @@ def test_data_parallel_runs_one_engine_per_gpu_group(fake_vllm, tiny_model, monk
 
 
 @pytest.mark.slow
-def test_run_closes_the_backend_it_opened_on_every_path(fake_vllm, tiny_model, raw_dir, tmp_path,  # noqa: F811
+def test_run_closes_the_backend_it_opened_on_every_path(fake_vllm, tiny_model, raw_dir, tmp_path,
                                                          monkeypatch):
     """run() shuts the data-parallel engine processes down after a finished run, a failed one and Ctrl-C."""
     import multiprocessing
@@ -228,7 +228,7 @@ def test_run_closes_the_backend_it_opened_on_every_path(fake_vllm, tiny_model, r
     assert multiprocessing.active_children() == []
 
 
-def test_hf_text_is_what_vllms_detokenizer_releases(tiny_model):  # noqa: F811
+def test_hf_text_is_what_vllms_detokenizer_releases(tiny_model):
     """vLLM holds back trailing tokens whose bytes end in an incomplete UTF-8 character, and drops them when the
     request ends there; replacement characters inside the text stay. The hf backend's text follows the rule."""
     from transformers import AutoTokenizer

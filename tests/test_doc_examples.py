@@ -171,7 +171,7 @@ def test_own_tasks_and_view_pages(tmp_path, tiny_model):
        f"jleval run oracle --backend oracle --tasks tashizan --tasks-dir mytasks {FEW} --run-name model-a_dev_4shot && "
        f"jleval run my-model --tasks tashizan --tasks-dir mytasks {FEW} --run-name model-b_dev_4shot", tmp_path)
     view = {line: line for line in doc_commands("view.md")}
-    assert walk("view.md", view, tmp_path) == {line: 0 for line in view} and (tmp_path / "ab" / "data" / "meta.js").is_file()
+    assert walk("view.md", view, tmp_path) == dict.fromkeys(view, 0) and (tmp_path / "ab" / "data" / "meta.js").is_file()
 
 
 def test_gpu_and_arena_pages_are_accounted_for():

@@ -55,8 +55,8 @@ def _options(cmd):
 def world(tmp_path_factory, raw_dir):
     """Real inputs for every command: the bundled sample preprocessed, an oracle and a majority run scored,
     a judgments file, an llm-jp-eval style export to import."""
-    from jleval.jaster.preprocess import preprocess
     from jleval.demo import SAMPLE_DIR
+    from jleval.jaster.preprocess import preprocess
     from jleval.run import RunOptions, run
     from jleval.scoring import score_run
     from jleval.tasks import resolve_tasks

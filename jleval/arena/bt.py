@@ -22,8 +22,9 @@ does not converge falls back to L-BFGS-B.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,8 @@ class BTData:
 
 def encode(outcomes: Sequence[Outcome], models: Sequence[str] | None = None) -> BTData:
     """Encode outcomes. `models` fixes the model order (default: sorted names of the models that appear)."""
-    names = tuple(models) if models is not None else tuple(sorted({m for o in outcomes for m in (o.model_a, o.model_b)}))
+    seen = {m for o in outcomes for m in (o.model_a, o.model_b)}
+    names = tuple(models) if models is not None else tuple(sorted(seen))
     index = {m: k for k, m in enumerate(names)}
     a = np.fromiter((index[o.model_a] for o in outcomes), dtype=np.int64, count=len(outcomes))
     b = np.fromiter((index[o.model_b] for o in outcomes), dtype=np.int64, count=len(outcomes))
@@ -236,7 +238,8 @@ class Ranking:
             rows.append(d)
         from jleval.records import ARENA_FORMAT
 
-        return {"format": ARENA_FORMAT, "models": rows, "position": self.position, "method": self.method, "settings": self.settings,
+        return {"format": ARENA_FORMAT, "models": rows, "position": self.position, "method": self.method,
+                "settings": self.settings,
                 "stats": self.stats, "warnings": self.warnings, "diagnostics": self.diagnostics,
                 "scale": {"points_per_unit_strength": SCALE, "mean_rating": INIT}}
 

@@ -21,13 +21,14 @@ import logging
 import re
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from jleval import __version__, jsonl, records
 from jleval.arena.errors import AnswersError, ArenaError, JudgeFailedError, JudgeSettingsError
-from jleval.arena.io import Judgment, JudgmentWriter, read_judgments, read_meta, meta_path, write_meta
+from jleval.arena.io import Judgment, JudgmentWriter, meta_path, read_judgments, read_meta, write_meta
 from jleval.arena.schedule import Call, schedule
 from jleval.errors import UsageError
 from jleval.fsutil import exclusive, sha256_file, sha256_text
@@ -148,7 +149,8 @@ def _output_rows(outputs: Path) -> list[dict]:
     return [row for _, row in rows]
 
 
-def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | None = None, task: str = TASK) -> list[Answers]:
+def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | None = None,
+                 task: str = TASK) -> list[Answers]:
     """Answers of each run folder; `names` (one per folder, None = keep) overrides the model names (default:
     the manifest's model id)."""
     if names is not None and len(names) != len(run_dirs):
@@ -480,7 +482,7 @@ def _judge_pass(judge_backend, out_path: Path, jp: JudgePrompt, answers: dict[st
     failure: BaseException | None = None
     try:
         _generate(judge_backend, requests, plan, out_path, identity["judge"], gen, report, progress)
-    except BaseException as e:  # keep the history honest, then say how to resume
+    except BaseException as e:  # noqa: BLE001 - keep the history honest (even on Ctrl-C), then say how to resume
         failure = e
     finally:
         entry.update(finished_at=_now(), judged=report.judged, verdict_errors=report.verdict_errors,

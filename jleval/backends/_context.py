@@ -9,7 +9,8 @@ runs. A backend takes part by offering `context_length()` (None or absent: not k
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from jleval.types import Completion, Request
 

@@ -16,7 +16,8 @@ import atexit
 import multiprocessing as mp
 import os
 import queue as queue_module
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from jleval.errors import BackendError, JlevalError, RunError, UsageError
 from jleval.types import Completion, Request

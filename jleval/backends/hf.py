@@ -20,11 +20,17 @@ Each batch's completions are yielded as soon as the batch finishes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from jleval.backends._common import (
-    chat_template_hash, find_stop, fingerprint_of, model_identity, model_load_error, render_chat,
+    chat_template_hash,
+    find_stop,
+    fingerprint_of,
+    model_identity,
+    model_load_error,
+    render_chat,
 )
 from jleval.errors import BackendError, RunError, UsageError
 from jleval.types import Completion, Request
@@ -93,7 +99,7 @@ class _RowStopper:
     def _decode(self, ids: Sequence[int]) -> str:
         return released_text(self.tokenizer, ids)
 
-    def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 (transformers' signature)
+    def __call__(self, input_ids, scores, **kwargs):  # transformers' signature (input_ids unused)
         import torch
 
         if self.abort:
@@ -183,7 +189,7 @@ class HFBackend:
         except Exception as err:  # anything raised while loading means the model cannot be used
             raise model_load_error(model, err, "transformers") from err
         if not device_map:
-            self.model.to(device)
+            self.model.to(device)  # type: ignore[arg-type]  # transformers' stub for .to() expects the model first
         self.model.eval()
 
         tok = self.tokenizer
@@ -379,7 +385,7 @@ class HFBackend:
             try:
                 with torch.inference_mode():
                     self.model.generate(**kwargs)
-            except BaseException as e:  # handed to the consumer
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
                 failure.append(e)
             finally:
                 finished.put(None)

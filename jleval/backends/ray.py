@@ -89,7 +89,8 @@ def _wrap(err: JlevalError) -> RuntimeError:
 
 def _unwrap(err: BaseException) -> JlevalError | None:
     """The JlevalError an actor raised, from anywhere in the chain of Ray's wrappers (which keep its text)."""
-    seen, todo = set(), [err]
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
@@ -141,7 +142,8 @@ class _Engine:
             return
         from jleval.backends._common import is_local_model, model_identity
 
-        here = model_identity(model, revision) if is_local_model(model) else {"model": model, "revision": revision}
+        here: dict[str, Any] = (model_identity(model, revision) if is_local_model(model)
+                                else {"model": model, "revision": revision})
         if here.get("local_digest") != expected.get("local_digest") or (
                 "local_digest" not in expected and here != expected):
             seen = here.get("local_digest", "no such folder")[:12]
@@ -225,7 +227,7 @@ def _local_env() -> None:
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(24))
         if "ray" in sys.modules:  # imported already: its configuration is read again from the environment
             with contextlib.suppress(Exception):
-                from ray._raylet import Config
+                from ray._raylet import Config  # type: ignore[attr-defined]  # private: not in ray's stub
 
                 Config.initialize("")
 

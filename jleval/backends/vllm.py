@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from jleval.backends._common import (
-    chat_template_hash, fingerprint_of, model_identity, model_load_error, render_chat,
+    chat_template_hash,
+    fingerprint_of,
+    model_identity,
+    model_load_error,
+    render_chat,
 )
 from jleval.errors import BackendError, RunError, UsageError
 from jleval.types import Completion, GenParams, Request
@@ -51,7 +56,7 @@ def import_vllm():
     return vllm
 
 
-def platform_of(vllm: Any) -> str | None:  # noqa: ARG001 (the module, to say it is imported)
+def platform_of(vllm: Any) -> str | None:  # takes the module, to say that it is imported
     """The device type vLLM runs on here ("cuda", "cpu", "rocm", ...), or None when it found no platform."""
     try:
         from vllm.platforms import current_platform
@@ -68,9 +73,11 @@ def refusal_errors(vllm: Any) -> tuple[type[BaseException], ...]:
     own = getattr(getattr(vllm, "exceptions", None), "VLLMValidationError", None)
     if own is None:
         try:
-            from vllm.exceptions import VLLMValidationError as own
+            from vllm.exceptions import VLLMValidationError
         except ImportError:
             own = None
+        else:
+            own = VLLMValidationError
     return (ValueError, TypeError) + ((own,) if isinstance(own, type) else ())
 
 
@@ -152,7 +159,7 @@ class VLLMBackend:
         self.platform = platform_of(self.vllm)
         if enforce_eager is None:  # compiling takes minutes on the CPU platform, for little gain on small runs
             enforce_eager = self.platform == "cpu"
-        self.settings = {
+        self.settings: dict[str, Any] = {
             "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
             "pipeline_parallel_size": pipeline_parallel_size, "data_parallel_size": data_parallel_size,
             "max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
@@ -162,6 +169,7 @@ class VLLMBackend:
         }
         self.engine_kwargs = dict(engine_kwargs or {})
         self._dp: Any = None
+        self.llm: Any = None  # vLLM's LLM (vLLM has no type information); None with data parallelism
         if data_parallel_size > 1:
             from jleval.backends._vllm_dp import DataParallelEngines
 
@@ -175,7 +183,6 @@ class VLLMBackend:
                               "engine_kwargs": self.engine_kwargs}
             self._dp = DataParallelEngines(model, worker_options, data_parallel_size,
                                            tensor_parallel_size * pipeline_parallel_size, self.platform)
-            self.llm = None
             self.tokenizer = self._load_tokenizer()
         else:
             self.llm = self._make_llm()
@@ -310,13 +317,13 @@ class VLLMBackend:
                 for out in outputs:
                     if not getattr(out, "finished", False):
                         continue
-                    i = index_of.get(out.request_id)
-                    if i is None:
-                        i = index_of.get(str(out.request_id).rsplit("-", 1)[0])
-                    if i is None or i not in remaining:
+                    k = index_of.get(out.request_id)
+                    if k is None:
+                        k = index_of.get(str(out.request_id).rsplit("-", 1)[0])
+                    if k is None or k not in remaining:
                         continue  # not ours (another caller's request on a shared engine)
-                    remaining.discard(i)
-                    yield i, to_completion(out, time.perf_counter() - started[i])
+                    remaining.discard(k)
+                    yield k, to_completion(out, time.perf_counter() - started[k])
             if remaining:
                 raise BackendError(f"the vLLM engine stopped with {len(remaining)} request(s) unanswered",
                                    RESUME_HINT)

@@ -5,9 +5,10 @@ import csv
 import io
 import json
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from jleval.errors import MalformedDataError, MissingRawFileError
 from jleval.tasks import TaskSpec
@@ -116,7 +117,10 @@ def csv_rows(path: Path, encoding: str = "utf-8", **kw) -> Iterator[tuple[int, l
         yield reader.line_num, row
 
 
-def shuffled(samples: Sequence[Sample], seed: int = SEED) -> list[Sample]:
+T = TypeVar("T")  # a sample, or a group of them (WikiCorpus splits whole files)
+
+
+def shuffled(samples: Sequence[T], seed: int = SEED) -> list[T]:
     """`random.seed(seed); random.shuffle(list)`, exactly as upstream does before every split."""
     out = list(samples)
     random.seed(seed)
@@ -131,7 +135,7 @@ def split_9_1(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
     return s[:cut], s[cut:]
 
 
-def split_8_1_1(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample], list[Sample]]:
+def split_8_1_1(samples: Sequence[T]) -> tuple[list[T], list[T], list[T]]:
     """Upstream's 80/10/10 split of one pool: shuffle (seed 42), cut at int(0.8 n) and int(0.9 n)."""
     s = shuffled(samples)
     a, b = int(len(s) * 0.8), int(len(s) * 0.9)

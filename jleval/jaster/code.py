@@ -82,11 +82,11 @@ def jhumaneval(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits
         raise malformed(path, None, f"not a gzip-compressed UTF-8 JSON Lines file ({e})") from None
     samples = []
     for n, row in jsonl_records(path, text):
-        fields = {k: row.get(k) for k in ("prompt", "entry_point", "test")}
-        if not all(isinstance(v, str) for v in fields.values()):
+        prompt, entry_point, test = row.get("prompt"), row.get("entry_point"), row.get("test")
+        if not (isinstance(prompt, str) and isinstance(entry_point, str) and isinstance(test, str)):
             raise malformed(path, n, "expected string fields 'prompt', 'entry_point' and 'test'")
-        check, statements = jhumaneval_tests(path, n, fields["test"], fields["entry_point"])
-        samples.append(Sample(f"{fields['prompt']}\n\n{TESTS_HEADER}\n{check}", str(statements)))
+        check, statements = jhumaneval_tests(path, n, test, entry_point)
+        samples.append(Sample(f"{prompt}\n\n{TESTS_HEADER}\n{check}", str(statements)))
     rest = samples[32:]
     half = len(rest) // 2
     out = {"train": samples[:32], "dev": rest[:half], "test": rest[half:]}

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from jleval.jaster.base import RawFiles, Sample, Splits, check_label, jsonl_records, malformed, read_text, split_9_1  # noqa: F401
+from jleval.jaster.base import RawFiles, Sample, Splits, check_label, jsonl_records, malformed, read_text, split_9_1
 from jleval.tasks import TaskSpec
-
 
 # --- shared readers (also used by qa.py) ----------------------------------------------------------------
 

@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from jleval.jaster.base import (RawFiles, Sample, Splits, check_label, malformed, read_text, split_8_1_1,
-                                split_9_1, tsv_rows)
+from jleval.jaster.base import (
+    RawFiles,
+    Sample,
+    Splits,
+    check_label,
+    malformed,
+    read_text,
+    split_8_1_1,
+    split_9_1,
+    tsv_rows,
+)
 from jleval.tasks import TaskSpec
 
 JAMP_TRAIN = "jamp/dataset/train_all.tsv"
@@ -102,7 +111,8 @@ def _jsem_rows(path: Path, labels: Sequence[str]) -> list[Sample]:
             raise malformed(path, None, f"{where} has no premise <p>")
         premise = "".join(_script(p, path, where) for p in premises)
         hypothesis = _script(problem.find("h"), path, where)
-        samples.append(Sample(f"前提：{premise}\n仮説：{hypothesis}", check_label(labels, answer, path, None, f"{where}: ")))
+        label = check_label(labels, answer, path, None, f"{where}: ")
+        samples.append(Sample(f"前提：{premise}\n仮説：{hypothesis}", label))
     return samples
 
 

@@ -39,7 +39,8 @@ def locate_own(spec: TaskSpec) -> Located:
 def _row(path: Path, n: int, obj: dict) -> Sample:
     bad = [k for k in ("input", "output") if not isinstance(obj.get(k), str)]
     if bad:
-        what = ", ".join(f'"{k}" is ' + ("missing" if k not in obj else f"of type {type(obj[k]).__name__}, not a string")
+        what = ", ".join(f'"{k}" is '
+                         + ("missing" if k not in obj else f"of type {type(obj[k]).__name__}, not a string")
                          for k in bad)
         raise MalformedDataError(f"{path}, line {n}: {what}", ROW_HINT)
     return Sample(obj["input"], obj["output"])

@@ -11,14 +11,23 @@ from __future__ import annotations
 import importlib
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, cast
+from typing import cast
 
 from jleval import __version__, defaults
 from jleval.errors import TaskSpecError, UsageError
-from jleval.fsutil import (atomic_write_json, atomic_write_text, check_writable, dumps_json, exclusive,
-                           read_json_object, sha256_file, sha256_text)
+from jleval.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+    dumps_json,
+    exclusive,
+    read_json_object,
+    sha256_file,
+    sha256_text,
+)
 from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
 from jleval.jaster.own import locate_own
 from jleval.jaster.sources import Located, Reporter, locate

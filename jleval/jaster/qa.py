@@ -12,7 +12,6 @@ from jleval.jaster.base import RawFiles, Sample, Splits, malformed, read_text
 from jleval.jaster.jglue import field, json_document, jsonl_records, train_dev_test
 from jleval.tasks import TaskSpec
 
-
 # --- JEMHopQA ------------------------------------------------------------------------------------------------
 
 def _jemhopqa_rows(path: Path) -> list[Sample]:

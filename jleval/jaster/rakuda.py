@@ -6,7 +6,6 @@ Every question goes to the "test" split in file order, so a sample's index is it
 """
 from __future__ import annotations
 
-
 from jleval.jaster.base import RawFiles, Sample, Splits, jsonl_records, malformed
 from jleval.tasks import TaskSpec
 

@@ -11,9 +11,9 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from jleval.errors import ChecksumError, MissingRawFileError
 from jleval.fsutil import diff_listings, sha256_file, tree_listing

@@ -16,10 +16,10 @@ import logging
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from jleval.jaster.base import RawFiles, Sample, Splits, malformed, read_text
 from jleval.tasks import TaskSpec
@@ -93,7 +93,7 @@ def _text_with_parentheses(document, path: Path) -> str:
         if "括弧削除" in sentence.misc_comment:
             inner = next(sentences, None)
             match = _PARENTHESIS.search(inner.misc_comment) if inner is not None else None
-            if match is None:
+            if inner is None or match is None:
                 raise malformed(path, None, f"sentence {sentence.sid} is marked 括弧削除 but is not followed by "
                                             "a sentence with 括弧始/括弧終/括弧位置")
             pos = int(match.group(3))
@@ -107,7 +107,8 @@ def _text_with_parentheses(document, path: Path) -> str:
 _ALPHABET_READING = dict(zip(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
     ["えー", "びー", "しー", "でぃー", "いー", "えふ", "じー", "えいち", "あい", "じぇー", "けー", "える", "えむ",
-     "えぬ", "おー", "ぴー", "きゅー", "あーる", "えす", "てぃー", "ゆー", "ぶい", "だぶりゅー", "えっくす", "わい", "ぜっと"],
+     "えぬ", "おー", "ぴー", "きゅー", "あーる", "えす", "てぃー", "ゆー", "ぶい", "だぶりゅー", "えっくす",
+     "わい", "ぜっと"],
 ))
 
 

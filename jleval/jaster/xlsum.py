@@ -1,7 +1,6 @@
 """Summarization converter: XL-Sum Japanese ("xlsum_ja"; CC BY-NC-SA 4.0, non-commercial)."""
 from __future__ import annotations
 
-
 import warnings
 
 from jleval.jaster.base import MissingPart, RawFiles, Sample, Splits, jsonl_records, malformed
@@ -32,7 +31,7 @@ def xlsum_ja(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
         path = root / XLSUM_FILES[split]
         if not path.is_file():  # a partial copy: build the splits whose files are there
             warnings.warn(MissingPart(f"{path} (needed for {split}): not in the XL-Sum folder; source: "
-                                      f"{spec.sources[0].url}"))
+                                      f"{spec.sources[0].url}"), stacklevel=1)
             continue
         out[split] = _split(path)
     return out

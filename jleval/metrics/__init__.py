@@ -22,8 +22,9 @@ rouge2_scaling in 0–1; pearson/spearman in -1–1; bleu_ja/bleu_en and rouge1/
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 from jleval.metrics.postprocess import DEFAULT_PROFILE, PROFILES  # noqa: F401  (re-exported)
 from jleval.metrics.signature import Signature
@@ -33,7 +34,7 @@ from jleval.metrics.signature import Signature
 class MetricResult:
     score: float | None  # None = not computed (see `reason`); never a silent 0
     per_sample: tuple[float, ...] | None  # per-sample values when `score` is their mean, else None
-    signature: "Signature | str"  # a Signature (jleval.metrics.signature); formatted text is accepted too
+    signature: Signature | str  # a Signature (jleval.metrics.signature); formatted text is accepted too
     reason: str | None = None
     #: A caveat about a computed score (e.g. a correlation undefined on constant predictions, reported as 0);
     #: scoring adds it to the run's warnings.
@@ -183,11 +184,11 @@ def versions_signature(*dists: str) -> str:
     return str(versions_of(*dists))
 
 
-def not_computed(signature: "Signature | str", reason: str) -> MetricResult:
+def not_computed(signature: Signature | str, reason: str) -> MetricResult:
     return MetricResult(score=None, per_sample=None, signature=signature, reason=reason)
 
 
-def mean_result(values: Sequence[float], signature: "Signature | str") -> MetricResult:
+def mean_result(values: Sequence[float], signature: Signature | str) -> MetricResult:
     """A score that is the mean of per-sample values (0 samples: not computed)."""
     if not values:
         return not_computed(signature, "no samples to score")

@@ -1,5 +1,6 @@
 """A metric's signature as an object (sacrebleu's `Signature`): the ordered settings that change a number, one
-formatter (`str(sig)`: a Signature is its text), and `update()` for the steps after the metric (the post-processing a task really got).
+formatter (`str(sig)`: a Signature is its text), and `update()` for the steps after the metric (the post-processing
+a task really got).
 
     sig = Signature.of(("metric", "exact_match"), ("cmp", "string-equality"), pp.signature_of(profile),
                        ("agg", "mean"), versions_of())
@@ -11,7 +12,8 @@ Signature is a `str` (its formatted text), so it is written to scores.json and c
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Union
+from collections.abc import Iterable
+from typing import Any, Union
 
 Part = Union["Signature", tuple[str, Any], str]
 
@@ -22,14 +24,14 @@ class Signature(str):
 
     _pairs: dict[str, str]
 
-    def __new__(cls, pairs: Iterable[tuple[str, Any]] = ()) -> "Signature":
+    def __new__(cls, pairs: Iterable[tuple[str, Any]] = ()) -> Signature:
         ordered = {key: _text(value) for key, value in pairs}
         obj = super().__new__(cls, "|".join(f"{k}:{v}" for k, v in ordered.items()))
         obj._pairs = ordered
         return obj
 
     @classmethod
-    def of(cls, *parts: Part) -> "Signature":
+    def of(cls, *parts: Part) -> Signature:
         """Join parts: (key, value) pairs, other signatures, or "key:value|key:value" text (a signature already
         formatted, e.g. a sandbox's limits)."""
         pairs: list[tuple[str, Any]] = []
@@ -48,7 +50,7 @@ class Signature(str):
     def get(self, key: str, default: str | None = None) -> str | None:
         return self._pairs.get(key, default)
 
-    def update(self, **changes: Any) -> "Signature":
+    def update(self, **changes: Any) -> Signature:
         """A copy with these keys' values replaced (in place in the order) or appended."""
         pairs = dict(self._pairs)
         pairs.update({k: _text(v) for k, v in changes.items()})

@@ -9,8 +9,16 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 OVERALL = "all tasks"
 
@@ -22,7 +30,8 @@ class RunProgress:
 
     def __init__(self, console: Console) -> None:
         self._p = Progress(TextColumn("{task.description:>22}"), BarColumn(), MofNCompleteColumn(),
-                           TimeRemainingColumn(compact=True, elapsed_when_finished=True), TextColumn("{task.fields[tps]}"),
+                           TimeRemainingColumn(compact=True, elapsed_when_finished=True),
+                           TextColumn("{task.fields[tps]}"),
                            console=console)
         self._ids: dict[str, TaskID] = {}
         self._tokens = 0
@@ -50,9 +59,8 @@ class RunProgress:
         self._p.update(self._ids[task], advance=1)
         self._p.update(self._ids[OVERALL], advance=1, tps=rate)
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._p.stop()
-        return False
 
 
 class PreprocessProgress:
@@ -81,9 +89,8 @@ class PreprocessProgress:
             self._downloads[label] = self._p.add_task(label, total=total)
         self._p.update(self._downloads[label], completed=done, total=total, description=f"downloading {label} {size}")
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._p.stop()
-        return False
 
 
 class JudgeProgress:
@@ -100,8 +107,8 @@ class JudgeProgress:
         return self.update
 
     def update(self, done: int, total: int) -> None:
-        self._p.update(self._id, completed=done, total=total)
+        if self._id is not None:  # set on entering
+            self._p.update(self._id, completed=done, total=total)
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._p.stop()
-        return False

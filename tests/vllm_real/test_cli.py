@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from jleval.run import RunOptions, read_outputs, run
-
 from conftest import cli, session_processes
+
+from jleval.run import RunOptions, read_outputs, run
 
 
 def _rows(run_dir):

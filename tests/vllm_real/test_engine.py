@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import TASKS
+
 from jleval.run import RunOptions, read_outputs, run
 from jleval.types import GenParams, Request
-
-from conftest import TASKS
 
 PROMPTS = ["質問：日本で一番高い山は何ですか？\n答え：", "Tokyo is", "前提：男性が公園で犬と散歩している。", "A"]
 

@@ -28,7 +28,7 @@ class FakeEngine:
     crash_at_step: int | None = None  # raise like a dead EngineCore at this step (1-based)
     log: list[dict] = []  # every request added, for the tests: prompt ids, params, ids
 
-    def __init__(self, llm: "LLM", max_num_seqs: int, max_model_len: int, prefix_caching: bool) -> None:
+    def __init__(self, llm: LLM, max_num_seqs: int, max_model_len: int, prefix_caching: bool) -> None:
         self.llm = llm
         self.tokenizer = llm.tokenizer
         self.model_config = type("ModelConfig", (), {"max_model_len": max_model_len, "dtype": "float32"})()
@@ -134,7 +134,7 @@ class FakeEngine:
 class LLM:
     has_enqueue = True  # False: behave like a vLLM without LLM.enqueue (drive llm_engine.add_request)
     fail_on_load: BaseException | None = None  # raised from __init__, like a failing engine start
-    instances: list["LLM"] = []
+    instances: list[LLM] = []
 
     def __init__(self, model: str, **kwargs) -> None:
         unknown = set(kwargs) - ENGINE_ARGS
