@@ -717,7 +717,9 @@ def test_ctrl_c_on_jleval_run_exits_at_once_with_every_received_answer_written(r
         rows = read_outputs(path)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert took < 2.0, f"Ctrl-C took {took:.1f} s"
-    assert len(rows) == 7 and all(r["error"] is None for r in rows)
+    # every answer the server gave is written once (the fake server checks its count without a lock, so on a
+    # loaded machine two handlers can both answer the 7th: compare with what it really answered)
+    assert len(rows) == len(srv.answered) >= 7 and all(r["error"] is None for r in rows)
     assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows})
 
 
