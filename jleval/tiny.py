@@ -134,8 +134,7 @@ def build_tiny_model(out_dir: Path | str, *, seed: int = 0, vocab_size: int = 10
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        # transformers' stub for .to() takes the model as its first argument: a dtype is right here
-        model = LlamaForCausalLM(config).to(torch.float32).eval()  # type: ignore[arg-type]
+        model = LlamaForCausalLM(config).to(torch.float32).eval()
     finally:
         torch.random.set_rng_state(generator_state)
     model.generation_config = GenerationConfig(

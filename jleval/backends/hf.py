@@ -189,7 +189,7 @@ class HFBackend:
         except Exception as err:  # anything raised while loading means the model cannot be used
             raise model_load_error(model, err, "transformers") from err
         if not device_map:
-            self.model.to(device)  # type: ignore[arg-type]  # transformers' stub for .to() expects the model first
+            self.model.to(device)
         self.model.eval()
 
         tok = self.tokenizer
@@ -239,7 +239,7 @@ class HFBackend:
     def close(self) -> None:
         import gc
 
-        self.model = None  # type: ignore[assignment]
+        self.model = None
         gc.collect()
         try:
             import torch
