@@ -136,5 +136,5 @@ def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:
         check_backend_options(options)
         return command(**kwargs, backend_options=options)
 
-    with_group.__signature__ = sig.replace(parameters=own + group)  # type: ignore[attr-defined]
+    with_group.__signature__ = sig.replace(parameters=own + group)  # type: ignore[attr-defined]  # read by typer's inspect
     return with_group

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 #: fail(reason) -> the exception to raise; the reason reads after the file's name ("field 'x' must be ...").
 FailFn = Callable[[str], Exception]
@@ -181,7 +181,7 @@ MANIFEST_SCHEMA: dict[str, str] = {
 def read_manifest(path: Path, fail: FailFn, required: tuple[str, ...] = ()) -> Manifest:
     """A run manifest, checked against MANIFEST_SCHEMA (fields present must have their types; `required` ones
     must be present). Each reader passes its own `fail` (its error class and fix hint)."""
-    return read_record(path, MANIFEST_FORMAT, MANIFEST_SCHEMA, fail, required)  # type: ignore[return-value]
+    return cast(Manifest, read_record(path, MANIFEST_FORMAT, MANIFEST_SCHEMA, fail, required))
 
 
 # ----- scores (runs/<name>/scores.json, written by `jleval score`) ------------------------------------------
@@ -229,7 +229,7 @@ SCORES_SCHEMA: dict[str, str] = {
 
 def read_scores(path: Path, fail: FailFn) -> Scores:
     """A scores.json, checked against SCORES_SCHEMA (`profile` and `tasks` must be present)."""
-    return read_record(path, SCORES_FORMAT, SCORES_SCHEMA, fail, ("profile", "tasks"))  # type: ignore[return-value]
+    return cast(Scores, read_record(path, SCORES_FORMAT, SCORES_SCHEMA, fail, ("profile", "tasks")))
 
 
 # ----- leaderboard (`jleval table --format json`) ---------------------------------------------------------------
@@ -254,8 +254,7 @@ LEADERBOARD_SCHEMA: dict[str, str] = {
 
 def read_leaderboard(path: Path, fail: FailFn) -> Leaderboard:
     """A leaderboard JSON document, checked against LEADERBOARD_SCHEMA (`columns` and `rows` must be present)."""
-    return read_record(path, LEADERBOARD_FORMAT, LEADERBOARD_SCHEMA, fail,  # type: ignore[return-value]
-                       ("columns", "rows"))
+    return cast(Leaderboard, read_record(path, LEADERBOARD_FORMAT, LEADERBOARD_SCHEMA, fail, ("columns", "rows")))
 
 
 # ----- arena ranking (arena.json, written by `jleval arena rank`) ----------------------------------------------
@@ -279,4 +278,4 @@ ARENA_SCHEMA: dict[str, str] = {
 
 def read_arena(path: Path, fail: FailFn) -> ArenaRanking:
     """An arena.json, checked against ARENA_SCHEMA (`models` must be present)."""
-    return read_record(path, ARENA_FORMAT, ARENA_SCHEMA, fail, ("models",))  # type: ignore[return-value]
+    return cast(ArenaRanking, read_record(path, ARENA_FORMAT, ARENA_SCHEMA, fail, ("models",)))

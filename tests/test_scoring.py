@@ -138,7 +138,10 @@ def test_ci_coverage_on_simulated_data():
 def test_avg_ci_uses_the_same_replicate_across_tasks(small_run):
     """AVG's interval comes from per-replicate category means; it is narrower than the categories' own."""
     s = score_run(small_run, n_bootstrap=500, seed=1, write=False)
-    w = lambda ci: ci[1] - ci[0]  # noqa: E731
+
+    def w(ci):
+        return ci[1] - ci[0]
+
     assert w(s["avg"]["ci95"]) < max(w(s["categories"]["NLI"]["ci95"]), w(s["categories"]["QA"]["ci95"]))
 
 

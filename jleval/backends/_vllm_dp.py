@@ -110,7 +110,7 @@ def _serve(rank: int, backend: Any, inbox, outbox) -> None:
         except JlevalError as err:
             outbox.put(("fatal", rank, type(err).__name__, err.message, err.hint))
             return
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - any engine failure is reported to the parent, which raises
             outbox.put(("fatal", rank, "BackendError", f"{type(err).__name__}: {err}", RESUME_HINT))
             return
         outbox.put(("end", rank, job_id))

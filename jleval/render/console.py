@@ -56,12 +56,15 @@ def _task_rows(name: str, t: dict[str, Any]):
 
 
 def _task_table(scores: dict[str, Any]):
+    from rich.console import JustifyMethod
     from rich.table import Table
 
     tt = Table(show_lines=False)
-    for col, just in (("task", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right"),
-                      ("errors", "right"), ("out-of-label", "right")):
-        tt.add_column(col, justify=just)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("task", "left"), ("metric", "left"), ("value [95% CI]", "right"), ("n", "right"), ("errors", "right"),
+        ("out-of-label", "right"))
+    for col, just in columns:
+        tt.add_column(col, justify=just)
     for name, t in scores["tasks"].items():
         for row in _task_rows(name, t):
             tt.add_row(*row)

@@ -22,7 +22,7 @@ TASKS = "jamp,jemhopqa,niilc,jcommonsenseqa,chabsa,mawps"
 def _real_vllm():
     try:
         import vllm
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:  # noqa: BLE001 - a broken vLLM install fails in many ways: one message
         pytest.fail(f"tests/vllm_real needs the real vLLM, which does not import here: {err} "
                     "(run `make test-vllm`, which builds .venv-vllm)", pytrace=False)
     if Path(vllm.__file__).resolve().is_relative_to(FAKE):
