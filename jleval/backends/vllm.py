@@ -140,6 +140,17 @@ def to_completion(output: Any, latency: float | None) -> Completion:
     return completion
 
 
+def _answered(out: Any, index_of: dict[str, int], remaining: set[int]) -> int | None:
+    """The index of the request a finished engine output answers; None while it is unfinished, or when it is
+    not ours (another caller's request on a shared engine)."""
+    if not getattr(out, "finished", False):
+        return None
+    k = index_of.get(out.request_id)
+    if k is None:
+        k = index_of.get(str(out.request_id).rsplit("-", 1)[0])
+    return k if k is not None and k in remaining else None
+
+
 class VLLMBackend:
     """vLLM offline engine; see the module docstring for how requests are submitted and streamed."""
 
@@ -287,14 +298,11 @@ class VLLMBackend:
             with contextlib.suppress(Exception):  # closing must not mask the run's outcome
                 shutdown()
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
-        if self._dp is not None:
-            yield from self._dp.generate(requests)
-            return
-        engine = self.llm.llm_engine
+    def _submit_all(self, requests: Sequence[Request], index_of: dict[str, int],
+                    started: dict[int, float]) -> Iterator[tuple[int, Completion]]:
+        """Hand every request to the engine (filling index_of: engine request id -> index, and started); yields
+        the ones the engine refused at once, as error completions."""
         refused = refusal_errors(self.vllm)
-        index_of: dict[str, int] = {}
-        started: dict[int, float] = {}
         for i, req in enumerate(requests):
             text = self.apply_chat_template(req.messages) if req.messages is not None else req.prompt
             prompt = {"prompt_token_ids": self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)}
@@ -306,6 +314,15 @@ class VLLMBackend:
             started[i] = time.perf_counter()
             for rid in request_ids:
                 index_of[rid] = i
+
+    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        if self._dp is not None:
+            yield from self._dp.generate(requests)
+            return
+        engine = self.llm.llm_engine
+        index_of: dict[str, int] = {}
+        started: dict[int, float] = {}
+        yield from self._submit_all(requests, index_of, started)
         remaining = set(started)
         try:
             while remaining and engine.has_unfinished_requests():
@@ -315,13 +332,9 @@ class VLLMBackend:
                     raise BackendError(f"the vLLM engine failed mid-run: {type(err).__name__}: {err}",
                                        RESUME_HINT) from err
                 for out in outputs:
-                    if not getattr(out, "finished", False):
-                        continue
-                    k = index_of.get(out.request_id)
+                    k = _answered(out, index_of, remaining)
                     if k is None:
-                        k = index_of.get(str(out.request_id).rsplit("-", 1)[0])
-                    if k is None or k not in remaining:
-                        continue  # not ours (another caller's request on a shared engine)
+                        continue
                     remaining.discard(k)
                     yield k, to_completion(out, time.perf_counter() - started[k])
             if remaining:
