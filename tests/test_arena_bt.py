@@ -235,9 +235,10 @@ def test_rank_judgments_gives_the_table_its_document(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    ({"prior_sd": float("nan")}, "--prior-sd must be a finite number"),
-    ({"prior_sd": float("inf")}, "--prior-sd must be a finite number"),
-    ({"prior_sd": 0.0}, "--prior-sd must be a finite number"),
+    ({"prior_sd": float("nan")}, "--prior-sd must be a number above 0 and at most"),
+    ({"prior_sd": float("inf")}, "--prior-sd must be a number above 0 and at most"),
+    ({"prior_sd": 0.0}, "--prior-sd must be a number above 0 and at most"),
+    ({"prior_sd": 1e9}, "--prior-sd must be a number above 0 and at most"),
     ({"seed": -1}, "--seed must be"),
     ({"n_bootstrap": 10**9}, "--bootstrap must be"),
     ({"method": "posterior", "draws": 0}, "--draws must be"),
