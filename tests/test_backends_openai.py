@@ -591,7 +591,8 @@ def test_several_servers_one_dying_mid_run_every_request_answered_once():
     assert sorted(answered) == sorted(r.prompt for r in requests), "each request answered exactly once"
     dead = servers[dying.url]
     assert dead["drained_at"] and re.match("(refused|dropped) connections", dead["drain_reason"])
-    assert dead["completed"] == len(dying.answered) == 5 and dead["failed"] >= 1
+    # two handlers can both be answering when the 5th answer kills the server, so it may have answered a 6th
+    assert dead["completed"] == len(dying.answered) >= 5 and dead["failed"] >= 1
     assert dead["requests"] == dead["completed"] + dead["failed"]
     for srv in (a, c):
         s = servers[srv.url]

@@ -86,6 +86,7 @@ WIKI_FIRST_OUTPUT_LINE = {
 }
 
 
+@pytest.mark.slow  # the five wiki tasks from the whole corpus: ~25 s on 2 cores; one-document parses stay fast
 @pytest.mark.parametrize("task", wiki.TASKS)
 def test_wiki_splits_and_first_samples(task, wiki_built):
     data = _read(wiki_built, task)
@@ -100,6 +101,7 @@ def test_wiki_splits_and_first_samples(task, wiki_built):
     assert data["test"]["output_length"] == get_task(task).output_length
 
 
+@pytest.mark.slow
 def test_wiki_ner_answer_is_one_line(wiki_built):
     data = _read(wiki_built, "wiki_ner")
     assert not any("\n" in s["output"] for split in data.values() for s in split["samples"])
@@ -108,6 +110,7 @@ def test_wiki_ner_answer_is_one_line(wiki_built):
     assert types <= {"組織名）", "人名）", "地名）", "固有物名）", "日付表現）", "時刻表現）", "金額表現）", "割合表現）"}
 
 
+@pytest.mark.slow
 def test_wiki_rebuild_is_byte_identical_and_fresh_parse_agrees(raw_dir, wiki_built, tmp_path):
     again = tmp_path / "again"
     preprocess([get_task(t) for t in wiki.TASKS], again, raw_dir=raw_dir)
