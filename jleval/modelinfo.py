@@ -195,7 +195,10 @@ def _weight_files(lookup: Lookup, notes: list[str]) -> list[Path] | None:
     if index is not None:
         return _shards(index, lookup, notes)
     single = lookup("model.safetensors")
-    return [single] if single is not None else None
+    if single is None:
+        notes.append("no safetensors weights (model.safetensors or its index): params not read")
+        return None
+    return [single]
 
 
 def _shards(index: Path, lookup: Lookup, notes: list[str]) -> list[Path] | None:
@@ -204,14 +207,21 @@ def _shards(index: Path, lookup: Lookup, notes: list[str]) -> list[Path] | None:
     if not isinstance(weight_map, dict) or not all(_plain_name(v) for v in weight_map.values()):
         notes.append("model.safetensors.index.json: weight_map is not an object of tensor -> file name")
         return None
-    names = sorted(set(weight_map.values()))
-    files = [lookup(n) for n in names]
-    if not names or any(f is None for f in files):
-        missing = [n for n, f in zip(names, files) if f is None]
-        notes.append(f"model.safetensors.index.json lists shards that are not here ({', '.join(missing[:3])})"
-                     if missing else "model.safetensors.index.json has no weight_map")
+    if not weight_map:
+        notes.append("model.safetensors.index.json has no weight_map")
         return None
-    return [f for f in files if f is not None]
+    files: list[Path] = []
+    missing: list[str] = []
+    for name in sorted(set(weight_map.values())):
+        path = lookup(name)
+        if path is None:
+            missing.append(name)
+        else:
+            files.append(path)
+    if missing:
+        notes.append(f"model.safetensors.index.json lists shards that are not here ({', '.join(missing[:3])})")
+        return None
+    return files
 
 
 def _plain_name(value: Any) -> bool:
@@ -221,16 +231,13 @@ def _plain_name(value: Any) -> bool:
 def _param_count(lookup: Lookup, tied: Callable[[], bool], notes: list[str]) -> int | None:
     files = _weight_files(lookup, notes)
     if files is None:
-        if not any("index.json" in n for n in notes):
-            notes.append("no safetensors weights (model.safetensors or its index): params not read")
         return None
     shapes = _stored_shapes(files, notes)
     if shapes is None:
         return None
-    if "lm_head.weight" in shapes:
-        embed = next((n for n in shapes if n.endswith(_EMBED_SUFFIXES)), None)
-        if embed is not None and shapes[embed] == shapes["lm_head.weight"] and tied():
-            del shapes["lm_head.weight"]  # tied: one parameter stored twice
+    embed = next((shape for name, shape in shapes.items() if name.endswith(_EMBED_SUFFIXES)), None)
+    if embed is not None and embed == shapes.get("lm_head.weight") and tied():
+        del shapes["lm_head.weight"]  # tied: one parameter stored twice
     return sum(math.prod(shape) for shape in shapes.values())
 
 
