@@ -29,6 +29,7 @@ OpenAI route, commercial APIs), through httpx.
 """
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import math
@@ -114,7 +115,7 @@ def _check_number(flag: str, value: Any, low: float, *, integer: bool = False, s
     """Refuse NaN, infinities, wrong types and values below `low` (or equal to it when `strict`), naming the flag."""
     kinds = (int,) if integer else (int, float)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
+    if not ok or (value <= low if strict else value < low):
         what = "a whole number" if integer else "a finite number"
         raise UsageError(f"{flag} must be {what} {'>' if strict else '>='} {low:g}, not {value!r}")
 
@@ -221,13 +222,11 @@ class OpenAIBackend:
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str:
         """The server applies its own template; this renders one for the cache key and for reading: with the
         model's tokenizer when one is available, else as a plain `role: content` transcript."""
-        if self._tokenizer_name is None and self._tokenizer is None:
-            # no tokenizer asked for: do not look the served model's name up on the Hub for every call
-            return "".join(f"<{role}>\n{content}\n" for role, content in messages)
-        try:
-            return render_chat(self._get_tokenizer(), messages, self.model)
-        except UsageError:
-            return "".join(f"<{role}>\n{content}\n" for role, content in messages)
+        # no tokenizer asked for: do not look the served model's name up on the Hub for every call
+        if self._tokenizer_name is not None or self._tokenizer is not None:
+            with contextlib.suppress(UsageError):
+                return render_chat(self._get_tokenizer(), messages, self.model)
+        return "".join(f"<{role}>\n{content}\n" for role, content in messages)
 
     def close(self) -> None:
         for server in self.pool.servers:
@@ -237,8 +236,7 @@ class OpenAIBackend:
         first_chat = next((r for r in requests if r.messages is not None), None)
         if first_chat is not None and self.endpoint == "completions":
             self._path_and_body(first_chat)  # refuses before anything is sent when the template is unknown
-        if requests:
-            yield from _Dispatch(self, requests).stream()
+        yield from _Dispatch(self, requests).stream()  # no requests: no worker, nothing yielded
 
     # ---- one request on one server ----------------------------------------------------------------
     def _path_and_body(self, req: Request) -> tuple[str, dict[str, Any]]:
@@ -341,12 +339,14 @@ class OpenAIBackend:
                   stop: threading.Event) -> tuple[int, Any, bytes]:
         """POST within the request's deadline; the body read in chunks, refused past `max_response_bytes`."""
         with net.deadline(self.timeout, stop), server.client.stream("POST", path, json=body) as resp:
-            limit = self.max_response_bytes if resp.status_code == 200 else ERROR_BODY_BYTES
+            if resp.status_code != 200:  # an error message past the limit: its start is enough
+                return resp.status_code, resp.headers, net.read_capped(resp, ERROR_BODY_BYTES)[0]
+            limit = self.max_response_bytes
             declared = resp.headers.get("Content-Length", "")
-            if resp.status_code == 200 and declared.isdigit() and int(declared) > limit:
+            if declared.isdigit() and int(declared) > limit:
                 raise _TooLarge(self._too_large(f"{int(declared)} bytes"))
-            data, over = net.read_capped(resp, limit)  # an error message past the limit: its start is enough
-            if over and resp.status_code == 200:
+            data, over = net.read_capped(resp, limit)
+            if over:
                 raise _TooLarge(self._too_large(f"more than {limit} bytes"))
             return resp.status_code, resp.headers, data
 
@@ -413,7 +413,7 @@ class OpenAIBackend:
         self.served_models = sorted(set(self.served_models or []) | set(served))
         if self.served_model is None:  # recorded in the manifest: cleaned (valid text, finite integers)
             entry = next((m for m in entries if m["id"] == self.model), None)
-            self.served_model = served_model_info(entry).get("server") if isinstance(entry, dict) else None
+            self.served_model = served_model_info(entry).get("server")  # no entry: None
 
     def _get_tokenizer(self):
         if self._tokenizer is None:
@@ -547,12 +547,13 @@ class _Dispatch:
     def _nowhere(self, failed_on: list[net.Server], last: _Outcome | None) -> Completion:
         """No server left to try: every one is down (the run stops) or every live one failed this request."""
         servers = self.b.pool.servers
-        if not self.b.pool.live():
-            reason = last.completion.error if last else servers[-1].stats["drain_reason"]
-            raise self.b._refused(servers[0] if len(servers) == 1 else failed_on[-1] if failed_on else servers[-1],
-                                  reason if len(servers) == 1 else f"every server is down (last: {reason})")
-        assert last is not None  # a server is live, so this request was tried on one and failed there
-        return last.completion
+        if self.b.pool.live():
+            assert last is not None  # a server is live, so this request was tried on one and failed there
+            return last.completion
+        reason = last.completion.error if last else servers[-1].stats["drain_reason"]
+        if len(servers) == 1:
+            raise self.b._refused(servers[0], reason)
+        raise self.b._refused((failed_on or servers)[-1], f"every server is down (last: {reason})")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -561,12 +562,9 @@ def _retry_after(value: str | None) -> float | None:
         return None
     try:
         seconds = float(value)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    except ValueError:  # not a number: an HTTP date
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
