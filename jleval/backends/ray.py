@@ -54,7 +54,8 @@ DEFAULT_BATCH_SIZE = {"vllm": 256, "hf": 32}
 _RAY_SOCKET_SUFFIX = 64
 _UNIX_PATH_MAX = 107
 _MARK = "jleval-error:"
-_LAYOUT_OPTIONS = ("data_parallel_size",)
+#: The errors an actor's JlevalError comes back as, by class name (any other: RunError).
+_ERRORS: dict[str, type[JlevalError]] = {"UsageError": UsageError, "RunError": RunError, "BackendError": BackendError}
 
 
 # ---- rows: a request out, a completion back (JSON, so every field survives Arrow blocks) --------------------
@@ -98,7 +99,7 @@ def _unwrap(err: BaseException) -> JlevalError | None:
         seen.add(id(e))
         payload = _payload_in(str(e))
         if payload is not None:
-            cls = {c.__name__: c for c in (UsageError, RunError, BackendError)}.get(payload["cls"], RunError)
+            cls = _ERRORS.get(payload["cls"], RunError)
             return cls(payload["message"], payload["hint"])
         todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
     return None
@@ -255,9 +256,9 @@ class RayBackend:
                  run_dir: Path | None = None, batch_size: int | None = None,
                  ray_remote_args: dict[str, Any] | None = None, engine: type | None = None,
                  **options: Any) -> None:
-        self.inner, self.model, self.revision = self._check_inner(inner, options), model, revision
+        self.inner, self.model, self.revision = inner, model, revision
+        self.options = self._check_options(inner, options)
         self.replicas_asked = parse_replicas(replicas)
-        self.options = {k: v for k, v in options.items() if v is not None}
         self.expected_identity = expected_identity
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE[self.inner]
         if self.batch_size < 1:
@@ -278,19 +279,21 @@ class RayBackend:
 
     # ---- set-up ------------------------------------------------------------------------------------------
     @staticmethod
-    def _check_inner(inner: str, options: dict[str, Any]) -> str:
-        if inner not in ("vllm", "hf"):
-            raise UsageError(f"--ray runs the model inside Ray actors: --backend {inner} cannot run there",
-                             "use --backend vllm or hf (several OpenAI-compatible servers: --base-url URL1,URL2)")
+    def _check_options(inner: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The inner backend's options that are set; refused when that backend cannot run in an actor, or does
+        not take one of them, or when they ask for data parallelism (Ray's replicas are that)."""
         from jleval.backends import hf, vllm
         from jleval.backends._common import check_options
 
+        accepted = {"vllm": vllm.OPTIONS, "hf": hf.OPTIONS}.get(inner)
+        if accepted is None:
+            raise UsageError(f"--ray runs the model inside Ray actors: --backend {inner} cannot run there",
+                             "use --backend vllm or hf (several OpenAI-compatible servers: --base-url URL1,URL2)")
         given = {k: v for k, v in options.items() if v is not None}
-        if any(given.get(k, 1) != 1 for k in _LAYOUT_OPTIONS):
+        if given.get("data_parallel_size", 1) != 1:
             raise UsageError("--data-parallel-size cannot be combined with --ray",
                              "with Ray, --replicas N starts N engines (on any node)")
-        check_options(inner, given, (vllm.OPTIONS if inner == "vllm" else hf.OPTIONS) - {"revision"})
-        return inner
+        return check_options(inner, given, accepted - {"revision"})
 
     def _connect(self, run_dir: Path | None):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -433,7 +436,7 @@ class RayBackend:
 
     def close(self) -> None:
         """Stop the local cluster this backend started; from any other cluster only disconnect."""
-        if self._ray is not None and self._connected_here:  # shutdown() of a connected driver only disconnects
+        if self._connected_here:  # shutdown() of a connected driver only disconnects
             with contextlib.suppress(Exception):
                 self._ray.shutdown()
         self.started_cluster = self._connected_here = False
