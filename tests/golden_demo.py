@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "demo"
+SAVED_ON = GOLDEN.parent / "demo.machine"  # the CPU kernels torch used when the files were saved
 
 VOLATILE_KEYS = {"created_at", "started_at", "finished_at", "latency_s", "seconds", "environment",
                  "jleval_git_commit", "engine_version", "torch_version", "transformers_version", "outputs_sha256"}
@@ -94,7 +95,13 @@ def saved() -> dict[str, str]:
             for p in sorted(GOLDEN.rglob("*")) if p.is_file() and p.name != "README.md"}
 
 
+def machine() -> str:
+    import torch
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()} kernels, {torch.get_num_threads()} threads"
+
+
 def save(out_dir: Path) -> None:
+    SAVED_ON.write_text(machine() + "\n", encoding="utf-8")
     for rel, text in normalized(out_dir).items():
         target = GOLDEN / rel
         target.parent.mkdir(parents=True, exist_ok=True)

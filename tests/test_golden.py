@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from golden_demo import normalized, saved
+from golden_demo import SAVED_ON, machine, normalized, saved
 
 pytestmark = pytest.mark.slow  # the whole demo: ~15 s on an idle 2-core machine
 
@@ -25,6 +25,11 @@ def _first_difference(want: dict[str, str], got: dict[str, str]) -> str:
     return ""
 
 
+def _float_dependent(rel: str) -> bool:
+    """Files that hold the tiny random model's greedy tokens (or numbers computed from them)."""
+    return rel.startswith(("runs/tiny-llama/", "leaderboard."))
+
+
 def test_demo_outputs_are_the_saved_ones(tmp_path):
     from jleval.demo import run_demo
 
@@ -32,7 +37,17 @@ def test_demo_outputs_are_the_saved_ones(tmp_path):
     assert len(want) == 46 and "runs/tiny-llama/outputs/jamp.jsonl" in want
     run_demo(tmp_path / "demo")
     got = normalized(tmp_path / "demo")
-    assert got == want, _first_difference(want, got)
+    if got == want:
+        return
+    # A random-weight model's near-tied logits can order differently under another CPU kernel set (torch picks its
+    # kernels by the CPU's vector width), so on such a CPU only the model-free files must be the same.
+    here, then = machine(), SAVED_ON.read_text(encoding="utf-8").strip()
+    if here != then and all(_float_dependent(rel) for rel in want if want[rel] != got.get(rel)):
+        assert {k: v for k, v in got.items() if not _float_dependent(k)} == \
+            {k: v for k, v in want.items() if not _float_dependent(k)}
+        pytest.skip(f"the tiny model's generations differ on this CPU ({here}; saved on {then}): "
+                    "the oracle's, the majority baseline's and the preprocessed files are the same")
+    raise AssertionError(_first_difference(want, got))
 
 
 def test_the_normalization_drops_only_what_varies(tmp_path):
