@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +43,7 @@ else:  # Python 3.10: the same parser from PyPI (a dependency there)
 from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import sha256_text
 from jleval.resources import prompts_dir
-from jleval.tasks import TaskSpec, get_task
+from jleval.tasks import TaskSpec, get_task, refuse_first
 from jleval.types import GenParams
 
 #: The tasks that have a chain-of-thought prompt in prompts/cot/ (tests check this matches the files).
@@ -146,34 +147,35 @@ def parse_cot(path: Path) -> CotPrompt:
     except tomllib.TOMLDecodeError as e:
         raise TaskSpecError(f"{path}: not valid TOML: {e}") from None
     _check_keys(str(path), data, _REQUIRED)
-    if data["task"] != path.stem:
-        raise TaskSpecError(f"{path}: task {data['task']!r} differs from the file name {path.stem!r}")
-    if data["output_length"] <= 0:
-        raise TaskSpecError(f"{path}: output_length must be positive")
-    if data["shots_origin"] not in SHOT_ORIGINS:
-        raise TaskSpecError(f"{path}: shots_origin must be one of {', '.join(SHOT_ORIGINS)}")
-    if not data["instruction"].strip():
-        raise TaskSpecError(f"{path}: the instruction is empty")
-    if not data["shots"]:
-        raise TaskSpecError(f"{path}: no [[shots]]", "add at least one shot (four, like the basic prompt)")
-    shots = []
-    for i, shot in enumerate(data["shots"]):
-        where = f"{path}: shots[{i}]"
-        if not isinstance(shot, dict):
-            raise TaskSpecError(f"{where} must be a table with input and output")
-        _check_keys(where, shot, _SHOT_KEYS)
-        output = shot["output"]
-        if "\n\n" in output or output != output.strip():
-            raise TaskSpecError(f"{where}: the output has a blank line or surrounding whitespace",
-                                "write the rationale as consecutive lines, then the answer line")
-        if not _shot_answer(output):
-            raise TaskSpecError(f"{where}: the output's last line must be '答え：<answer>' (or 'Answer: <answer>')")
-        if "\n" not in output:
-            raise TaskSpecError(f"{where}: the output has no rationale before the answer line")
-        shots.append({"input": shot["input"], "output": output})
+    refuse_first([
+        (data["task"] != path.stem, f"{path}: task {data['task']!r} differs from the file name {path.stem!r}", None),
+        (data["output_length"] <= 0, f"{path}: output_length must be positive", None),
+        (data["shots_origin"] not in SHOT_ORIGINS, f"{path}: shots_origin must be one of {', '.join(SHOT_ORIGINS)}",
+         None),
+        (not data["instruction"].strip(), f"{path}: the instruction is empty", None),
+        (not data["shots"], f"{path}: no [[shots]]", "add at least one shot (four, like the basic prompt)"),
+    ])
+    shots = [_shot(f"{path}: shots[{i}]", shot) for i, shot in enumerate(data["shots"])]
     return CotPrompt(task=data["task"], instruction=data["instruction"], shots=shots,
                      output_length=data["output_length"], source_note=data["source_note"],
                      shots_origin=data["shots_origin"], sha256=sha256_text(text)[:16], file=path)
+
+
+def _shot(where: str, shot: object) -> dict:
+    """One [[shots]] entry, checked: an input, and an output of rationale lines ending with the answer line."""
+    if not isinstance(shot, dict):
+        raise TaskSpecError(f"{where} must be a table with input and output")
+    _check_keys(where, shot, _SHOT_KEYS)
+    output = shot["output"]
+    refuse_first([
+        ("\n\n" in output or output != output.strip(),
+         f"{where}: the output has a blank line or surrounding whitespace",
+         "write the rationale as consecutive lines, then the answer line"),
+        (not _shot_answer(output), f"{where}: the output's last line must be '答え：<answer>' (or 'Answer: <answer>')",
+         None),
+        ("\n" not in output, f"{where}: the output has no rationale before the answer line", None),
+    ])
+    return {"input": shot["input"], "output": output}
 
 
 def _check_keys(where: str, data: dict, keys: dict) -> None:
@@ -184,7 +186,7 @@ def _check_keys(where: str, data: dict, keys: dict) -> None:
         if key not in data:
             raise TaskSpecError(f"{where}: missing required key {key!r}", "see docs/cot.md for the file format")
         value = data[key]
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        if type(value) is not typ:  # TOML values are plain builtins (and a boolean is no integer here)
             raise TaskSpecError(f"{where}: {key!r} must be a {typ.__name__}, got {type(value).__name__}")
 
 
@@ -266,6 +268,11 @@ def _valid(answer: str, kind: str, labels: tuple[str, ...]) -> bool:
     return len(answer) <= 40 and not re.search(r"[、。，,]", answer)
 
 
+def _first_answer(lines: Iterable[str]) -> str:
+    """The first of `lines` that is not empty once cleaned, cleaned ("" if none)."""
+    return next((clean(line) for line in lines if clean(line)), "")
+
+
 def _after_last_marker(lines: list[str]) -> str | None:
     """The answer after the last answer marker (on its line, or on the next non-empty line), or None."""
     for i in range(len(lines) - 1, -1, -1):
@@ -277,11 +284,19 @@ def _after_last_marker(lines: list[str]) -> str | None:
             rest = ""
         else:
             continue
-        if not rest:  # the answer sits on the next non-empty line
-            rest = next((clean(nxt) for nxt in lines[i + 1:] if clean(nxt)), "")
+        rest = rest or _first_answer(lines[i + 1:])  # else the answer sits on the next non-empty line
         if rest:
             return rest
     return None
+
+
+def _last_phrase(text: str) -> str:
+    """X of the last "答えは X です" / "the answer is X" phrase, cleaned ("" if none)."""
+    phrases = list(_PHRASE.finditer(text))
+    if not phrases:
+        return ""
+    m = phrases[-1]
+    return clean((m.group(1) or m.group(2) or "").lstrip("、，,:： \t"))
 
 
 def extract(text: str, task: LabelledTask | str | None = None) -> Extraction:
@@ -289,11 +304,9 @@ def extract(text: str, task: LabelledTask | str | None = None) -> Extraction:
     if not text:
         return Extraction(None, "none")
     # NFKC first (every profile applies it to the answer anyway): full-width markers, colons and spaces
-    # ("Ａｎｓｗｅｒ：", "答え　：") then match like their ASCII forms.
-    text = unicodedata.normalize("NFKC", text)
-    block = _BLOCK.search(text)
-    if block:
-        text = text[: block.start()]
+    # ("Ａｎｓｗｅｒ：", "答え　：") then match like their ASCII forms. Then everything from a new prompt block on
+    # is dropped.
+    text = _BLOCK.split(unicodedata.normalize("NFKC", text), maxsplit=1)[0]
     lines = text.splitlines()
     kind, labels = _answer_kind(task)
 
@@ -302,19 +315,13 @@ def extract(text: str, task: LabelledTask | str | None = None) -> Extraction:
     if marked:
         return Extraction(marked, "marker")
 
-    # 2a. The last non-empty line, if it is a complete answer by itself (not for free text: any line would do).
-    if kind != "text":
-        last = next((clean(line) for line in reversed(lines) if clean(line)), "")
-        if _valid(last, kind, labels):
-            return Extraction(last, "last-line")
-
-    # 2b. "答えは X です" / "the answer is X", the last one, if X is a valid answer.
-    phrases = list(_PHRASE.finditer(text))
-    if phrases:
-        m = phrases[-1]
-        answer = clean((m.group(1) or m.group(2) or "").lstrip("、，,:： \t"))
+    # 2. Fallbacks, in order, when the answer they give is valid: (a) the last non-empty line, if it is a complete
+    # answer by itself (not for free text: any line would do); (b) the last "答えは X です" / "the answer is X".
+    fallbacks = (("last-line", _first_answer(reversed(lines)) if kind != "text" else ""),
+                 ("phrase", _last_phrase(text)))
+    for rule, answer in fallbacks:
         if _valid(answer, kind, labels):
-            return Extraction(answer, "phrase")
+            return Extraction(answer, rule)
     return Extraction(None, "none")
 
 

@@ -114,7 +114,7 @@ def _task_info(name: str, entry: dict[str, Any] | None, warnings: list[str],
     except JlevalError as e:
         if not entry.get("metrics"):
             return f"not in the manifest and no task file: {e.message}"
-    if entry == {} and spec is not None:
+    if entry == {}:  # spec is not None here: a task in neither was refused above
         warnings.append(f"task {name!r} has outputs but is not in the manifest: using tasks/{name}.toml")
     metrics = tuple(_from(entry, spec, "metrics", "truthy", ()))
     if not metrics:
@@ -235,8 +235,10 @@ class _Prepared:
 
 
 def _prepare(info: TaskInfo, samples: list[Sample], profile: str, prompt_style: str) -> _Prepared:
-    errors = [s for s in samples if s.error]
-    good = [s for s in samples if not s.error]
+    good: list[Sample] = []
+    errors: list[Sample] = []
+    for s in samples:
+        (errors if s.error else good).append(s)
     extracted: list[bool] | None = None
     texts = [s.generation for s in good]
     if prompt_style == "cot":
@@ -326,7 +328,7 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
     idx = bootstrap_indices(seed, info.name, n, n_bootstrap)
     entry: dict[str, Any] = {
         "category": info.category, "star_metric": info.star_metric, "n": n, "n_errors": len(prep.errors),
-        "n_empty": sum(1 for p in prep.preds if p == ""), "n_expected": info.expected_n, "metrics": {},
+        "n_empty": prep.preds.count(""), "n_expected": info.expected_n, "metrics": {},
     }
     entry["complete"] = info.expected_n is None or len(samples) >= info.expected_n
     if not entry["complete"]:
@@ -356,11 +358,11 @@ def _star_value(t: dict[str, Any]) -> float | None:
 
 def _why_missing(cat_tasks: list[str], unstarred: list[str], tasks: dict[str, dict[str, Any]]) -> str:
     """Why a leaderboard category has no score."""
-    if unstarred and not cat_tasks:
-        return f"no ⭐ metric among the scored metrics of {', '.join(unstarred)}"
     if cat_tasks:
         return "; ".join(f"{nm}: {tasks[nm]['star_metric']} not computed "
                          f"({tasks[nm]['metrics'][tasks[nm]['star_metric']].get('reason')})" for nm in cat_tasks)
+    if unstarred:
+        return f"no ⭐ metric among the scored metrics of {', '.join(unstarred)}"
     return "no task of this category in the run"
 
 
@@ -389,22 +391,22 @@ def _by_category(tasks: dict[str, dict[str, Any]]) -> tuple[dict[str, list[str]]
 
 def _averages(categories: dict[str, Any], cat_reps: dict[str, Any], missing: dict[str, str]
               ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """AVG over the categories present, and the upstream-style AVG (missing categories counted as 0)."""
+    """AVG over the categories present, and the upstream-style AVG (missing categories counted as 0). Every
+    leaderboard category is either present or missing (see _aggregate), so there is always an upstream AVG."""
     from jleval.tasks import CATEGORIES
 
-    avg = upstream = None
+    avg = None
     reps_list = [cat_reps[c] for c in categories]
     if categories:
         avg = {"value": float(np.mean([c["value"] for c in categories.values()])),
                "ci95": _ci(mean_of_replicates(reps_list)),
                "categories": list(categories), "n_categories": len(categories), "complete": not missing}
-    if categories or missing:
-        total = sum(c["value"] for c in categories.values())
-        up_reps = (np.sum(reps_list, axis=0) / len(CATEGORIES)
-                   if reps_list and all(r is not None for r in reps_list) else None)
-        upstream = {"value": total / len(CATEGORIES), "ci95": _ci(up_reps),
-                    "note": f"llm-jp-eval v1.4.1 style: the mean over all {len(CATEGORIES)} categories with "
-                            f"the {len(missing)} missing ones counted as 0"}
+    total = sum(c["value"] for c in categories.values())
+    up_reps = (np.sum(reps_list, axis=0) / len(CATEGORIES)
+               if reps_list and all(r is not None for r in reps_list) else None)
+    upstream = {"value": total / len(CATEGORIES), "ci95": _ci(up_reps),
+                "note": f"llm-jp-eval v1.4.1 style: the mean over all {len(CATEGORIES)} categories with "
+                        f"the {len(missing)} missing ones counted as 0"}
     return avg, upstream
 
 

@@ -96,16 +96,29 @@ _SOURCE_REQUIRED = {"path": str, "url": str}
 _SOURCE_OPTIONAL = {"sha256": str, "kind": str, "glob": str, "archive_root": str, "needed_for": list, "note": str}
 
 
+#: One check of a task or prompt file: (is the file wrong here, the error message, the fix or None).
+Check = tuple[bool, str, str | None]
+
+
+def refuse_first(checks: list[Check]) -> None:
+    """Raise TaskSpecError for the first failed check of a schema's list (in the order the checks are listed)."""
+    for bad, message, fix in checks:
+        if bad:
+            raise TaskSpecError(message, fix)
+
+
 def _check_keys(where: str, data: dict, required: dict, optional: dict) -> None:
+    schema = {**required, **optional}
     for key in data:
-        if key not in required and key not in optional:
-            allowed = ", ".join(sorted([*required, *optional]))
+        if key not in schema:
+            allowed = ", ".join(sorted(schema))
             raise TaskSpecError(f"{where}: unknown key {key!r}", f"use only these keys: {allowed}")
     for key in required:
         if key not in data:
             raise TaskSpecError(f"{where}: missing required key {key!r}", "add it; see docs/tasks.md")
-    for key, typ in {**required, **optional}.items():
-        if key in data and not (isinstance(data[key], typ) and not (typ is int and isinstance(data[key], bool))):
+    for key, typ in schema.items():
+        # TOML values are plain builtins, so the exact type is the check (and a boolean is no integer here)
+        if key in data and type(data[key]) is not typ:
             raise TaskSpecError(f"{where}: {key!r} must be a {typ.__name__}, got {type(data[key]).__name__}")
 
 
@@ -132,14 +145,14 @@ def _load_toml(path: Path) -> dict[str, Any]:
 
 def _check_identity(path: Path, data: dict[str, Any]) -> None:
     """Name = file name, a known category, a positive output length."""
-    if data["name"] != path.stem:
-        raise TaskSpecError(f"{path}: name {data['name']!r} differs from the file name {path.stem!r}",
-                            f"rename the file to {data['name']}.toml, or set name = {path.stem!r}")
-    if data["category"] not in CATEGORIES + EXTRA_CATEGORIES:
-        raise TaskSpecError(f"{path}: unknown category {data['category']!r}",
-                            f"use one of {', '.join(CATEGORIES + EXTRA_CATEGORIES)}")
-    if data["output_length"] <= 0:
-        raise TaskSpecError(f"{path}: output_length must be positive")
+    known = CATEGORIES + EXTRA_CATEGORIES
+    refuse_first([
+        (data["name"] != path.stem, f"{path}: name {data['name']!r} differs from the file name {path.stem!r}",
+         f"rename the file to {data['name']}.toml, or set name = {path.stem!r}"),
+        (data["category"] not in known, f"{path}: unknown category {data['category']!r}",
+         f"use one of {', '.join(known)}"),
+        (data["output_length"] <= 0, f"{path}: output_length must be positive", None),
+    ])
 
 
 def _splits(path: Path, data: dict[str, Any], own: bool, files: tuple[tuple[str, Path], ...]) -> tuple[str, ...]:

@@ -33,16 +33,14 @@ def _bleu(lang: str, pretokenized: bool):
 
 def bleu_sample(pred: str, gold: str, lang: str, profile: str = pp.DEFAULT_PROFILE) -> float:
     p, g = tk.utf8(pred.strip()), tk.utf8(gold.strip())  # sacrebleu's ja-mecab reads UTF-8 too
-    if pp.get_profile(profile).upstream_bleu:
-        if not p or not g:
-            return float(p == g)
+    upstream = pp.get_profile(profile).upstream_bleu
+    if not p or not g:  # an empty side: 0; both empty: 100 (upstream: its float(pred == gold), 1.0)
+        return float(p == g) * (1.0 if upstream else 100.0)
+    if upstream:
         return _bleu(lang, False).corpus_score(p, [g]).score
-    if not p or not g:
-        return 100.0 if p == g else 0.0
-    if lang == "ja":
+    if lang == "ja":  # tokenized here, as the profile says, then scored as pretokenized text
         p, g = " ".join(tk.tokens(p, "unidic-lite")), " ".join(tk.tokens(g, "unidic-lite"))
-        return _bleu(lang, True).corpus_score([p], [[g]]).score
-    return _bleu(lang, False).corpus_score([p], [[g]]).score
+    return _bleu(lang, lang == "ja").corpus_score([p], [[g]]).score
 
 
 def _signature(lang: str, profile: str) -> Signature:

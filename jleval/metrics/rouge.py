@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -83,18 +84,12 @@ def _lcs_indices(ref: Sequence[str], can: Sequence[str]) -> list[int]:
 
 
 def _summary_lcs(ref_sents: list[tuple[str, ...]], can_sents: list[tuple[str, ...]]) -> float:
-    if not ref_sents or not can_sents:
-        return 0.0
     m = sum(map(len, ref_sents))
     n = sum(map(len, can_sents))
-    if not m or not n:
+    if not m or not n:  # no tokens (or no sentences) on one side
         return 0.0
-    cnt_r: Counter = Counter()
-    cnt_c: Counter = Counter()
-    for s in ref_sents:
-        cnt_r.update(s)
-    for s in can_sents:
-        cnt_c.update(s)
+    cnt_r = Counter(chain.from_iterable(ref_sents))
+    cnt_c = Counter(chain.from_iterable(can_sents))
     hits = 0
     for r in ref_sents:
         union = sorted(set().union(*(_lcs_indices(r, c) for c in can_sents)))

@@ -55,22 +55,25 @@ def char_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> f
     return Indel.normalized_similarity(a, b)
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a set_f1 answer, stripped."""
+    return [x.strip() for x in text.split("\n")]
+
+
 def set_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> float:
     if pp.get_profile(profile).upstream_set_f1:
         # Upstream: gold lines kept as a list (duplicates count), prediction lines deduplicated; the recall's
         # numerator is the precision's (matched unique prediction lines), over the number of gold lines.
-        gold_lines = [x.strip() for x in gold.split("\n")]
-        pred_set = {x.strip() for x in pred.split("\n")}
+        gold_lines = _lines(gold)
+        pred_set = set(_lines(pred))
         hits = sum(1 for y in pred_set if y in gold_lines)
         p = hits / len(pred_set)
         r = hits / len(gold_lines)
     else:
-        gold_set = {x.strip() for x in gold.split("\n")} - {""}
-        pred_set = {x.strip() for x in pred.split("\n")} - {""}
-        if not gold_set and not pred_set:
-            return 1.0
+        gold_set = set(_lines(gold)) - {""}
+        pred_set = set(_lines(pred)) - {""}
         if not gold_set or not pred_set:
-            return 0.0
+            return float(gold_set == pred_set)  # two empty answers agree: 1.0; one empty: 0.0
         hits = len(pred_set & gold_set)
         p, r = hits / len(pred_set), hits / len(gold_set)
     return 2 * p * r / (p + r) if p + r else 0.0
