@@ -36,7 +36,6 @@ import math
 import os
 import queue
 import random
-import re
 import threading
 import time
 import urllib.parse
@@ -47,6 +46,7 @@ from typing import Any
 from jleval.backends import _openai_net as net
 from jleval.backends._common import cut_at_stop, find_stop, fingerprint_of, render_chat
 from jleval.errors import BackendError, UsageError
+from jleval.modelinfo import clean_text, served_model_info
 from jleval.types import Completion, Request
 
 OPTIONS = {"base_url", "api_key_env", "endpoint", "concurrency", "max_retries", "timeout", "backoff_base",
@@ -60,15 +60,9 @@ FATAL_STATUS = {401: "the server rejected the API key", 403: "the server refused
 RETRY_AFTER_MAX = 60.0  # seconds: a server asking for a longer wait fails the request instead
 MAX_RESPONSE_BYTES = 16 << 20  # a completion's JSON is kilobytes; anything this large is not one
 ERROR_BODY_BYTES = 4096  # how much of an error response is read (for its message)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class _Fatal(Exception):
-    """Raised inside a worker when continuing is pointless (no server, bad key); ends the run."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
+#: The faults (see _Outcome) that drain a server, and what its connections did: "down" always, "reset" when
+#: other servers are left.
+_DRAINING_FAULTS: dict[str | None, str] = {"down": "refused", "reset": "dropped"}
 
 
 class _TooLarge(Exception):
@@ -133,11 +127,6 @@ def check_options(*, concurrency: int = 8, max_retries: int = 5, timeout: float 
     _check_number("backoff_max", backoff_max, 0)
     _check_number("max_response_bytes", max_response_bytes, 1, integer=True)
     _check_number("retry_after_max", retry_after_max, 0)
-
-
-def _clean(text: str) -> str:
-    """Lone surrogates (valid in JSON escapes, not in UTF-8) replaced by U+FFFD, so the text can be written."""
-    return _SURROGATE.sub("\ufffd", text)
 
 
 def _count(value: Any) -> int | None:
@@ -235,13 +224,12 @@ class OpenAIBackend:
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         first_chat = next((r for r in requests if r.messages is not None), None)
         if first_chat is not None and self.endpoint == "completions":
-            self._path_and_body(first_chat)  # refuses before anything is sent when the template is unknown
+            self._completions_prompt(first_chat)  # refuses before anything is sent when the template is unknown
         yield from _Dispatch(self, requests).stream()  # no requests: no worker, nothing yielded
 
     # ---- one request on one server ----------------------------------------------------------------
     def _path_and_body(self, req: Request) -> tuple[str, dict[str, Any]]:
         gen = req.gen
-        chat = self.endpoint == "chat" or (self.endpoint == "auto" and req.messages is not None)
         body: dict[str, Any] = {"model": self.model, self.max_tokens_field: gen.max_tokens,
                                 "temperature": gen.temperature, "top_p": gen.top_p, "n": 1}
         if gen.stop:
@@ -250,23 +238,25 @@ class OpenAIBackend:
             body["seed"] = gen.seed
         if self.vllm_extensions and gen.repetition_penalty != 1.0:
             body["repetition_penalty"] = gen.repetition_penalty
-        if chat:
+        if self.endpoint == "chat" or (self.endpoint == "auto" and req.messages is not None):
             messages = req.messages if req.messages is not None else (("user", req.prompt),)
             body["messages"] = [{"role": role, "content": content} for role, content in messages]
             return "/chat/completions", body
-        if req.messages is not None:
-            # chat messages on the completions endpoint: the text the model sees is the messages rendered with
-            # its own chat template, which only its tokenizer knows (no made-up transcript)
-            if self._tokenizer_name is None:
-                raise UsageError("--endpoint completions with chat messages (--chat-template, the rakuda task) "
-                                 "needs the served model's chat template",
-                                 "pass --tokenizer ID_OR_FOLDER, or use --endpoint chat (the server applies it)")
-            body["prompt"] = render_chat(self._get_tokenizer(), req.messages, self.model)
-        else:
-            body["prompt"] = req.prompt
+        body["prompt"] = self._completions_prompt(req)
         if self.vllm_extensions:
             body["add_special_tokens"] = req.add_special_tokens
         return "/completions", body
+
+    def _completions_prompt(self, req: Request) -> str:
+        """The prompt the completions endpoint is sent: for chat messages, the text the model sees is the messages
+        rendered with its own chat template, which only its tokenizer knows (no made-up transcript)."""
+        if req.messages is None:
+            return req.prompt
+        if self._tokenizer_name is None:
+            raise UsageError("--endpoint completions with chat messages (--chat-template, the rakuda task) "
+                             "needs the served model's chat template",
+                             "pass --tokenizer ID_OR_FOLDER, or use --endpoint chat (the server applies it)")
+        return render_chat(self._get_tokenizer(), req.messages, self.model)
 
     def _one(self, server: net.Server, req: Request, stop: threading.Event) -> _Outcome | None:
         """Send one request to one server, with retries. None: the run stopped meanwhile (nothing to record)."""
@@ -298,7 +288,7 @@ class OpenAIBackend:
     @staticmethod
     def _failed(error: str, attempts: int, t0: float) -> Completion:
         return Completion(text="", finish_reason="error", latency_s=time.perf_counter() - t0,
-                          error=_clean(f"{error} (after {attempts} attempt(s))"))
+                          error=clean_text(f"{error} (after {attempts} attempt(s))"))
 
     def _attempt(self, server: net.Server, path: str, body: dict[str, Any], req: Request, attempt: int,
                  stop: threading.Event) -> _Outcome | _Retry:
@@ -324,7 +314,7 @@ class OpenAIBackend:
         snippet = data[:300].decode("utf-8", "replace").strip()
         error = f"HTTP {status} from {path}: {snippet}"
         if status in FATAL_STATUS:
-            raise _Fatal(f"{FATAL_STATUS[status]} (HTTP {status} from {server.url}{path}): {snippet}",
+            raise BackendError(f"{FATAL_STATUS[status]} (HTTP {status} from {server.url}{path}): {snippet}",
                          f"check ${self.api_key_env}, --base-url and the model name {self.model!r} "
                          "(GET /models lists what the server serves)")
         if status not in RETRY_STATUS and status < 500:  # a bad request stays bad: no retry
@@ -363,22 +353,22 @@ class OpenAIBackend:
                 raise TypeError(f"the text is {type(text).__name__}, not a string")
         except (ValueError, KeyError, IndexError, TypeError, RecursionError) as err:
             shown = data[:200].decode("utf-8", "replace")
-            return Completion(text="", finish_reason="error",
-                              error=_clean(f"malformed response from {path} ({type(err).__name__}: {err}): {shown}"))
-        text = _clean(text)
+            error = f"malformed response from {path} ({type(err).__name__}: {err}): {shown}"
+            return Completion(text="", finish_reason="error", error=clean_text(error))
+        text = clean_text(text)
         finish = choice.get("finish_reason")
-        finish = _clean(finish) if isinstance(finish, str) else None
+        finish = clean_text(finish) if isinstance(finish, str) else None
         if find_stop(text, req.gen.stop) is not None:  # the server ignored a stop string: cut as vLLM would
             text, finish = cut_at_stop(text, req.gen.stop), "stop"
         extra: dict[str, Any] = {"attempts": attempt + 1}
         if isinstance(choice.get("stop_reason"), (str, int)) and not isinstance(choice["stop_reason"], bool):
             stop_reason = choice["stop_reason"]
-            extra["stop_reason"] = _clean(stop_reason) if isinstance(stop_reason, str) else stop_reason
+            extra["stop_reason"] = clean_text(stop_reason) if isinstance(stop_reason, str) else stop_reason
         return Completion(text=text, finish_reason=finish, prompt_tokens=_count(usage.get("prompt_tokens")),
                           completion_tokens=_count(usage.get("completion_tokens")), extra=extra)
 
-    def _refused(self, server: net.Server, err: Exception | str | None) -> _Fatal:
-        return _Fatal(f"the server at {server.url} refuses connections: {err}",
+    def _refused(self, server: net.Server, err: Exception | str | None) -> BackendError:
+        return BackendError(f"the server at {server.url} refuses connections: {err}",
                       "start the server (e.g. `vllm serve MODEL`), or fix --base-url / $OPENAI_BASE_URL")
 
     def _probe(self, server: net.Server) -> None:
@@ -389,8 +379,7 @@ class OpenAIBackend:
             with net.deadline(min(self.timeout, 30.0)), server.client.stream("GET", "/models") as resp:
                 data, over = net.read_capped(resp, self.max_response_bytes)
         except httpx.ConnectError as err:
-            fatal = self._refused(server, err)
-            raise BackendError(str(fatal), fatal.hint) from None
+            raise self._refused(server, err) from None
         except httpx.HTTPError:
             return  # slow or odd servers get their chance with the real requests
         if resp.status_code in (401, 403):
@@ -400,8 +389,6 @@ class OpenAIBackend:
             self._check_served(server, data)
 
     def _check_served(self, server: net.Server, data: bytes) -> None:
-        from jleval.modelinfo import clean_text, served_model_info
-
         try:
             entries = json.loads(data).get("data", [])
             served = [clean_text(str(m["id"])) for m in entries]
@@ -470,7 +457,7 @@ class _Dispatch:
                     continue
                 if kind == "error":
                     yield from self._finish()
-                    raise BackendError(str(payload), payload.hint) if isinstance(payload, _Fatal) else payload
+                    raise payload  # a BackendError when continuing is pointless (no server, bad key)
                 left -= 1
                 yield index, payload
         except KeyboardInterrupt:
@@ -521,23 +508,32 @@ class _Dispatch:
             server = pool.acquire(failed_on, self.stop)
             if server is None:
                 return None if self.stop.is_set() else self._nowhere(failed_on, last)
-            outcome = None
-            try:
-                outcome = self.b._one(server, req, self.stop)
-            finally:
-                pool.release(server, "stopped" if outcome is None else
-                             "completed" if outcome.completion.error is None else "failed")
+            outcome = self._serve_on(server, req)
             if outcome is None:
                 return None
-            if outcome.fault == "down" or (outcome.fault == "reset" and len(pool.servers) > 1):
-                pool.drain(server, f"{'refused' if outcome.fault == 'down' else 'dropped'} connections: "
-                                   f"{outcome.completion.error}")
             if outcome.fault is None:
                 if outcome.completion.error is None and last is not None:
                     self._blame(failed_on, last)
                 return outcome.completion
             failed_on.append(server)
             last = outcome
+
+    def _serve_on(self, server: net.Server, req: Request) -> _Outcome | None:
+        """The request on one server (None: the run stopped meanwhile), counted in the server's stats; a server
+        that refused connections is drained, and so is one that dropped them when there are others."""
+        pool = self.b.pool
+        outcome = None
+        try:
+            outcome = self.b._one(server, req, self.stop)
+        finally:
+            pool.release(server, "stopped" if outcome is None else
+                         "completed" if outcome.completion.error is None else "failed")
+        if outcome is None:
+            return None
+        connections = _DRAINING_FAULTS.get(outcome.fault)
+        if connections is not None and (outcome.fault == "down" or len(pool.servers) > 1):
+            pool.drain(server, f"{connections} connections: {outcome.completion.error}")
+        return outcome
 
     def _blame(self, failed_on: list[net.Server], last: _Outcome) -> None:
         """A request another server answered: the servers that failed it are at fault."""
