@@ -45,14 +45,10 @@ _DTYPES = {"float32": "float32", "float": "float32", "fp32": "float32", "float16
 def is_oom(err: BaseException) -> bool:
     """Out of memory on the GPU (torch.cuda.OutOfMemoryError) or on the CPU (MemoryError, or the allocator's
     RuntimeError that says so)."""
-    if isinstance(err, MemoryError):
+    import torch
+
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
-    try:
-        import torch
-        if isinstance(err, torch.cuda.OutOfMemoryError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
@@ -89,7 +85,7 @@ class _RowStopper:
         self.rows = rows
         self.eos_ids = eos_ids
         self.done = [False] * len(rows)
-        self.on_done: Callable[[int], None] | None = None  # told each row as it finishes (streaming)
+        self.on_done: Callable[[int], None] = lambda r: None  # told each row as it finishes (streaming)
         self.abort = False  # set by the consumer that stops listening: every row stops at the next step
         self.reason: list[str | None] = [None] * len(rows)
         self.text: list[str | None] = [None] * len(rows)
@@ -109,7 +105,7 @@ class _RowStopper:
             if self.done[r]:
                 continue
             self._check_row(r, row, generated[r])
-            if self.done[r] and self.on_done is not None:
+            if self.done[r]:
                 self.on_done(r)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
@@ -140,16 +136,18 @@ def check_device(device: str) -> None:
     except (RuntimeError, ValueError):
         raise UsageError(f"--device {device} is not a device torch knows",
                          "use --device cpu, cuda, cuda:N (N = the GPU's index) or auto") from None
-    if kind == "cuda" and not torch.cuda.is_available():
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: Apple's MPS is not available on this machine", "use --device cpu")
+    if kind != "cuda":
+        return
+    if not torch.cuda.is_available():
         raise UsageError(f"--device {device}: this torch {torch.__version__} cannot use CUDA (a CPU build, or no "
                          "NVIDIA GPU and driver visible)",
                          "use --device cpu (or auto), or install a CUDA build of torch on a machine with an NVIDIA GPU")
     index = torch.device(device).index
-    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+    if index is not None and index >= torch.cuda.device_count():
         raise UsageError(f"--device {device}: there are {torch.cuda.device_count()} GPUs (cuda:0 to "
                          f"cuda:{torch.cuda.device_count() - 1})", "pick one of them, or --device cuda")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {device}: Apple's MPS is not available on this machine", "use --device cpu")
 
 
 class HFBackend:
@@ -171,7 +169,6 @@ class HFBackend:
             raise UsageError(f"batch size must be a positive integer or 'auto', not {batch_size!r}")
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         self.model_id = model
         self.revision = revision
@@ -179,18 +176,40 @@ class HFBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         check_device(device)
         self.device = device
-        torch_dtype = self._resolve_dtype(dtype, device)
-        dtype_kw = "dtype" if _version_tuple(transformers.__version__) >= (4, 56) else "torch_dtype"
-        load_kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, **load_kw)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                model, **load_kw, **{dtype_kw: torch_dtype}, **({"device_map": device_map} if device_map else {}))
-        except Exception as err:  # anything raised while loading means the model cannot be used
-            raise model_load_error(model, err, "transformers") from err
+        self.tokenizer, self.model = self._load(model, revision, self._resolve_dtype(dtype, device), device_map,
+                                                trust_remote_code)
         if not device_map:
             self.model.to(device)
         self.model.eval()
+        self._keep_special_tokens_only()
+
+        self.batch_size: int | None = batch_size if isinstance(batch_size, int) else None
+        self.auto_batch = batch_size == "auto"
+        self.max_batch_tokens = max_batch_tokens
+        self.oom_halvings = 0
+        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
+
+    @staticmethod
+    def _load(model: str, revision: str | None, torch_dtype: Any, device_map: str | None,
+              trust_remote_code: bool) -> tuple[Any, Any]:
+        """The tokenizer and the model; anything raised while loading is a RunError that names the model."""
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype_kw = "dtype" if _version_tuple(transformers.__version__) >= (4, 56) else "torch_dtype"
+        load_kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model, **load_kw)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                model, **load_kw, **{dtype_kw: torch_dtype}, **({"device_map": device_map} if device_map else {}))
+        except Exception as err:  # anything raised while loading means the model cannot be used
+            raise model_load_error(model, err, "transformers") from err
+        return tokenizer, loaded
+
+    def _keep_special_tokens_only(self) -> None:
+        """Only the special token ids survive from the model's generation config (see the module docstring): the
+        EOS ids that end a row and the pad id are kept here; what was dropped is recorded for describe()."""
+        from transformers import GenerationConfig
 
         tok = self.tokenizer
         loaded_gc = self.model.generation_config
@@ -198,15 +217,8 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         self.pad_id = next(x for x in (tok.pad_token_id, min(self.eos_ids, default=None), 0) if x is not None)
         self.original_generation_config = loaded_gc.to_diff_dict()
-        # Only the special token ids survive from the model's generation config (see module docstring).
         self.model.generation_config = GenerationConfig(
             bos_token_id=loaded_gc.bos_token_id, eos_token_id=eos, pad_token_id=self.pad_id)
-
-        self.batch_size: int | None = batch_size if isinstance(batch_size, int) else None
-        self.auto_batch = batch_size == "auto"
-        self.max_batch_tokens = max_batch_tokens
-        self.oom_halvings = 0
-        self._versions = {"transformers": transformers.__version__, "torch": torch.__version__}
 
     # ---- protocol ---------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -237,16 +249,8 @@ class HFBackend:
         return render_chat(self.tokenizer, messages, self.model_id)
 
     def close(self) -> None:
-        import gc
-
         self.model = None
-        gc.collect()
-        try:
-            import torch
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        self._free_memory()
 
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         rows: list[_Row] = []
