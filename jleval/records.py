@@ -67,7 +67,7 @@ def check_fields(data: Mapping[str, Any], schema: Mapping[str, str], fail: FailF
     """Check `data` against `schema` (dotted field -> "str|null"-style types): listed fields that are present
     have one of their types, and every `required` field is present."""
     for name in required:
-        if not any(True for _ in _lookup(data, name.split("."))):
+        if next(_lookup(data, name.split(".")), None) is None:  # nothing at that path
             raise fail(f"has no field {name!r}")
     for name, types in schema.items():
         for where, value in _lookup(data, name.split(".")):

@@ -22,7 +22,6 @@ computed (missing optional dependency, too few samples) is reported as not compu
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -165,9 +164,9 @@ def _sample(path: Path, n: int, rec: Any) -> Sample:
     if gen is None and not err:
         raise ScoreError(f"{path}:{n}: missing field 'generation'", "see docs/file-formats.md for the layout")
     sid = rec["id"]
-    if not isinstance(sid, int) or isinstance(sid, bool):
+    if type(sid) is not int:  # JSON values are plain builtins (and a boolean is no sample index)
         raise ScoreError(f"{path}:{n}: 'id' must be an integer sample index, got {sid!r}")
-    if not isinstance(rec["gold"], str) or (gen is not None and not isinstance(gen, str)):
+    if not isinstance(rec["gold"], str) or not isinstance(gen, str | None):
         raise ScoreError(f"{path}:{n}: 'gold' and 'generation' must be strings "
                          f"(got {type(rec['gold']).__name__} and {type(gen).__name__})",
                          "see docs/file-formats.md for the layout")
@@ -306,11 +305,10 @@ def _records(prep: _Prepared, columns: dict[str, tuple[float, ...] | None], ool:
             rec["out_of_label"] = ool[i]
         if prep.extracted is not None:
             rec["extracted"] = prep.extracted[i]
-        records.append(rec)
-    records.extend({"id": s.id, "key": s.key, "error": s.error} for s in prep.errors)
-    records.sort(key=lambda r: r["id"])
-    for rec in records:
         rec["profile"] = profile
+        records.append(rec)
+    records.extend({"id": s.id, "key": s.key, "error": s.error, "profile": profile} for s in prep.errors)
+    records.sort(key=lambda r: r["id"])
     return records
 
 
@@ -343,8 +341,8 @@ def score_task(info: TaskInfo, samples: list[Sample], profile: str, n_bootstrap:
         reps = _replicates(res, idx)
         entry["metrics"][metric] = _metric_entry(metric, res, reps, n, info, profile, prompt_style, warnings)
         columns[metric] = res.per_sample
-        if metric == info.star_metric and res.score is not None:
-            star_reps = reps
+        if metric == info.star_metric:
+            star_reps = reps  # None when it has no value
     ool = _extras(entry, info, prep, warnings)
     return entry, star_reps, _records(prep, columns, ool, profile)
 
@@ -419,8 +417,7 @@ def _aggregate(tasks: dict[str, dict[str, Any]], star_reps: dict[str, np.ndarray
     missing: dict[str, str] = {}
     cat_reps: dict[str, np.ndarray | None] = {}
     by_cat, unstarred = _by_category(tasks)
-    order = {c: i for i, c in enumerate(CATEGORIES)}
-    for cat in sorted(set(by_cat) | set(CATEGORIES), key=lambda c: (order.get(c, len(order)), c)):
+    for cat in [*CATEGORIES, *sorted(set(by_cat) - set(CATEGORIES))]:  # leaderboard order, then the others
         names = by_cat.get(cat, [])
         scored = [nm for nm in names if _star_value(tasks[nm]) is not None]
         if not scored:
@@ -550,47 +547,48 @@ def _same_files(run_dir: Path, entry: dict[str, Any] | None, name: str, job: _Jo
     return path.is_file() and entry.get("per_sample_sha256") == sha256_file(path)
 
 
-def _reusable(run_dir: Path, previous: dict[str, Any] | None, name: str, job: _Job) -> _TaskResult | None:
+def _reusable(run_dir: Path, previous: dict[str, Any], name: str, job: _Job) -> _TaskResult | None:
     """A task's result from the scores.json being replaced (`score --tasks` merges by task): only when it was
     scored with the same profile, replicates and seed, from the same outputs file, and its per-sample file is
     the one scores.json names. Its ⭐ replicates are rebuilt from the per-sample values (same seeded indices)."""
-    entry = (previous or {}).get("tasks", {}).get(name)
+    entry = previous.get("tasks", {}).get(name)
     if not _same_files(run_dir, entry, name, job):
         return None
     path = run_dir / "scores" / f"{name}.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [rec for _, rec in jsonl.read(path, lambda n, why: ScoreError(f"{path}:{n}: {why}")).records]
     star = entry.get("star_metric")
     if not (star and job.n_bootstrap and entry["metrics"].get(star, {}).get("value") is not None):
         return _TaskResult(entry, None, records)
     vals = [r["scores"].get(star) for r in records if "error" not in r]
-    if any(v is None for v in vals):
+    if None in vals:
         return None  # not a mean of per-sample values (a correlation): score it again
     idx = bootstrap_indices(job.seed, name, len(vals), job.n_bootstrap)
     return _TaskResult(entry, np.asarray(vals, dtype=float)[idx].mean(axis=1), records)
 
 
-def _previous(run_dir: Path, profile: str, n_bootstrap: int, seed: int, warnings: list[str]) -> dict[str, Any] | None:
-    """The run's current scores.json when its tasks can be merged with new ones (same profile, replicates, seed)."""
+def _previous(run_dir: Path, profile: str, n_bootstrap: int, seed: int, warnings: list[str]) -> dict[str, Any]:
+    """The run's current scores.json when its tasks can be merged with new ones (same profile, replicates, seed);
+    {} when there is none to merge with."""
     path = run_dir / "scores.json"
     if not path.is_file():
-        return None
+        return {}
     try:
         old: dict[str, Any] = dict(records.read_scores(path, lambda reason: ScoreError(f"{path} {reason}")))
     except ScoreError as e:
         warnings.append(f"{e.message}: every task is scored again")
-        return None
-    same = (old.get("profile") == profile and old.get("bootstrap", {}).get("n") == n_bootstrap
-            and old.get("bootstrap", {}).get("seed") == seed)
-    return old if same else None
+        return {}
+    boot = old.get("bootstrap", {})
+    same = (old.get("profile"), boot.get("n"), boot.get("seed")) == (profile, n_bootstrap, seed)
+    return old if same else {}
 
 
-def _score_all(names: list[str], job: _Job, fresh: set[str] | None = None, run_dir: Path | None = None,
-               previous: dict[str, Any] | None = None) -> tuple[dict[str, _TaskResult], dict[str, str]]:
+def _score_all(names: list[str], fresh: set[str], run_dir: Path, previous: dict[str, Any], job: _Job
+               ) -> tuple[dict[str, _TaskResult], dict[str, str]]:
     """Score `names` (those outside `fresh` are taken from `previous` when still valid); (results, skipped)."""
     results: dict[str, _TaskResult] = {}
     skipped: dict[str, str] = {}
     for name in names:
-        kept = None if fresh is None or name in fresh else _reusable(Path(run_dir or "."), previous, name, job)
+        kept = None if name in fresh else _reusable(run_dir, previous, name, job)
         res = kept or _score_one(name, job)
         if isinstance(res, str):
             skipped[name] = res
@@ -615,11 +613,10 @@ def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: i
     names = _task_names(run_dir, files, mtasks, tasks)
     job = _Job(files, mtasks, profile, n_bootstrap, seed, manifest.get("prompt_style") or "basic", tasks_dir,
                warnings)
+    fresh, previous = set(names), {}
     if write and tasks:  # every task of the run stays in scores.json: the others kept or scored again
-        previous = _previous(run_dir, profile, n_bootstrap, seed, warnings)
-        results, skipped = _score_all(sorted(set(files) | set(mtasks)), job, set(names), run_dir, previous)
-    else:
-        results, skipped = _score_all(names, job)
+        names, previous = sorted(set(files) | set(mtasks)), _previous(run_dir, profile, n_bootstrap, seed, warnings)
+    results, skipped = _score_all(names, fresh, run_dir, previous, job)
     per_sample = {name: r.records for name, r in results.items()}
     for r in results.values():
         r.entry["per_sample_sha256"] = sha256_text(_per_sample_text(r.records))

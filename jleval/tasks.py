@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,12 @@ def parse_task(path: Path) -> TaskSpec:
     own = "files" in data
     _check_keys(str(path), data, *((_OWN_REQUIRED, _OWN_OPTIONAL) if own else (_REQUIRED, _OPTIONAL)))
     _check_identity(path, data)
-    files = _own_files(path, data["files"]) if own else ()
-    sources = () if own else _sources(path, data["sources"])
+    files: tuple[tuple[str, Path], ...] = ()
+    sources: tuple[Source, ...] = ()
+    if own:
+        files, converter = _own_files(path, data["files"]), OWN_CONVERTER
+    else:
+        sources, converter = _sources(path, data["sources"]), data["converter"]
     splits = _splits(path, data, own, files)
     _check_metrics(path, data["metrics"])
     star = data.get("star_metric")
@@ -182,7 +187,7 @@ def parse_task(path: Path) -> TaskSpec:
         name=data["name"], category=data["category"], description=data.get("description", ""),
         instruction=data["instruction"], output_length=data["output_length"], metrics=tuple(data["metrics"]),
         license=data["license"], commercial_use=data["commercial_use"],
-        converter=OWN_CONVERTER if own else data["converter"],
+        converter=converter,
         sources=sources, label_list=tuple(data.get("label_list", ())),
         num_few_shots=data.get("num_few_shots"), splits=splits, star_metric=star,
         language=data.get("language", "ja"), in_all=data.get("in_all", True), options=data.get("options", {}),
@@ -197,10 +202,9 @@ def _sources(path: Path, raw: list) -> tuple[Source, ...]:
         if not isinstance(src, dict):
             raise TaskSpecError(f"{where} must be a table")
         _check_keys(where, src, _SOURCE_REQUIRED, _SOURCE_OPTIONAL)
-        if src.get("kind", "file") not in ("file", "dir"):
-            raise TaskSpecError(f"{where}: kind must be 'file' or 'dir'")
-        if bad := set(src.get("needed_for", [])) - set(SPLITS):
-            raise TaskSpecError(f"{where}: needed_for names unknown splits {sorted(bad)}")
+        bad = set(src.get("needed_for", [])) - set(SPLITS)
+        refuse_first([(src.get("kind", "file") not in ("file", "dir"), f"{where}: kind must be 'file' or 'dir'", None),
+                      (bool(bad), f"{where}: needed_for names unknown splits {sorted(bad)}", None)])
         sources.append(Source(**{**src, "needed_for": tuple(src.get("needed_for", SPLITS))}))
     return tuple(sources)
 
@@ -221,14 +225,17 @@ def _own_files(path: Path, raw: dict) -> tuple[tuple[str, Path], ...]:
     return tuple(sorted(out, key=lambda kv: SPLITS.index(kv[0])))
 
 
+def _in_order(specs: Iterable[TaskSpec]) -> dict[str, TaskSpec]:
+    """Tasks by name, sorted by category (leaderboard order) then name."""
+    order = {c: i for i, c in enumerate(CATEGORIES + EXTRA_CATEGORIES)}
+    return {s.name: s for s in sorted(specs, key=lambda s: (order[s.category], s.name))}
+
+
 @functools.cache
 def all_tasks(directory: Path | None = None) -> dict[str, TaskSpec]:
     """Every task file, by name, sorted by category (leaderboard order) then name."""
     directory = Path(directory) if directory else tasks_dir()
-    specs = [parse_task(p) for p in sorted(directory.glob("*.toml"))]
-    order = {c: i for i, c in enumerate(CATEGORIES + EXTRA_CATEGORIES)}
-    specs.sort(key=lambda s: (order[s.category], s.name))
-    return {s.name: s for s in specs}
+    return _in_order(parse_task(p) for p in sorted(directory.glob("*.toml")))
 
 
 def own_tasks(directory: Path) -> dict[str, TaskSpec]:
@@ -258,9 +265,7 @@ def catalogue(tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
     tasks = all_tasks()
     if tasks_dir is None:
         return tasks
-    order = {c: i for i, c in enumerate(CATEGORIES + EXTRA_CATEGORIES)}
-    merged = sorted([*tasks.values(), *own_tasks(tasks_dir).values()], key=lambda s: (order[s.category], s.name))
-    return {s.name: s for s in merged}
+    return _in_order([*tasks.values(), *own_tasks(tasks_dir).values()])
 
 
 def get_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:

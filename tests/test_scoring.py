@@ -460,6 +460,19 @@ def test_score_tasks_merges_into_scores_json_by_task(small_run):
     assert set(view["tasks"]) == {"nli_a"}
 
 
+def test_a_kept_task_whose_answers_hold_a_unicode_line_separator_is_read_back(tmp_path):
+    # U+2028 is written as it is (ensure_ascii=False): only "\n" ends a line of scores/<task>.jsonl
+    tasks = {"qa_a": _task("QA", "char_f1", ["char_f1"], (), 2), "qa_b": _task("QA", "char_f1", ["char_f1"], (), 2)}
+    run = _write_run(tmp_path / "run", tasks, {"qa_a": _rows([("東\u2028京", "東京"), ("x", "x")]),
+                                               "qa_b": _rows([("a", "a"), ("b", "c")])})
+    full = score_run(run, n_bootstrap=20, seed=1)
+    part = score_run(run, n_bootstrap=20, seed=1, tasks=["qa_b"])  # qa_a is kept from the first scoring
+    assert part["tasks"]["qa_a"] == full["tasks"]["qa_a"]
+    assert part["categories"] == full["categories"]
+    kept = (run / "scores" / "qa_a.jsonl").read_text(encoding="utf-8").split("\n")
+    assert json.loads(kept[0])["pred"] == "東\u2028京"
+
+
 @pytest.mark.parametrize("kwargs, needle", [({"n_bootstrap": 10**9}, "--bootstrap must be"),
                                             ({"n_bootstrap": -1}, "--bootstrap must be"),
                                             ({"seed": -1}, "--seed must be")])

@@ -65,7 +65,7 @@ def _lcs_indices(ref: Sequence[str], can: Sequence[str]) -> list[int]:
     for r in ref:
         cur = [0]
         for j, c in enumerate(can):
-            cur.append(prev[j] + 1 if r == c else (prev[j + 1] if prev[j + 1] > cur[j] else cur[j]))
+            cur.append(prev[j] + 1 if r == c else max(prev[j + 1], cur[j]))
         table.append(cur)
         prev = cur
     i, j = len(ref), len(can)

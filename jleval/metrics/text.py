@@ -34,25 +34,24 @@ def fuzz_process(s: str, force_ascii: bool = True) -> str:
     return " ".join(sorted(s.split()))
 
 
-def token_sort_ratio(a: str, b: str) -> int:
-    """fuzzywuzzy.fuzz.token_sort_ratio(a, b) (0–100, an int) without fuzzywuzzy."""
-    a, b = fuzz_process(a), fuzz_process(b)
-    if a == b:
-        return 100
-    if not a or not b:
-        return 0
-    return round(100 * Indel.normalized_similarity(a, b))
-
-
-def char_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> float:
-    if pp.get_profile(profile).fuzzywuzzy_char_f1:
-        return token_sort_ratio(pred, gold) / 100.0
-    a, b = fuzz_process(pred, force_ascii=False), fuzz_process(gold, force_ascii=False)
+def _similarity(a: str, b: str) -> float:
+    """Step 4 on two processed strings, before any rounding (0–1)."""
     if a == b:
         return 1.0
     if not a or not b:
         return 0.0
     return Indel.normalized_similarity(a, b)
+
+
+def token_sort_ratio(a: str, b: str) -> int:
+    """fuzzywuzzy.fuzz.token_sort_ratio(a, b) (0–100, an int) without fuzzywuzzy."""
+    return round(100 * _similarity(fuzz_process(a), fuzz_process(b)))
+
+
+def char_f1_sample(pred: str, gold: str, profile: str = pp.DEFAULT_PROFILE) -> float:
+    if pp.get_profile(profile).fuzzywuzzy_char_f1:
+        return token_sort_ratio(pred, gold) / 100.0
+    return _similarity(fuzz_process(pred, force_ascii=False), fuzz_process(gold, force_ascii=False))
 
 
 def _lines(text: str) -> list[str]:
