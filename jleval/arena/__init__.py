@@ -51,6 +51,7 @@ def rank_files(
 
         raise UsageError("no judgments file given", "pass the JSONL file(s) written by `jleval arena judge`")
     judgments = read_many(paths)
+    sources = ", ".join(str(p) for p in paths)
     if runs:
         from jleval.arena.io import read_meta
         from jleval.arena.judge import load_answers
@@ -62,10 +63,10 @@ def rank_files(
             for model, info in ((read_meta(p) or {}).get("models") or {}).items():
                 if isinstance(info, dict) and info.get("run_dir") and Path(info["run_dir"]).resolve() in folders:
                     known.add(model)
-        check_models(judgments, known, where=", ".join(str(p) for p in paths))
+        check_models(judgments, known, where=sources)
     return _rank(judgments, n_bootstrap=n_bootstrap, seed=seed, method=method,
                  prior_sd=DEFAULT_PRIOR_SD if prior_sd is None else prior_sd, chains=chains, draws=draws, burn=burn,
-                 sources=", ".join(str(p) for p in paths))
+                 sources=sources)
 
 
 def rank_judgments(paths: Sequence[Path | str], *, seed: int = 0, **kwargs: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ does not converge falls back to L-BFGS-B.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -71,10 +72,10 @@ def encode(outcomes: Sequence[Outcome], models: Sequence[str] | None = None) -> 
     seen = {m for o in outcomes for m in (o.model_a, o.model_b)}
     names = tuple(models) if models is not None else tuple(sorted(seen))
     index = {m: k for k, m in enumerate(names)}
-    a = np.fromiter((index[o.model_a] for o in outcomes), dtype=np.int64, count=len(outcomes))
-    b = np.fromiter((index[o.model_b] for o in outcomes), dtype=np.int64, count=len(outcomes))
+    # per outcome: model a's and model b's index and the position sign (integers), and a's score
+    a, b, s = np.array([(index[o.model_a], index[o.model_b], o.position) for o in outcomes],
+                       dtype=np.int64).reshape(-1, 3).T
     y = np.fromiter((o.score_a for o in outcomes), dtype=float, count=len(outcomes))
-    s = np.fromiter((o.position for o in outcomes), dtype=np.int64, count=len(outcomes))
     swap = a > b  # canonical orientation i < j: swap the models, flip the score and the position sign
     i, j = np.where(swap, b, a), np.where(swap, a, b)
     y, s = np.where(swap, 1.0 - y, y), np.where(swap, -s, s)
@@ -108,21 +109,14 @@ class _Problem:
         r, cc, v = np.concatenate(rr), np.concatenate(cols), np.concatenate(vals)
         self.X = sparse.csr_matrix((v, (r, cc)), shape=(c, p))
         self.XT = self.X.T.tocsr()
-        # row c of M holds the outer product x_c x_c^T flattened: H = sum_c v_c x_c x_c^T = (v @ M) reshaped
+        # row c of M holds the outer product x_c x_c^T flattened: H = sum_c v_c x_c x_c^T = (v @ M) reshaped.
+        # Position entries exist only for a subset of rows, so every pair of entry kinds is aligned by row.
         o_r, o_c, o_v = [], [], []
-        for k1 in range(len(rr)):
-            for k2 in range(len(rr)):
-                r1, c1, v1 = rr[k1], cols[k1], vals[k1]
-                r2, c2, v2 = rr[k2], cols[k2], vals[k2]
-                if k1 == 2 or k2 == 2:  # position entries exist only for a subset of rows: align by row
-                    common, i1, i2 = np.intersect1d(r1, r2, return_indices=True)
-                    o_r.append(common)
-                    o_c.append(c1[i1] * p + c2[i2])
-                    o_v.append(v1[i1] * v2[i2])
-                else:
-                    o_r.append(r1)
-                    o_c.append(c1 * p + c2)
-                    o_v.append(v1 * v2)
+        for (r1, c1, v1), (r2, c2, v2) in itertools.product(zip(rr, cols, vals), repeat=2):
+            common, i1, i2 = np.intersect1d(r1, r2, return_indices=True)
+            o_r.append(common)
+            o_c.append(c1[i1] * p + c2[i2])
+            o_v.append(v1[i1] * v2[i2])
         self.MT = sparse.csr_matrix((np.concatenate(o_v), (np.concatenate(o_c), np.concatenate(o_r))),
                                     shape=(p * p, c))
         self.prec = np.full(p, 1.0 / prior_sd**2)
@@ -331,16 +325,16 @@ def posterior(data: BTData, theta_hat: np.ndarray, seed: int, prior_sd: float = 
     for it in range(burn + draws):
         prop = t_draw(chains)
         lp_new, lq_new = log_post(prop), log_q(prop)
-        accept = np.log(rng.random(chains)) < (lp_new - lp) + (lq - lq_new)
-        theta[accept], lp[accept], lq[accept] = prop[accept], lp_new[accept], lq_new[accept]
-        acc_ind += int(accept.sum()) if it >= burn else 0
+        accept_ind = np.log(rng.random(chains)) < (lp_new - lp) + (lq - lq_new)
+        theta[accept_ind], lp[accept_ind], lq[accept_ind] = prop[accept_ind], lp_new[accept_ind], lq_new[accept_ind]
         prop = theta + rw_scale * rng.standard_normal((chains, p)) @ L.T
         lp_new = log_post(prop)
-        accept = np.log(rng.random(chains)) < lp_new - lp
-        theta[accept], lp[accept] = prop[accept], lp_new[accept]
+        accept_rw = np.log(rng.random(chains)) < lp_new - lp
+        theta[accept_rw], lp[accept_rw] = prop[accept_rw], lp_new[accept_rw]
         lq = log_q(theta)
-        acc_rw += int(accept.sum()) if it >= burn else 0
         if it >= burn:
+            acc_ind += int(accept_ind.sum())
+            acc_rw += int(accept_rw.sum())
             kept[it - burn] = theta
     kept[:, :, : data.n_models] -= kept[:, :, : data.n_models].mean(axis=2, keepdims=True)
     diag = {"sampler": "Metropolis-Hastings (independence t4 at the MAP + random walk)", "chains": chains,
@@ -392,14 +386,13 @@ def _record(data: BTData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 def _one_sided(data: BTData, prior_sd: float, wins, losses, ties) -> list[str]:
     """Models with only wins or only losses: infinite maximum-likelihood strengths, held by the prior."""
+    sides = (("wins", wins, losses, "infinite", "a lower"), ("losses", losses, wins, "-infinite", "an upper"))
     out = []
     for k, m in enumerate(data.models):
-        if losses[k] == 0 and ties[k] == 0 and wins[k] > 0:
-            out.append(f"{m} has only wins ({wins[k]:g}): its maximum-likelihood strength is infinite; the "
-                       f"N(0, {prior_sd:g}^2) prior keeps it finite, so read its rating as a lower bound")
-        elif wins[k] == 0 and ties[k] == 0 and losses[k] > 0:
-            out.append(f"{m} has only losses ({losses[k]:g}): its maximum-likelihood strength is -infinite; the "
-                       f"N(0, {prior_sd:g}^2) prior keeps it finite, so read its rating as an upper bound")
+        for what, these, others, limit, bound in sides:
+            if these[k] > 0 and others[k] == 0 and ties[k] == 0:
+                out.append(f"{m} has only {what} ({these[k]:g}): its maximum-likelihood strength is {limit}; the "
+                           f"N(0, {prior_sd:g}^2) prior keeps it finite, so read its rating as {bound} bound")
     return out
 
 
@@ -417,7 +410,8 @@ def _existence_warnings(data: BTData, prior_sd: float, wins, losses, ties) -> li
     g = sparse.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
     n_weak, weak = connected_components(g, directed=True, connection="weak")
     if n_weak > 1:
-        groups = [sorted(data.models[k] for k in range(n) if weak[k] == c) for c in range(n_weak)]
+        models = np.array(data.models)
+        groups = [sorted(models[weak == c]) for c in range(n_weak)]
         out.append("the models fall into groups that never met, directly or through others: "
                    + "; ".join("{" + ", ".join(g_) + "}" for g_ in groups)
                    + " — ratings across groups are set by the prior only: schedule matches between them")
@@ -446,12 +440,16 @@ def check_options(method: str, n_bootstrap: int, seed: int, prior_sd: float, cha
     if not isinstance(prior_sd, (int, float)) or not math.isfinite(prior_sd) or not 0 < prior_sd <= MAX_PRIOR_SD:
         raise UsageError(f"--prior-sd must be a number above 0 and at most {MAX_PRIOR_SD:g}, got {prior_sd!r}",
                          "use e.g. 3.0 (logits)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"--seed must be a whole number >= 0, got {seed!r}", "e.g. --seed 0")
-    for name, value, low in (("--bootstrap", n_bootstrap, 0), ("--chains", chains, 1), ("--draws", draws, 1),
-                             ("--burn", burn, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_RESAMPLES:
-            raise UsageError(f"{name} must be a whole number from {low} to {MAX_RESAMPLES}, got {value!r}")
+    whole_numbers = (  # option, value, lowest, highest, the range in words, fix
+        ("--seed", seed, 0, math.inf, ">= 0", "e.g. --seed 0"),
+        ("--bootstrap", n_bootstrap, 0, MAX_RESAMPLES, f"from 0 to {MAX_RESAMPLES}", None),
+        ("--chains", chains, 1, MAX_RESAMPLES, f"from 1 to {MAX_RESAMPLES}", None),
+        ("--draws", draws, 1, MAX_RESAMPLES, f"from 1 to {MAX_RESAMPLES}", None),
+        ("--burn", burn, 0, MAX_RESAMPLES, f"from 0 to {MAX_RESAMPLES}", None),
+    )
+    for name, value, low, high, allowed, fix in whole_numbers:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UsageError(f"{name} must be a whole number {allowed}, got {value!r}", fix)
 
 
 def _outcome_warnings(ostats: OutcomeStats) -> list[str]:
@@ -492,10 +490,10 @@ def _rows(data: BTData, d: _Draws, method: str, q: np.ndarray | None) -> list[Mo
     n = data.n_models
     strengths = d.center[:n]
     order = np.argsort(-strengths, kind="stable")
-    p_next = None
+    p_next: list[float | None] = [None] * n  # the last model has no next
     if d.samples is not None and method == "posterior":
         s = d.samples[:, order]
-        p_next = (s[:, :-1] > s[:, 1:]).mean(axis=0)
+        p_next = [float(x) for x in (s[:, :-1] > s[:, 1:]).mean(axis=0)] + [None]
     matches, wins, losses, ties = _record(data)
     rows = []
     for r, k in enumerate(order):
@@ -507,7 +505,7 @@ def _rows(data: BTData, d: _Draws, method: str, q: np.ndarray | None) -> list[Mo
             rank=r + 1, model=data.models[k], rating=float(to_rating(strengths[k])), strength=float(strengths[k]),
             ci68=ci68, ci95=ci95, matches=float(matches[k]), wins=float(wins[k]), losses=float(losses[k]),
             ties=float(ties[k]),
-            p_stronger_than_next=(float(p_next[r]) if p_next is not None and r < n - 1 else None),
+            p_stronger_than_next=p_next[r],
         ))
     return rows
 
@@ -519,7 +517,7 @@ def _position(data: BTData, d: _Draws, q: np.ndarray | None, warnings: list[str]
     a = float(d.center[n])
     position: dict[str, Any] = {"strength": a, "rating_points": SCALE * a}
     first = _first_position_share(data)
-    if first is not None and (first >= 0.95 or first <= 0.05):
+    if first is not None and not 0.05 < first < 0.95:
         warnings.append(f"the judge gave {first:.0%} of its single-order verdicts to the first-shown answer: "
                         "the position term is then set by the prior more than by the data, and single-order "
                         "judging cannot tell model strength from position; judge both orders (the default)")

@@ -65,14 +65,17 @@ class Judgment:
 
     @property
     def first_model(self) -> str | None:
-        return None if self.first is None else (self.model_a if self.first == "a" else self.model_b)
+        """The name of the model shown first, or None when the order is unknown."""
+        shown: dict[str | None, str] = {"a": self.model_a, "b": self.model_b}
+        return shown.get(self.first)
 
     @property
     def winner_model(self) -> str | None:
         """The winning model's name, "tie", or None for an error line."""
         if not self.valid:
             return None
-        return "tie" if self.winner == "tie" else (self.model_a if self.winner == "a" else self.model_b)
+        winners: dict[str | None, str] = {"a": self.model_a, "b": self.model_b, "tie": "tie"}
+        return winners[self.winner]
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k in ("winner", "error")}
@@ -142,7 +145,7 @@ def _verdict(rec: dict, path: Path | str, line: int) -> tuple[str | None, str | 
         if winner not in WINNERS:
             raise _fail(path, line, f"winner must be \"a\", \"b\" or \"tie\", found {winner!r} "
                                     "(record an unusable verdict with winner null and an \"error\" text)")
-    elif not isinstance(error, str):
+    else:
         error = str(error)
     return (winner if winner in WINNERS else None), error
 
@@ -276,8 +279,9 @@ def collect_outcomes(judgments: Iterable[Judgment]) -> tuple[list[Outcome], Outc
                 reason = (j.error_kind or "error")
                 stats.error_reasons[reason] = stats.error_reasons.get(reason, 0) + 1
         if len(lines) >= 2:
+            # lines are keyed by the model shown first: one pair and no unknown order leaves exactly two lines
             pair = {frozenset((j.model_a, j.model_b)) for j in lines}
-            if len(pair) != 1 or len(lines) != 2 or None in group:
+            if len(pair) != 1 or None in group:
                 raise JudgmentsFileError(
                     f"match {key[2]!r} (judge {key[1]!r}) has lines for different models or orders",
                     "a match id must name one pair of models, judged at most once in each order")
@@ -314,22 +318,27 @@ def _both_orders(j1: Judgment, j2: Judgment, stats: OutcomeStats) -> Outcome | N
     a, b = sorted((j1.model_a, j1.model_b))
     w1, w2 = j1.winner_model, j2.winner_model
     stats.both_orders += 1
-    if w1 != w2:
+    if w1 == w2:
+        score = _score_for(w1, a)
+    else:  # the two orders disagree: a tie
         stats.disagreements += 1
-    score = _score_for(w1, a) if w1 == w2 else 0.5
+        score = 0.5
     return Outcome(a, b, score, 0, j1.question_id)
+
+
+#: whose answer was shown first -> the outcome's position sign
+_POSITION: dict[str | None, int] = {"a": 1, "b": -1, None: 0}
 
 
 def _one_order(j: Judgment, stats: OutcomeStats) -> Outcome | None:
     """The outcome of a line judged in one order (or with no order information); None for an unusable line."""
     if not j.valid:
         return None
-    if j.first is None:
-        stats.unordered += 1
-        pos = 0
-    else:
+    pos = _POSITION[j.first]
+    if pos:
         stats.single_order += 1
-        pos = 1 if j.first == "a" else -1
+    else:
+        stats.unordered += 1
     return Outcome(j.model_a, j.model_b, _score_for(j.winner_model, j.model_a), pos, j.question_id)
 
 

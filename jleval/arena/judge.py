@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jleval import __version__, jsonl, records
 from jleval.arena.errors import AnswersError, ArenaError, JudgeFailedError, JudgeSettingsError
@@ -153,9 +153,11 @@ def load_answers(run_dirs: Sequence[Path | str], names: Sequence[str | None] | N
                  task: str = TASK) -> list[Answers]:
     """Answers of each run folder; `names` (one per folder, None = keep) overrides the model names (default:
     the manifest's model id)."""
-    if names is not None and len(names) != len(run_dirs):
+    if names is None:
+        names = [None] * len(run_dirs)
+    elif len(names) != len(run_dirs):
         raise UsageError(f"{len(names)} names for {len(run_dirs)} run folders", "give one name per run folder")
-    out = [_answers_of(Path(rd), names[k] if names is not None else None, task) for k, rd in enumerate(run_dirs)]
+    out = [_answers_of(Path(rd), name, task) for rd, name in zip(run_dirs, names)]
     _check_distinct_models(out)
     _check_same_questions(out)
     return out
@@ -173,9 +175,9 @@ def _answers_of(rd: Path, name: str | None, task: str) -> Answers:
                            f"run `jleval run {model_id} --tasks {task} --split test` first")
     latest: dict[int | str, dict] = {}
     for row in _output_rows(outputs):
-        qid = row["id"]
-        if row.get("error") is None or qid not in latest or latest[qid].get("error") is not None:
-            latest[qid] = row  # a good answer is never replaced by a later failed retry
+        kept = latest.setdefault(row["id"], row)  # the question's row so far (this one if it is the first)
+        if row.get("error") is None or kept.get("error") is not None:
+            latest[row["id"]] = row  # a good answer is never replaced by a later failed retry
     by_id = {q: (str(r.get("input", "")), str(r.get("generation") or "")) for q, r in latest.items()
              if r.get("error") is None}
     return Answers(name or model_id, rd, model_id, revision, by_id, len(latest) - len(by_id), sha256_file(outputs))
@@ -194,10 +196,10 @@ def _check_same_questions(answers: list[Answers]) -> None:
     questions: dict[int | str, tuple[str, Path]] = {}
     for a in answers:
         for q, (text, _) in a.by_id.items():
-            if q in questions and questions[q][0] != text:
-                raise AnswersError(f"question {q} differs between {questions[q][1]} and {a.run_dir}",
+            first_text, first_run = questions.setdefault(q, (text, a.run_dir))
+            if first_text != text:
+                raise AnswersError(f"question {q} differs between {first_run} and {a.run_dir}",
                                    "judge runs made from the same question set (same task data version)")
-            questions.setdefault(q, (text, a.run_dir))
 
 
 # ----- judging ------------------------------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ def _exclusive(out_path: Path):
 def _check_resume(out_path: Path, identity: dict[str, Any], existing: list[Judgment]) -> dict | None:
     meta = read_meta(out_path)
     if meta is None:
-        if existing and any(j.judge != identity["judge"] for j in existing):
+        if any(j.judge != identity["judge"] for j in existing):
             raise JudgeSettingsError(
                 f"{out_path} already holds judgments from another judge and has no {meta_path(out_path).name}",
                 "write to a new file (--out), or rank the existing file as it is")
@@ -350,32 +352,27 @@ def _unkeyed_answers(old_meta: dict | None) -> dict[str, str]:
             if isinstance(v, dict) and isinstance(v.get("outputs_sha256"), str)}
 
 
-def _judged_on(j: Judgment, unkeyed: dict[str, str], answers: dict[str, Answers]) -> str | None:
-    """The answers hash a line was judged on; for a line without one, the current hash when the sidecar shows
-    both models' outputs unchanged since, else None (stale)."""
+def _stale(j: Judgment, current: str, unkeyed: dict[str, str], answers: dict[str, Answers]) -> bool:
+    """Whether a line was judged on other answers than those there are now (hash `current`); a line without an
+    answers hash is current when the sidecar shows both models' outputs unchanged since."""
     if j.answers_sha256 is not None:
-        return j.answers_sha256
-    same = all(m in answers and unkeyed.get(m) == answers[m].outputs_sha256 for m in (j.model_a, j.model_b))
-    return "unchanged" if same else None
+        return j.answers_sha256 != current
+    return not all(m in answers and unkeyed.get(m) == answers[m].outputs_sha256 for m in (j.model_a, j.model_b))
 
 
 def _plan(existing: list[Judgment], calls: list[Call], answers: dict[str, Answers], fingerprint: str,
           retry_errors: bool, unkeyed: dict[str, str]) -> _Plan:
     """The latest line per call (the one `rank` counts) decides: a call is done when that line is a verdict
     (or an unparsable one, unless retry_errors) made on the answers there are now."""
-    latest: dict[tuple[str, str | None], Judgment] = {}
-    for j in existing:
-        if j.judge == fingerprint and j.match is not None:
-            latest[(j.match, j.first_model)] = j
+    # (a line without a match id is never the latest of a call: every call has one)
+    latest = {(j.match, j.first_model): j for j in existing if j.judge == fingerprint}
     hashes = {c.key: answers_sha256(answers, c.match) for c in calls}
     pending, stale = [], 0
     for c in calls:
         last = latest.get(c.key)
         if last is None or not (last.valid or (last.error_kind == "verdict" and not retry_errors)):
             pending.append(c)
-            continue
-        on = _judged_on(last, unkeyed, answers)
-        if on != hashes[c.key] and on != "unchanged":
+        elif _stale(last, hashes[c.key], unkeyed, answers):
             pending.append(c)
             stale += 1
     return _Plan(pending, hashes, stale)
@@ -410,7 +407,7 @@ def _meta(judge_backend, jp: JudgePrompt, answers: dict[str, Answers], identity:
 def _judgment(call: Call, comp, fingerprint: str, max_tokens: int, answers_hash: str) -> Judgment:
     """The line for one judge completion: its verdict, or why it has none."""
     m = call.match
-    first = "a" if call.first == m.model_x else "b"
+    first, second = ("a", "b") if call.first == m.model_x else ("b", "a")
     verdict: str | None
     error: str | None
     kind: str | None
@@ -421,13 +418,10 @@ def _judgment(call: Call, comp, fingerprint: str, max_tokens: int, answers_hash:
         kind = None if error is None else "verdict"
         if error and comp.finish_reason == "length":
             error += f" (the judge hit max_tokens={max_tokens})"
-    winner = None
-    if verdict is not None:
-        shown_first_wins = verdict == "1"
-        winner = "tie" if verdict == "3" else ("a" if (first == "a") == shown_first_wins else "b")
-    return Judgment(model_a=m.model_x, model_b=m.model_y, winner=winner, question_id=m.question_id, first=first,
-                    match=call.match_id, judge=fingerprint, verdict=verdict, judgment=comp.text, error=error,
-                    error_kind=kind, tstamp=round(time.time(), 3), answers_sha256=answers_hash)
+    winners: dict[str | None, str] = {"1": first, "2": second, "3": "tie"}  # the marker -> the winner
+    return Judgment(model_a=m.model_x, model_b=m.model_y, winner=winners.get(verdict), question_id=m.question_id,
+                    first=first, match=call.match_id, judge=fingerprint, verdict=verdict, judgment=comp.text,
+                    error=error, error_kind=kind, tstamp=round(time.time(), 3), answers_sha256=answers_hash)
 
 
 def _warn(message: str) -> None:
@@ -479,23 +473,23 @@ def _judge_pass(judge_backend, out_path: Path, jp: JudgePrompt, answers: dict[st
     requests = [_render(judge_backend, jp, c, answers, gen, system_role, k) for k, c in enumerate(plan.pending)]
     if progress:  # the total is known before the (one, batched) generate call returns anything
         progress(0, len(plan.pending))
-    failure: BaseException | None = None
     try:
         _generate(judge_backend, requests, plan, out_path, identity["judge"], gen, report, progress)
     except BaseException as e:  # noqa: BLE001 - keep the history honest (even on Ctrl-C), then say how to resume
-        failure = e
-    finally:
-        entry.update(finished_at=_now(), judged=report.judged, verdict_errors=report.verdict_errors,
-                     judge_errors=report.judge_errors)
-        if failure is not None:
-            entry["failed"] = f"{type(failure).__name__}: {failure}"
-        write_meta(out_path, meta)
-    if failure is not None:
-        _raise_failure(failure, report, len(plan.pending), out_path)
+        _end_pass(out_path, meta, entry, report, failed=f"{type(e).__name__}: {e}")
+        _raise_failure(e, report, len(plan.pending), out_path)
+    _end_pass(out_path, meta, entry, report)
     return report
 
 
-def _raise_failure(failure: BaseException, report: JudgeReport, pending: int, out_path: Path) -> None:
+def _end_pass(out_path: Path, meta: dict, entry: dict[str, Any], report: JudgeReport, **failed: str) -> None:
+    """Close the pass's history entry (what it judged, and why it failed if it did) and rewrite the sidecar."""
+    entry.update(finished_at=_now(), judged=report.judged, verdict_errors=report.verdict_errors,
+                 judge_errors=report.judge_errors, **failed)
+    write_meta(out_path, meta)
+
+
+def _raise_failure(failure: BaseException, report: JudgeReport, pending: int, out_path: Path) -> NoReturn:
     if not isinstance(failure, Exception):
         raise failure  # KeyboardInterrupt and friends: everything written so far is on disk
     total_done = report.already_done + report.judged

@@ -65,10 +65,9 @@ def schedule(models: Sequence[str], question_ids: Sequence[int | str], n: int | 
         raise ValueError("n must be >= 0")
     units: list[tuple[int | str, str, str]] = []  # (question, first-or-x, second-or-y)
     pairs = list(itertools.combinations(models, 2) if both_orders else itertools.permutations(models, 2))
-    for q in question_ids:
-        for a, b in pairs:
-            if answered is None or (q in answered.get(a, ()) and q in answered.get(b, ())):
-                units.append((q, a, b))
+    for q, (a, b) in itertools.product(question_ids, pairs):
+        if answered is None or (q in answered.get(a, ()) and q in answered.get(b, ())):
+            units.append((q, a, b))
     if n is None or n >= len(units):
         chosen = units
     else:

@@ -32,27 +32,19 @@ def tournament(n_models: int, n_matches: int, seed: int, alpha: float = 0.0, mod
     a = rng.integers(0, n_models, n_matches)
     b = (a + rng.integers(1, n_models, n_matches)) % n_models  # never a self-match
     d = beta[a] - beta[b]
-    out: list[Judgment] = []
-    if mode == "single":
-        a_first = rng.random(n_matches) < 0.5
-        p_a = 1.0 / (1.0 + np.exp(-(d + np.where(a_first, alpha, -alpha))))
-        a_wins = rng.random(n_matches) < p_a
-        for k in range(n_matches):
-            out.append(Judgment(names[a[k]], names[b[k]], "a" if a_wins[k] else "b",
-                                first="a" if a_first[k] else "b", match=f"sim{k}", judge="sim"))
-    elif mode == "both":
-        a_wins_1 = rng.random(n_matches) < 1.0 / (1.0 + np.exp(-(d + alpha)))  # a shown first
-        a_wins_2 = rng.random(n_matches) < 1.0 / (1.0 + np.exp(-(d - alpha)))  # b shown first
-        for k in range(n_matches):
-            out.append(Judgment(names[a[k]], names[b[k]], "a" if a_wins_1[k] else "b", first="a",
-                                match=f"sim{k}", judge="sim"))
-            out.append(Judgment(names[a[k]], names[b[k]], "a" if a_wins_2[k] else "b", first="b",
-                                match=f"sim{k}", judge="sim"))
-    else:
+    truth = dict(zip(names, beta.tolist()))
+    if mode == "unordered":
         a_wins = rng.random(n_matches) < 1.0 / (1.0 + np.exp(-d))
-        for k in range(n_matches):
-            out.append(Judgment(names[a[k]], names[b[k]], "a" if a_wins[k] else "b"))
-    return dict(zip(names, beta.tolist())), out
+        return truth, [Judgment(names[a[k]], names[b[k]], "a" if a_wins[k] else "b") for k in range(n_matches)]
+    # one array per presentation order: for every match, whether a's answer is shown first (and gets alpha)
+    if mode == "single":  # one order per match, drawn at random
+        a_first = [rng.random(n_matches) < 0.5]
+    else:  # "both": every match with a shown first, then with b shown first
+        a_first = [np.ones(n_matches, dtype=bool), np.zeros(n_matches, dtype=bool)]
+    a_wins_by_order = [rng.random(n_matches) < 1.0 / (1.0 + np.exp(-(d + np.where(f, alpha, -alpha)))) for f in a_first]
+    return truth, [Judgment(names[a[k]], names[b[k]], "a" if a_wins[k] else "b", first="a" if f[k] else "b",
+                            match=f"sim{k}", judge="sim")
+                   for k in range(n_matches) for f, a_wins in zip(a_first, a_wins_by_order)]
 
 
 @dataclass
@@ -95,7 +87,7 @@ def coverage(sims: int, n_models: int = 8, n_matches: int = 600, alpha: float = 
             hit95 += lo95 <= rating <= hi95
             hit68 += lo68 <= rating <= hi68
             total += 1
-        if r.position is not None and "ci95_strength" in r.position:
+        if r.position is not None:  # (with intervals, checked above, the position term has them too)
             lo, hi = r.position["ci95_strength"]
             alpha_hits += lo <= alpha <= hi
             alpha_n += 1
