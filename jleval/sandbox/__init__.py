@@ -161,22 +161,21 @@ def default_workers(limits: Limits = Limits()) -> int:
     return max(2, min(4 * cpus, by_memory, 64))
 
 
+#: parts of an isolation label present only when the server reports them active (iso[part] true)
+_REPORTED_PARTS = ("userns", "seccomp", "uid")
+
+
 def isolation_label(iso: dict) -> str:
     """`netns+pidns+ro-fs+seccomp+uid+mem-split` or `fallback(rlimits+session+seccomp+audit-hook+uid)`: the part
     of a signature saying what was active (`+mem-split`: the memory limit is shared among up to 4 processes)."""
     split = "+mem-split" if iso.get("memory") == "split" else ""  # the memory limit shared out among processes
-    if not iso.get("netns"):
-        return ("fallback(rlimits+session" + ("+seccomp" if iso.get("seccomp") else "") + "+audit-hook"
-                + ("+uid" if iso.get("uid") else "") + split + ")")
-    parts = ["netns", "pidns"]
-    if iso.get("userns"):
-        parts.append("userns")
-    parts.append("ro-fs" if iso.get("ro_fs") else "ro-fs-partial")
-    if iso.get("seccomp"):
-        parts.append("seccomp")
-    if iso.get("uid"):
-        parts.append("uid")
-    return "+".join(parts) + split
+    if iso.get("netns"):
+        head, parts, tail = "", ["netns", "pidns", "userns", "ro-fs" if iso.get("ro_fs") else "ro-fs-partial",
+                                 "seccomp", "uid"], ""
+    else:
+        head, parts, tail = "fallback(", ["rlimits", "session", "seccomp", "audit-hook", "uid"], ")"
+    active = [part for part in parts if part not in _REPORTED_PARTS or iso.get(part)]
+    return head + "+".join(active) + split + tail
 
 
 class _Server:

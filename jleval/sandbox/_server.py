@@ -430,9 +430,9 @@ def _install_fallback_guard() -> None:
         sys.modules.pop(name, None)
     for holder, attrs in (("subprocess", ("_posixsubprocess", "_fork_exec")),
                           ("multiprocessing.util", ("_posixsubprocess",))):
-        module = sys.modules.get(holder)
+        module = sys.modules.get(holder)  # None (no attributes) when not imported
         for attr in attrs:
-            if module is not None and hasattr(module, attr):
+            if hasattr(module, attr):
                 setattr(module, attr, None)
     sys.addaudithook(_fallback_audit_hook)
 
@@ -521,7 +521,7 @@ def _run_child_g(req: dict, cfg: dict, workdir: str, out_w: int, res_w: int, iso
                 _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             except OSError:
                 pass
-        if os.getuid() == 0 and cfg["drop_uid"] is not None:
+        if _drops_uid(cfg):
             uid = cfg["drop_uid"]
             os.chown(workdir, uid, uid)
             os.setgroups([])
@@ -589,21 +589,19 @@ def _children_of(pid: int) -> list[int]:
         return kids
 
 
-def _sweep(me: int, keep: frozenset[int] = frozenset()) -> None:
+def _sweep(me: int) -> None:
     """Kill and reap every child of `me` (descendants are reparented here as their parents die)."""
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
-        kids = [k for k in _children_of(me) if k not in keep]
+        kids = _children_of(me)
         for kid in kids:
             try:
                 os.kill(kid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         try:
-            while True:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:  # reap every child that has ended, until none is left to reap
+                pass
         except ChildProcessError:
             return
         if not kids:
@@ -670,7 +668,7 @@ def _python_paths() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.update(p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages", "lib-dynload")))
     paths.update([os.path.realpath(p) for p in paths])
-    return sorted(p for p in paths if p and os.path.isdir(p))
+    return sorted(p for p in paths if os.path.isdir(p))  # (isdir("") is False)
 
 
 def _user_process_count() -> int:
@@ -782,14 +780,13 @@ def _run_child_c(req: dict, cfg: dict, iso: dict, workdir: str, pipes: tuple[int
 def _watch(c: int, capture: _Capture, fds: set[int], deadline: float) -> tuple[str | None, int | None]:
     """Relay C's pipes until it exits, the deadline passes ("timeout") or the output passes its cap ("output").
     Returns (why the server stopped it, or None; C's wait status when it exited)."""
-    try:
-        pidfd = os.pidfd_open(c)
+    try:  # C's pidfd (when there is one) wakes the select as C exits; without one, poll every 50 ms
+        pidfds, tick = [os.pidfd_open(c)], 1.0
     except (AttributeError, OSError):
-        pidfd = None
+        pidfds, tick = [], 0.05
     try:
         while (now := time.monotonic()) < deadline:
-            ready, _, _ = select.select(list(fds) + ([pidfd] if pidfd is not None else []), [], [],
-                                        min(deadline - now, 0.05 if pidfd is None else 1.0))
+            ready, _, _ = select.select(list(fds) + pidfds, [], [], min(deadline - now, tick))
             for fd in set(ready) & fds:
                 chunk = os.read(fd, 65536)
                 if chunk:
@@ -803,7 +800,7 @@ def _watch(c: int, capture: _Capture, fds: set[int], deadline: float) -> tuple[s
                 return None, status
         return "timeout", None
     finally:
-        if pidfd is not None:
+        for pidfd in pidfds:
             os.close(pidfd)
 
 

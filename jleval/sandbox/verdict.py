@@ -13,8 +13,14 @@ import signal
 
 from jleval.sandbox._server import _HARNESS_ERROR
 
-#: what the harness's JSON record says went wrong -> status
-_RECORD_STATUS = {"failed": "failed", "memory": "memory", "exit": "error"}
+#: why the server stopped a program -> (status, reason with the limits filled in)
+_STOPPED = {"timeout": ("timeout", "wall-clock limit of {timeout_s} s exceeded"),
+            "output": ("killed", "output exceeded {output_bytes} bytes")}
+#: what the harness's JSON record says went wrong -> (status, reason with {stage}, {detail} and {memory} filled in)
+_RECORD_VERDICTS = {"failed": ("failed", "assertion failed in {stage}: {detail}"),
+                    "memory": ("memory", "memory limit of {memory} hit in {stage}"),
+                    "exit": ("error", "{stage} called exit ({detail}) before the tests finished")}
+_OTHER_RECORD = ("error", "{stage}: {detail}")
 
 
 def pylint_rule(text: str) -> tuple[bool, list[str]]:
@@ -23,7 +29,7 @@ def pylint_rule(text: str) -> tuple[bool, list[str]]:
     single token raises there (upstream's try), which also fails. Returns (valid, the message ids)."""
     lines = text.split("\n")[1:-1]
     try:
-        valid = not any("E" in line.split()[1] for line in lines if line and line.split())
+        valid = not any("E" in line.split()[1] for line in lines if line.split())
     except IndexError:
         valid = False
     msg_ids = [line.split()[1].rstrip(":") for line in lines if len(line.split()) > 1 and ": " in line]
@@ -38,25 +44,26 @@ def decide(req: dict, facts: dict) -> dict:
 
 
 def _stopped(lim: dict, stopped: str | None) -> dict | None:
-    if stopped == "timeout":
-        return {"status": "timeout", "reason": f"wall-clock limit of {lim['timeout_s']} s exceeded"}
-    if stopped == "output":
-        return {"status": "killed", "reason": f"output exceeded {lim['output_bytes']} bytes"}
-    return None
+    if stopped not in _STOPPED:
+        return None
+    status, reason = _STOPPED[stopped]
+    return {"status": status, "reason": reason.format(**lim)}
 
 
 def _harness_report(req: dict, facts: dict) -> dict | None:
     """The verdict the harness's record gives: a pass (with the nonce), pylint's output, or a JSON record."""
     first, code, nonce = facts["record"].split("\n", 1)[0], facts["exit"], req["nonce"]
-    if first.startswith(f"PASS {nonce} ") and code == 0:
+    if first.startswith("{"):
+        return _record_verdict(first, code, req["limits"], facts.get("memory_split"))
+    if code != 0:  # a pass or pylint's output counts only from a program that then exited cleanly
+        return None
+    if first.startswith(f"PASS {nonce} "):
         return _pass_count(int(first.split()[2]), len(req.get("tests", ())))
-    if first.startswith(f"PYLINT {nonce} ") and code == 0:
+    if first.startswith(f"PYLINT {nonce} "):
         try:
             return _pylint_verdict(json.loads(first.split(" ", 2)[2])["output"])
         except (ValueError, KeyError, TypeError):  # cut at the record cap
             return {"status": "error", "reason": "pylint's output was too large to read"}
-    if first.startswith("{"):
-        return _record_verdict(first, code, req["limits"], facts.get("memory_split"))
     return None
 
 
@@ -69,9 +76,11 @@ def _pass_count(ran: int, expected: int) -> dict:
 def _pylint_verdict(text: str) -> dict:
     valid, msg_ids = pylint_rule(text)
     info = {"valid": valid, "messages": msg_ids, "output": text[:4000]}
-    errors = ", ".join(m for m in msg_ids if "E" in m)[:300]
-    reason = "no error-level message" if valid else "pylint reported: " + errors
-    return {"status": "passed" if valid else "failed", "reason": reason, "pylint": info}
+    if valid:
+        status, reason = "passed", "no error-level message"
+    else:
+        status, reason = "failed", "pylint reported: " + ", ".join(m for m in msg_ids if "E" in m)[:300]
+    return {"status": status, "reason": reason, "pylint": info}
 
 
 def _record_verdict(first: str, code: int | None, lim: dict, split: list | None) -> dict | None:
@@ -86,16 +95,9 @@ def _record_verdict(first: str, code: int | None, lim: dict, split: list | None)
     if code != 1:
         return None
     kind, stage, detail = (str(rec.get(k, "?")) for k in ("kind", "stage", "detail"))
-    status = _RECORD_STATUS.get(kind, "error")
-    if kind == "failed":
-        reason = f"assertion failed in {stage}: {detail}".rstrip(": ")
-    elif kind == "memory":
-        reason = f"memory limit of {lim['memory_mb']} MiB{_split_note(lim, split)} hit in {stage}"
-    elif kind == "exit":
-        reason = f"{stage} called exit ({detail}) before the tests finished"
-    else:
-        reason = f"{stage}: {detail}"
-    return {"status": status, "reason": reason}
+    status, template = _RECORD_VERDICTS.get(kind, _OTHER_RECORD)
+    reason = template.format(stage=stage, detail=detail, memory=f"{lim['memory_mb']} MiB{_split_note(lim, split)}")
+    return {"status": status, "reason": reason.rstrip(": ") if kind == "failed" else reason}  # (a bare assert: no ": ")
 
 
 def _split_note(lim: dict, split: list | None) -> str:
