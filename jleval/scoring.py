@@ -584,7 +584,8 @@ def _previous(run_dir: Path, profile: str, n_bootstrap: int, seed: int, warnings
 
 def _score_all(names: list[str], fresh: set[str], run_dir: Path, previous: dict[str, Any], job: _Job
                ) -> tuple[dict[str, _TaskResult], dict[str, str]]:
-    """Score `names` (those outside `fresh` are taken from `previous` when still valid); (results, skipped)."""
+    """Score `names` (those outside `fresh` are taken from `previous` when still valid); (results, skipped).
+    Each result's entry names the sha256 of its per-sample lines (scores/<task>.jsonl)."""
     results: dict[str, _TaskResult] = {}
     skipped: dict[str, str] = {}
     for name in names:
@@ -593,6 +594,7 @@ def _score_all(names: list[str], fresh: set[str], run_dir: Path, previous: dict[
         if isinstance(res, str):
             skipped[name] = res
         else:
+            res.entry["per_sample_sha256"] = sha256_text(_per_sample_text(res.records))
             results[name] = res
     return results, skipped
 
@@ -618,8 +620,6 @@ def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: i
         names, previous = sorted(set(files) | set(mtasks)), _previous(run_dir, profile, n_bootstrap, seed, warnings)
     results, skipped = _score_all(names, fresh, run_dir, previous, job)
     per_sample = {name: r.records for name, r in results.items()}
-    for r in results.values():
-        r.entry["per_sample_sha256"] = sha256_text(_per_sample_text(r.records))
     agg = _aggregate({n: r.entry for n, r in results.items()}, {n: r.star_reps for n, r in results.items()},
                      _expected_by_category(), warnings)
     result = _document(profile, manifest, n_bootstrap, seed, agg, results, skipped, warnings)

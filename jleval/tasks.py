@@ -9,6 +9,7 @@ import functools
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,10 @@ def get_task(name: str, tasks_dir: Path | None = None) -> TaskSpec:
     return tasks[name]
 
 
+#: The --tasks presets: which tasks each one names (non-commercial ones only with consent, see resolve_tasks).
+_PRESETS = {"all": attrgetter("in_all"), "leaderboard": attrgetter("on_leaderboard")}
+
+
 def resolve_tasks(selection: str | list[str] | None, include_non_commercial: bool = False,
                   tasks_dir: Path | None = None) -> list[TaskSpec]:
     """Turn a --tasks value into task specs.
@@ -301,11 +306,10 @@ def resolve_tasks(selection: str | list[str] | None, include_non_commercial: boo
     if not names:
         raise UnknownTaskError("no task selected", "pass --tasks all, --tasks leaderboard or a list of names")
     tasks = catalogue(tasks_dir)
-    suites = {"all": lambda t: t.in_all, "leaderboard": lambda t: t.on_leaderboard}
     out: list[TaskSpec] = []
     for name in names:
-        if name in suites:
-            out += [t for t in tasks.values() if suites[name](t) and (t.commercial_use or include_non_commercial)]
+        if name in _PRESETS:
+            out += [t for t in tasks.values() if _PRESETS[name](t) and (t.commercial_use or include_non_commercial)]
         else:
             out.append(get_task(name, tasks_dir))
     seen: dict[str, TaskSpec] = {}
@@ -324,6 +328,6 @@ def left_out_non_commercial(selection: str | list[str] | None, include_non_comme
     for t in catalogue(tasks_dir).values():
         if t.commercial_use or t.name in names:
             continue
-        if ("all" in names and t.in_all) or ("leaderboard" in names and t.on_leaderboard):
+        if any(_PRESETS[preset](t) for preset in names if preset in _PRESETS):
             out.append(t.name)
     return out
