@@ -274,11 +274,10 @@ def _front_matter(path: Path | None, notes: list[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError):
         notes.append("README.md is not readable UTF-8 text: license and base model unknown")
         return {}
-    if not lines or lines[0].strip() != "---":
+    marks = [i for i, line in enumerate(lines) if line.strip() == "---"]
+    if len(marks) < 2 or marks[0] != 0:  # it opens on the first line and closes on the next `---` line
         return {}
-    end = next((i for i, line in enumerate(lines[1:], start=1) if line.strip() == "---"), None)
-    if end is None:
-        return {}
+    end = marks[1]
     import yaml
 
     try:

@@ -40,8 +40,10 @@ def resolve_backend_name(name: str) -> str:
     logged to stderr; the run records it); other names checked."""
     if name == "auto":
         platform = vllm_platform()
-        chosen = "vllm" if platform else "hf"
-        why = f"vLLM on its {platform} platform" if platform else "no vLLM here with a platform it can run on"
+        if platform:
+            chosen, why = "vllm", f"vLLM on its {platform} platform"
+        else:
+            chosen, why = "hf", "no vLLM here with a platform it can run on"
         logging.getLogger("jleval").warning("--backend auto: %s (%s)", chosen, why)
         return chosen
     if name not in BACKENDS + BASELINES + (SCRIPTED,):

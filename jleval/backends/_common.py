@@ -107,12 +107,13 @@ def model_load_error(model: str, err: BaseException, engine: str) -> RunError:
     if missing is not None:
         return missing
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if is_local_model(model) and not (Path(model).expanduser() / "config.json").is_file():
-        return RunError(
-            f"the folder {model!r} is not a Hugging Face model folder: it has no config.json",
-            "pass the folder that holds config.json, the weights and the tokenizer files",
-        )
-    if not is_local_model(model) and (looks_like_path(model) or isinstance(err, OSError)):
+    if is_local_model(model):
+        if not (Path(model).expanduser() / "config.json").is_file():
+            return RunError(
+                f"the folder {model!r} is not a Hugging Face model folder: it has no config.json",
+                "pass the folder that holds config.json, the weights and the tokenizer files",
+            )
+    elif looks_like_path(model) or isinstance(err, OSError):
         return RunError(
             f"model {model!r} is not a local folder and not downloadable offline: {detail}",
             "pass a folder that holds config.json and the weights, or a Hugging Face model id with network "
@@ -188,7 +189,7 @@ def check_hub_model(model: str, revision: str | None = None) -> None:
     missing = missing_folder_error(model)
     if missing is not None:
         raise missing
-    if is_local_model(model) or looks_like_path(model):
+    if looks_like_path(model):  # a folder (an existing path is one)
         return
     try:
         from huggingface_hub import constants, try_to_load_from_cache

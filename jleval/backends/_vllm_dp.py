@@ -170,7 +170,7 @@ class DataParallelEngines:
                 return self.outbox.get(timeout=5.0)
             except queue_module.Empty:
                 waited += 5.0
-                dead = [p.name for p in self.procs if not p.is_alive() and p.exitcode not in (0, None)]
+                dead = [p.name for p in self.procs if p.exitcode not in (0, None)]  # None: still running
                 if dead:
                     raise BackendError(f"vLLM data-parallel worker(s) died: {', '.join(dead)}",
                                        RESUME_HINT) from None

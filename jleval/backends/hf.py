@@ -19,6 +19,7 @@ Each batch's completions are yielded as soon as the batch finishes.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -92,9 +93,6 @@ class _RowStopper:
         self.n_tokens = [0] * len(rows)
         self.stop_str: list[str | None] = [None] * len(rows)
 
-    def _decode(self, ids: Sequence[int]) -> str:
-        return released_text(self.tokenizer, ids)
-
     def __call__(self, input_ids, scores, **kwargs):  # transformers' signature (input_ids unused)
         import torch
 
@@ -114,17 +112,17 @@ class _RowStopper:
         self.n_tokens[r] = len(ids)
         gen = row.request.gen
         if ids and ids[-1] in self.eos_ids:
-            self.done[r], self.reason[r], self.text[r] = True, "stop", self._decode(ids[:-1])
+            self.done[r], self.reason[r], self.text[r] = True, "stop", released_text(self.tokenizer, ids[:-1])
             return
         if gen.stop:
-            text = self._decode(ids)
+            text = released_text(self.tokenizer, ids)
             found = find_stop(text, gen.stop)
             if found is not None:
                 self.done[r], self.reason[r] = True, "stop"
                 self.stop_str[r], self.text[r] = found[0], text[:found[1]]
                 return
         if len(ids) >= gen.max_tokens:
-            self.done[r], self.reason[r], self.text[r] = True, "length", self._decode(ids)
+            self.done[r], self.reason[r], self.text[r] = True, "length", released_text(self.tokenizer, ids)
 
 
 def check_device(device: str) -> None:
@@ -282,16 +280,13 @@ class HFBackend:
             queue = sorted(groups[key], key=lambda r: (-len(r.ids), r.index))
             while queue:
                 longest = len(queue[0].ids) + queue[0].request.gen.max_tokens
-                size = self._batch_size_for(longest)
+                if self.batch_size is None:  # "auto": first guess from the free memory, corrected by halving on OOM
+                    self.batch_size = self._guess_batch_size(longest)
+                size = self.batch_size
                 if self.max_batch_tokens:
                     size = max(1, min(size, self.max_batch_tokens // longest))
                 batch, queue = queue[:size], queue[size:]
                 yield batch
-
-    def _batch_size_for(self, seq_len: int) -> int:
-        if self.batch_size is None:  # "auto": first guess from the free memory, corrected by halving on OOM
-            self.batch_size = self._guess_batch_size(seq_len)
-        return self.batch_size
 
     def _guess_batch_size(self, seq_len: int) -> int:
         import torch
@@ -361,7 +356,7 @@ class HFBackend:
         gen = batch[0].request.gen  # same settings across the batch (see _group_key)
         stopper = _RowStopper(self.tokenizer, width, batch, self.eos_ids)
         kwargs: dict[str, Any] = {
-            "max_new_tokens": max(r.request.gen.max_tokens for r in batch),
+            "max_new_tokens": gen.max_tokens,
             "do_sample": gen.temperature > 0, "repetition_penalty": gen.repetition_penalty,
             "pad_token_id": self.pad_id, "stopping_criteria": StoppingCriteriaList([stopper]),
         }
@@ -431,8 +426,5 @@ class HFBackend:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+    """The leading numbers of a version ("4.56.0.dev0" -> (4, 56, 0))."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:3])

@@ -148,7 +148,7 @@ def _answered(out: Any, index_of: dict[str, int], remaining: set[int]) -> int | 
     k = index_of.get(out.request_id)
     if k is None:
         k = index_of.get(str(out.request_id).rsplit("-", 1)[0])
-    return k if k is not None and k in remaining else None
+    return k if k in remaining else None  # None is in no set of indices
 
 
 class VLLMBackend:
