@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from jleval import jsonl, records
+from jleval import defaults, jsonl, records
 from jleval.errors import JlevalError, OutputError, ScoreError
 from jleval.fsutil import atomic_write_json, dumps_json, exclusive, sha256_file, sha256_text
 from jleval.metrics import MetricResult, Signature, get_metric, metric_info, not_computed
@@ -599,8 +599,9 @@ def _score_all(names: list[str], fresh: set[str], run_dir: Path, previous: dict[
     return results, skipped
 
 
-def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
-          tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> Scored:
+def score(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = defaults.BOOTSTRAP,
+          seed: int = defaults.SEED, tasks: list[str] | None = None, write: bool = True,
+          tasks_dir: Path | None = None) -> Scored:
     """Score a run folder. With write=True, `scores.json` and `scores/` are replaced as one unit (see
     write_scores), and `tasks` names the tasks to score again: the run's other tasks keep their scores when
     they are still valid (merge by task), so scores.json never narrows. With write=False, `tasks` restricts
@@ -651,8 +652,9 @@ def _document(profile: str, manifest: dict[str, Any], n_bootstrap: int, seed: in
     }
 
 
-def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = 1000, seed: int = 0,
-              tasks: list[str] | None = None, write: bool = True, tasks_dir: Path | None = None) -> dict[str, Any]:
+def score_run(run_dir: str | Path, profile: str = pp.DEFAULT_PROFILE, n_bootstrap: int = defaults.BOOTSTRAP,
+              seed: int = defaults.SEED, tasks: list[str] | None = None, write: bool = True,
+              tasks_dir: Path | None = None) -> dict[str, Any]:
     """Score every task of a run folder (see `score`); returns the scores.json content. Warnings are in its
     "warnings" list."""
     return score(run_dir, profile, n_bootstrap, seed, tasks, write, tasks_dir).scores

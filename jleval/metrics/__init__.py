@@ -46,7 +46,7 @@ class MetricResult:
 
 class MetricFn(Protocol):
     def __call__(self, preds: Sequence[str], golds: Sequence[str], *, inputs: Sequence[str] | None = None,
-                 profile: str = "llm-jp-eval-1.4.1") -> MetricResult: ...
+                 profile: str = DEFAULT_PROFILE) -> MetricResult: ...
 
 
 _REGISTRY: dict[str, MetricFn] = {}
