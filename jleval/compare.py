@@ -28,13 +28,13 @@ def _check_pair(basic: ScoredRun, cot: ScoredRun) -> None:
     if styles != ("basic", "cot"):
         raise UsageError(f"--compare-styles wants a basic run then a cot run; got {styles[0]} and {styles[1]}",
                          "pass RUN_BASIC RUN_COT (the runs' manifests record their prompt style)")
-    differ = [k for k in SAME if basic.setting(k) != cot.setting(k)]
-    if basic.manifest.get("model") != cot.manifest.get("model"):
-        differ.append("model")
-    for key in SAME_SETTINGS:
-        a, b = basic.manifest.get("settings", {}).get(key), cot.manifest.get("settings", {}).get(key)
-        if a != b and not (key == "model_identity" and (a is None or b is None)):
-            differ.append(key)
+    values = {k: (basic.setting(k), cot.setting(k)) for k in SAME}
+    values["model"] = (basic.manifest.get("model"), cot.manifest.get("model"))
+    values.update({k: (basic.manifest.get("settings", {}).get(k), cot.manifest.get("settings", {}).get(k))
+                   for k in SAME_SETTINGS})
+    if None in values["model_identity"]:  # recorded by one run only: not counted as a difference
+        del values["model_identity"]
+    differ = [k for k, (a, b) in values.items() if a != b]
     if differ:
         raise UsageError(f"the two runs differ in more than the prompt style: {', '.join(differ)}",
                          "compare runs of the same model, split, shots, sample count and profile")
@@ -52,7 +52,7 @@ def _task_row(basic: ScoredRun, cot: ScoredRun, task: str, n_bootstrap: int, see
     res = paired_groups(cot, basic, {"_": [(task, metric)]}, n_bootstrap, seed)
     row = {"level": "task", "name": task, "category": c.get("category"),
            "metric": metric if star else f"{metric} (no ⭐)", **_diff(res),
-           "extraction_failure_rate": (c.get("cot_extraction") or {}).get("rate"), "tasks": task,
+           "extraction_failure_rate": c.get("cot_extraction", {}).get("rate"), "tasks": task,
            "n_shared": res.n_shared if res else 0}
     return row, star if c.get("category") else None
 
@@ -75,7 +75,9 @@ def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed
     _check_pair(basic, cot)
     rows: list[dict[str, Any]] = []
     by_cat: dict[str, list[tuple[str, str | None]]] = {}
-    for task in (t for t in cot.scores["tasks"] if t in basic.scores["tasks"]):
+    for task in cot.scores["tasks"]:
+        if task not in basic.scores["tasks"]:
+            continue
         row, star = _task_row(basic, cot, task, n_bootstrap, seed)
         if row is None:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,7 +56,7 @@ def mean_of_replicates(reps_list: Sequence[np.ndarray | None]) -> np.ndarray | N
 
     if not reps_list or any(r is None for r in reps_list):
         return None
-    return np.mean([r for r in reps_list if r is not None], axis=0)
+    return np.mean(cast("list[np.ndarray]", reps_list), axis=0)
 
 
 @dataclass

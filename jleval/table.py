@@ -21,6 +21,7 @@ This module computes; jleval.render draws the result (rich table, CSV/Markdown/J
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,7 @@ class ScoredRun:
         if key == "tasks":
             return tuple(sorted(self.scores.get("tasks", {})))
         if key == "backend":  # the manifest's top-level "backend" is the backend's self-description
-            described = self.manifest.get("backend")
-            described = described if isinstance(described, dict) else {}
+            described = self.manifest.get("backend", {})
             return (self.manifest.get("settings", {}).get("backend") or described.get("backend")
                     or described.get("engine"))
         return self.manifest.get(key, self.manifest.get("settings", {}).get(key))
@@ -85,6 +85,11 @@ class Leaderboard:
     def profiles(self) -> str:
         """The scoring profile(s) of the rows, for every header that draws the table."""
         return ", ".join(sorted({str(r["profile"]) for r in self.rows if r.get("profile")})) or "unknown"
+
+    @property
+    def scored_categories(self) -> list[str]:
+        """The categories some row has a score in (in CATEGORIES order): the console's columns, the radar's axes."""
+        return [c for c in CATEGORIES if any(r.get(c) is not None for r in self.rows)]
 
     def to_json(self) -> dict[str, Any]:
         """The leaderboard JSON document (`jleval table --format json`)."""
@@ -125,14 +130,19 @@ def _stored_scores(path: Path) -> dict[str, Any] | None:
     return dict(read_scores(scores_path, fail))
 
 
+def _by_id(records: Iterable[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per-sample records (scores/<task>.jsonl lines) as sample id -> that sample's metric values."""
+    return {r["id"]: r.get("scores") or {} for r in records}
+
+
 def _per_sample_from_files(path: Path, scores: dict[str, Any]) -> dict[str, dict[int, dict[str, float]]]:
     out = {}
     for task in scores.get("tasks", {}):
         f = path / "scores" / f"{task}.jsonl"
         if f.is_file():
             try:
-                out[task] = {r["id"]: r.get("scores") or {} for r in
-                             (json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip())}
+                out[task] = _by_id(json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()
+                                   if line.strip())
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None
     return out
@@ -158,31 +168,22 @@ def load_run(path: Path, score_if_needed: bool = True, profile: str | None = Non
     scores = _stored_scores(path)
     if scores is not None and (not profile or scores.get("profile") == profile) \
             and scoring.per_sample_consistent(path, scores):
-        run = ScoredRun(path.name, path, manifest, scores)
-        run.per_sample = _per_sample_from_files(path, scores)
-        return run
+        return ScoredRun(path.name, path, manifest, scores, _per_sample_from_files(path, scores))
     if not score_if_needed:
         raise ScoreError(f"{path} has no scores" + (f" for profile {profile}" if scores else ""),
                          f"run `jleval score {path}` first")
-    kwargs: dict[str, Any] = {"tasks_dir": tasks_dir, "write": scores is None}
-    if profile or scores:
-        kwargs["profile"] = profile or (scores or {})["profile"]
-    scored = scoring.score(path, **kwargs)
-    run = ScoredRun(path.name, path, manifest, scored.scores)
-    run.per_sample = {t: {r["id"]: r.get("scores") or {} for r in recs} for t, recs in scored.per_sample.items()}
-    return run
-
-
-def _model_info(run: ScoredRun) -> dict[str, Any]:
-    info = run.manifest.get("model_info")
-    return info if isinstance(info, dict) else {}
+    # the profile asked for, else the one of the scores there are, else the default
+    scored = scoring.score(path, profile=profile or (scores["profile"] if scores else defaults.PROFILE),
+                           tasks_dir=tasks_dir, write=scores is None)
+    return ScoredRun(path.name, path, manifest, scored.scores,
+                     {t: _by_id(recs) for t, recs in scored.per_sample.items()})
 
 
 def _model_cells(run: ScoredRun) -> dict[str, Any]:
     """The row's revision, model columns and import source, from the manifest."""
-    info = _model_info(run)
-    return {"revision": (run.manifest.get("model") or {}).get("revision") or info.get("revision"),
-            **{c: info.get(c) for c in MODEL_COLUMNS}, "imported": (run.manifest.get("imported") or {}).get("format")}
+    info = run.manifest.get("model_info", {})
+    return {"revision": run.manifest.get("model", {}).get("revision") or info.get("revision"),
+            **{c: info.get(c) for c in MODEL_COLUMNS}, "imported": run.manifest.get("imported", {}).get("format")}
 
 
 def _model_notes(rows: list[dict[str, Any]], runs: list[ScoredRun]) -> list[str]:
@@ -191,7 +192,7 @@ def _model_notes(rows: list[dict[str, Any]], runs: list[ScoredRun]) -> list[str]
         notes.append(f"imported runs: {', '.join(imported)}: outputs from another tool's results file, scored by "
                      "jleval; their settings are as that file records them")
     for r in runs:
-        info = _model_info(r)
+        info = r.manifest.get("model_info", {})
         if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
             notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
     return notes
@@ -201,12 +202,14 @@ def _task_columns(runs: list[ScoredRun], tasks_dir: Path | None = None) -> tuple
     from jleval.tasks import catalogue
 
     order = list(catalogue(tasks_dir))
-    tasks = sorted({t for r in runs for t in r.scores.get("tasks", {})},
-                   key=lambda t: (order.index(t) if t in order else len(order), t))
+    entries: dict[str, Any] = {}  # every task scored, as the first run that has it scored it
+    for r in runs:
+        for t, entry in r.scores.get("tasks", {}).items():
+            entries.setdefault(t, entry)
     star: list[str] = []
     other: list[str] = []
-    for t in tasks:
-        entry = next(r.scores["tasks"][t] for r in runs if t in r.scores.get("tasks", {}))
+    for t in sorted(entries, key=lambda t: (order.index(t) if t in order else len(order), t)):
+        entry = entries[t]
         for metric in entry.get("metrics", {}):
             (star if metric == entry.get("star_metric") else other).append(f"{t}_{metric}")
         if any("out_of_label" in r.scores["tasks"].get(t, {}) for r in runs):
@@ -214,26 +217,19 @@ def _task_columns(runs: list[ScoredRun], tasks_dir: Path | None = None) -> tuple
     return star, other
 
 
-def _cell(run: ScoredRun, col: str) -> float | None:
-    s = run.scores
-    if col == "AVG":
-        return (s.get("avg") or {}).get("value")
-    if col.endswith(("_ci_low", "_ci_high")):
-        base, hi = col.rsplit("_ci_", 1)
-        src = s.get("avg") if base == "AVG" else s.get("categories", {}).get(base)
-        ci = (src or {}).get("ci95")
-        return None if not ci else ci[1 if hi == "high" else 0]
-    if col in CATEGORIES:
-        return (s.get("categories", {}).get(col) or {}).get("value")
-    for task, entry in s.get("tasks", {}).items():
-        if col.startswith(task + "_"):
-            rest = col[len(task) + 1:]
-            if rest == "out_of_label":
-                return (entry.get("out_of_label") or {}).get("rate")
-            m = entry.get("metrics", {}).get(rest)
-            if m is not None:
-                return m.get("value")
-    return None
+def _values(scores: dict[str, Any]) -> dict[str, float | None]:
+    """Every value column of a run by name: AVG and each category with `_ci_low`/`_ci_high`, then per task
+    `<task>_out_of_label` and `<task>_<metric>` (where two tasks' columns would share a name, the first task's)."""
+    values: dict[str, float | None] = {}
+    for name, entry in {"AVG": scores.get("avg"), **scores.get("categories", {})}.items():
+        entry = entry or {}
+        ci = entry.get("ci95") or [None, None]
+        values.update({name: entry.get("value"), f"{name}_ci_low": ci[0], f"{name}_ci_high": ci[1]})
+    for task, entry in scores.get("tasks", {}).items():
+        values.setdefault(f"{task}_out_of_label", (entry.get("out_of_label") or {}).get("rate"))
+        for metric, m in entry.get("metrics", {}).items():
+            values.setdefault(f"{task}_{metric}", m.get("value"))
+    return values
 
 
 def _column_tasks(runs: list[ScoredRun], col: str) -> dict[str, list[str]] | None:
@@ -310,11 +306,11 @@ def _not_a_run(path: Path) -> str:
 
 def _has_scores(run: ScoredRun) -> bool:
     return any(m.get("value") is not None for t in run.scores.get("tasks", {}).values()
-               for m in (t.get("metrics") or {}).values())
+               for m in t.get("metrics", {}).values())
 
 
 def _arena_answers(run: ScoredRun) -> bool:
-    return any(isinstance(t, dict) and t.get("category") == "ARENA" for t in (run.manifest.get("tasks") or {}).values())
+    return any(t.get("category") == "ARENA" for t in run.manifest.get("tasks", {}).values())
 
 
 def _unusable(run: ScoredRun, tasks: list[str] | None, arena: bool) -> str | None:
@@ -459,6 +455,10 @@ def _samples(g: RunGroup) -> int:
     return 1 << 62 if n == -1 else n if isinstance(n, int) else 0
 
 
+#: Why `_tie_break` chose a group, one reason per element of its sort key.
+TIE_REASONS = ("the leaderboard's default settings", "the most tasks", "the most samples", "its run given first")
+
+
 def _tie_break(tied: list[RunGroup], order: list[ScoredRun]) -> tuple[RunGroup, str]:
     """Of groups as large as each other: the one with the leaderboard's default settings, then the one with the
     most tasks, then the most samples, then the group of the run given first; and why it was chosen."""
@@ -469,26 +469,24 @@ def _tie_break(tied: list[RunGroup], order: list[ScoredRun]) -> tuple[RunGroup, 
                 min(first.get(id(r), len(first)) for r in g.runs))
 
     ranked = sorted(tied, key=key)
-    best, second = key(ranked[0]), key(ranked[1])
-    why = ("the leaderboard's default settings" if best[0] != second[0] else "the most tasks"
-           if best[1] != second[1] else "the most samples" if best[2] != second[2] else "its run given first")
+    # the first key in which the chosen group beats the next one says why
+    why = next((w for w, x, y in zip(TIE_REASONS, key(ranked[0]), key(ranked[1])) if x != y), TIE_REASONS[-1])
     return ranked[0], why
 
 
-def choose_group(groups: list[RunGroup], name: str | None = None, arena: bool = False,
-                 order: list[ScoredRun] | None = None) -> tuple[RunGroup, str | None]:
+def choose_group(groups: list[RunGroup], order: list[ScoredRun], name: str | None = None,
+                 arena: bool = False) -> tuple[RunGroup, str | None]:
     """The group `name` names, else the largest (`_largest`); on a tie for the largest, `_tie_break`'s choice
     (`order`: the runs as given on the command line). With it, a note saying why when it won a tie (else None)."""
     if name is not None:
-        named = [g for g in groups if g.name == name]
-        if not named:
-            raise UsageError(f"--group {name}: no group of these runs has that name",
-                             f"the groups: {_listing(groups)}")
-        return named[0], None
+        for g in groups:
+            if g.name == name:
+                return g, None
+        raise UsageError(f"--group {name}: no group of these runs has that name", f"the groups: {_listing(groups)}")
     tied = _largest(groups, arena)
     if len(tied) == 1:
         return tied[0], None
-    chosen, why = _tie_break(tied, order if order is not None else [r for g in groups for r in g.runs])
+    chosen, why = _tie_break(tied, order)
     size = len(chosen.runs)
     return chosen, (f"{len(tied)} groups tie for the largest ({size} run{'s' if size > 1 else ''} each): ranked "
                     f"{chosen.name} ({why}); the others differ in {_tie_detail([r for g in tied for r in g.runs])}"
@@ -543,9 +541,10 @@ def _check_sort(sort: str, columns: list[str], metric_cols: list[str], arena: bo
                         if metric_cols else ""))
 
 
-def _row(r: ScoredRun, value_columns: list[str], mixed: list[str]) -> dict[str, Any]:
+def _row(r: ScoredRun, value_columns: list[str], mixed: Sequence[str]) -> dict[str, Any]:
     """One run's row: its values, then its labels and settings (rank and the next-row columns come later)."""
-    row: dict[str, Any] = {c: _cell(r, c) for c in value_columns}
+    values = _values(r.scores)
+    row: dict[str, Any] = {c: values.get(c) for c in value_columns}
     backend = r.manifest.get("backend", {})
     row.update(run=r.name, model=r.manifest.get("model", {}).get("id"), **_model_cells(r),
                num_few_shots=r.setting("num_few_shots"), split=r.setting("split"),
@@ -636,7 +635,7 @@ def build_tables(run_dirs: list[Path], sort: str | None = None, allow_mixed: boo
     if all_groups:
         chosen, tie = groups, None
     else:
-        one, tie = choose_group(groups, group, bool(arena_judgments), runs)
+        one, tie = choose_group(groups, runs, group, bool(arena_judgments))
         chosen = [one]
     tables = [_rank(g.runs, opts, left + [LeftOut(str(r.path), _other_group(o, g, r), o.name)
                                           for o in groups if o is not g for r in o.runs],
@@ -685,18 +684,18 @@ def _default_sort(rows: list[dict[str, Any]], sort: str | None, arena: bool) -> 
     return "arena_rating" if arena and all(r.get("AVG") is None for r in rows) else "AVG"
 
 
-def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed: list[str] | None = None,
-          group: RunGroup | None = None, groups: list[str] | None = None) -> Leaderboard:
+def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed: Sequence[str] = (),
+          group: RunGroup | None = None, groups: Sequence[str] = ()) -> Leaderboard:
     """The leaderboard of `runs`: one row per run, ranked by the sort column, each row marked whether it beats
     the next beyond noise (paired bootstrap)."""
-    mixed = mixed or []
     star, other = _metric_columns(runs, opts.tasks, opts.tasks_dir)
     columns = [*HEAD_COLUMNS, *CATEGORY_COLUMNS, *star, *other, *NEXT_COLUMNS]
     values = [*HEAD_COLUMNS[4:], *CATEGORY_COLUMNS, *star, *other]
     lb = Leaderboard(columns + list(SETTINGS_COLUMNS) + list(MODEL_COLUMNS) + list(SOURCE_COLUMNS),
-                     [_row(r, values, mixed) for r in runs], runs, "", mixed, left_out=left_out,
-                     group=group.name if group else None, settings=dict(group.settings) if group else {},
-                     groups=groups or [])
+                     [_row(r, values, mixed) for r in runs], runs, "", list(mixed), left_out=left_out,
+                     groups=list(groups))
+    if group:
+        lb.group, lb.settings = group.name, dict(group.settings)
     if opts.arena:
         _add_arena(lb, opts.arena, opts.seed)
     lb.sort = _default_sort(lb.rows, opts.sort, bool(opts.arena))
@@ -711,7 +710,7 @@ def _rank(runs: list[ScoredRun], opts: _Options, left_out: list[LeftOut], mixed:
 
 def row_mixes(lb: Leaderboard) -> list[list[str]]:
     """For each row of a mixed table, the mixed settings in which its run differs from most runs
-    ("num_few_shots=0"): the MIXED mark of the HTML page and the charts."""
+    ("num_few_shots=0"): the MIXED mark of the HTML page and the charts. Empty lists for a table not mixed."""
     from collections import Counter
 
     common = {k: Counter(json.dumps(r.setting(k), default=str) for r in lb.runs).most_common(1)[0][0]
@@ -729,11 +728,12 @@ def _add_arena(lb: Leaderboard, judgments: list[Path], seed: int) -> None:
     matched = set()
     for row in lb.rows:
         key = row["model"] if row["model"] in by_model else row["run"]
-        m = by_model.get(key)
-        if m:
-            matched.add(key)
-        row.update(arena_rating=m and m["rating"], arena_ci95_low=m and m["ci95"][0],
-                   arena_ci95_high=m and m["ci95"][1])
+        if key not in by_model:
+            row.update(dict.fromkeys(ARENA_COLUMNS))
+            continue
+        m = by_model[key]
+        matched.add(key)
+        row.update(arena_rating=m["rating"], arena_ci95_low=m["ci95"][0], arena_ci95_high=m["ci95"][1])
     unmatched = sorted(set(by_model) - matched)
     if unmatched:
         lb.notes.append(f"arena models that match no run (by model id or run folder name): {', '.join(unmatched)}; "
