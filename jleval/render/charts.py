@@ -57,7 +57,7 @@ def _title(row: dict[str, Any], mix: list[str]) -> str:
 
 def _radar_panel(ax, row: dict[str, Any], cats: list[str], angles: list[float], mix: list[str]) -> None:
     have = [(a, row[c]) for a, c in zip(angles, cats) if row.get(c) is not None]
-    color = "#c0392b" if mix else "C0"
+    color, title_color = ("#c0392b", "#c0392b") if mix else ("C0", "black")  # a run that differs: red
     if have:
         a, v = [x for x, _ in have], [y for _, y in have]
         ax.plot(a + a[:1], v + v[:1], color=color, marker="o", markersize=3)
@@ -72,7 +72,7 @@ def _radar_panel(ax, row: dict[str, Any], cats: list[str], angles: list[float], 
     ax.set_yticks([0.25, 0.5, 0.75, 1.0])
     ax.set_yticklabels(["", "0.5", "", "1.0"], fontsize=7, color="#777777")
     ax.set_rlabel_position(180 / len(cats))  # between the first two axes, away from their labels
-    ax.set_title(_title(row, mix), fontsize=9, pad=16, color="#c0392b" if mix else "black")
+    ax.set_title(_title(row, mix), fontsize=9, pad=16, color=title_color)
 
 
 def _radar(rows: list[dict[str, Any]], cats: list[str], mixes: list[list[str]]) -> bytes:
@@ -127,12 +127,11 @@ def _avg_bars(rows: list[dict[str, Any]], mixes: list[list[str]]) -> bytes:
 def leaderboard_charts(lb: Leaderboard, out_dir: Path, stem: str = "leaderboard") -> dict[Path, bytes]:
     """A category radar per run (with 3 categories or more) and AVG with 95% CI bars: {path: PNG bytes}."""
     from jleval.table import row_mixes
-    from jleval.tasks import CATEGORIES
 
     out_dir = Path(out_dir)
     charts: dict[Path, bytes] = {}
-    mixes = row_mixes(lb) if lb.mixed else [[] for _ in lb.rows]
-    cats = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
+    mixes = row_mixes(lb)
+    cats = lb.scored_categories
     if len(cats) >= 3:
         charts[out_dir / f"{stem}.radar.png"] = _radar(lb.rows, cats, mixes)
     keep = [i for i, r in enumerate(lb.rows) if r.get("AVG") is not None]

@@ -50,9 +50,8 @@ def _task_rows(name: str, t: dict[str, Any]):
     for k, (metric, m) in enumerate(t["metrics"].items()):
         star = "⭐" if metric == t.get("star_metric") else ""
         value = fmt_ci(m["value"], m["ci95"]) if m["value"] is not None else "[yellow]not computed[/yellow]"
-        first = k == 0
-        yield (name if first else "", f"{metric}{star}", value, str(m["n"]) if first else "",
-               errors if first else "", rate if first else "")
+        task, counts = (name, (str(m["n"]), errors, rate)) if k == 0 else ("", ("", "", ""))
+        yield (task, f"{metric}{star}", value, *counts)
 
 
 def _task_table(scores: dict[str, Any]):
@@ -93,8 +92,7 @@ def print_scores(scores: dict[str, Any], run_dir=None, console: Console | None =
 def _leaderboard_cell(v: Any, best: Any, highlight: bool) -> str:
     """A score as ".812" (the leading 0 dropped, only there: a rating of 1090.5 stays 1090.5)."""
     if isinstance(v, float):
-        s = fmt(v, 1 if abs(v) >= 10 else 3)
-        s = s[1:] if s.startswith("0.") else s
+        s = fmt(v, 1 if abs(v) >= 10 else 3).removeprefix("0")
     else:
         s = fmt(v) if v is not None else "[dim]—[/dim]"
     return f"[bold green]{s}[/]" if highlight and best is not None and v == best else s
@@ -110,6 +108,11 @@ def _main_columns(lb: Leaderboard, present: list[str]) -> list[str]:
     return cols
 
 
+#: How the leaderboard's columns are laid out: the run name folds onto more lines, scores stay on one.
+RUN_COLUMN: dict[str, Any] = {"justify": "left", "no_wrap": False, "overflow": "fold", "min_width": 8}
+SCORE_COLUMN: dict[str, Any] = {"justify": "right", "no_wrap": True, "overflow": "ellipsis", "min_width": None}
+
+
 def print_leaderboard(lb: Leaderboard, console: Console | None = None) -> None:
     """The leaderboard's main columns (rank, run, AVG, the categories present, ≫), best values in green."""
     from rich import box
@@ -118,7 +121,7 @@ def print_leaderboard(lb: Leaderboard, console: Console | None = None) -> None:
     from jleval.tasks import CATEGORIES
 
     console = _console(console)
-    present = [c for c in CATEGORIES if any(r.get(c) is not None for r in lb.rows)]
+    present = lb.scored_categories
     cols = _main_columns(lb, present)
     best = best_values(lb.rows, cols)
     group = f"group {lb.group}; " if lb.group else ""
@@ -127,8 +130,7 @@ def print_leaderboard(lb: Leaderboard, console: Console | None = None) -> None:
               box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     short = {"rank": "#", "better_than_next": "≫"}
     for c in cols:
-        t.add_column(short.get(c, c), justify="left" if c == "run" else "right", no_wrap=c != "run",
-                     overflow="fold" if c == "run" else "ellipsis", min_width=8 if c == "run" else None)
+        t.add_column(short.get(c, c), **(RUN_COLUMN if c == "run" else SCORE_COLUMN))
     for row in lb.rows:
         t.add_row(*(_leaderboard_cell(row.get(c), best.get(c), len(lb.rows) > 1) for c in cols))
     console.print(t)
@@ -145,7 +147,7 @@ def print_left_out(tables: list[Leaderboard], console: Console | None = None) ->
 
     console = _console(console)
     several = len(tables) > 1
-    left = [x for x in tables[0].left_out if not (several and x.group)] if tables else []
+    left = [x for x in tables[0].left_out if not (several and x.group)]
     if left:
         console.print(f"[yellow]left out ({len(left)}):[/]")
     for x in left:

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from jleval.table import Leaderboard
 
 FORMATS = ("csv", "md", "html", "json")
+#: The format each --out extension names (any other extension: csv).
+EXTENSIONS = {**{f: f for f in FORMATS}, "markdown": "md", "htm": "html"}
 
 
 def format_for(out: Path, fmt_: str | None) -> str:
@@ -24,8 +26,7 @@ def format_for(out: Path, fmt_: str | None) -> str:
         if fmt_ not in FORMATS:
             raise UsageError(f"unknown format {fmt_!r}", "use csv, md, html or json")
         return fmt_
-    suffix = Path(out).suffix.lower().lstrip(".")
-    return {"markdown": "md", "htm": "html"}.get(suffix, suffix) if suffix in (*FORMATS, "markdown", "htm") else "csv"
+    return EXTENSIONS.get(Path(out).suffix.lower().lstrip("."), "csv")
 
 
 def _csv(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -61,14 +62,11 @@ def leaderboard_csv(lb: Leaderboard) -> str:
 
 
 def leaderboard_markdown(lb: Leaderboard) -> str:
-    from jleval.tasks import CATEGORIES
-
     cols = display_columns(lb.columns)
     out = [f"> {n}\n" for n in lb.notes] + ["\n" if lb.notes else ""]
     out.append("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
     for row in lb.rows:
-        cells = (with_ci(row, c) if c in ("AVG", *CATEGORIES) else (fmt(row.get(c)) or "—") for c in cols)
-        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
+        out.append("| " + " | ".join(with_ci(row, c).replace("|", "\\|") for c in cols) + " |\n")
     out.append(f"\nProfile: {lb.profiles}. Sorted by {lb.sort}. `better_than_next`: the 95% CI of the paired "
                "bootstrap difference to the next row (over the samples both runs share) excludes 0.\n")
     if lb.group:
@@ -172,10 +170,10 @@ def arena_rows(ranking: Ranking) -> list[dict[str, Any]]:
     """Flat rows (the CSV's columns), ratings rounded to 0.1 point."""
     out = []
     for r in ranking.rows:
+        ci68, ci95 = r.ci68 or (None, None), r.ci95 or (None, None)  # no interval: both ends empty
         out.append({
             "rank": r.rank, "model": r.model, "rating": _r1(r.rating), "plus_minus_68": _r1(r.plus_minus_68),
-            "ci68_low": _r1(r.ci68[0]) if r.ci68 else None, "ci68_high": _r1(r.ci68[1]) if r.ci68 else None,
-            "ci95_low": _r1(r.ci95[0]) if r.ci95 else None, "ci95_high": _r1(r.ci95[1]) if r.ci95 else None,
+            "ci68_low": _r1(ci68[0]), "ci68_high": _r1(ci68[1]), "ci95_low": _r1(ci95[0]), "ci95_high": _r1(ci95[1]),
             "p_stronger_than_next": None if r.p_stronger_than_next is None else round(r.p_stronger_than_next, 4),
             "strength": round(r.strength, 5), "matches": r.matches, "wins": r.wins, "losses": r.losses,
             "ties": r.ties,
@@ -187,8 +185,7 @@ def arena_csv(ranking: Ranking) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=ARENA_COLUMNS, lineterminator="\n")
     w.writeheader()
-    for row in arena_rows(ranking):
-        w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    w.writerows(arena_rows(ranking))  # None is written as an empty cell
     return buf.getvalue()
 
 

@@ -22,6 +22,7 @@ TEMPLATE = "leaderboard.html.j2"
 GROUPS = (("head", "", False), ("overall", "Overall", False), ("category", "Categories", False),
           ("arena", "Arena", False), ("next", "", False), ("metric", "Per-task metrics", True),
           ("info", "Settings & model", True))
+FOLDED = [key for key, _, folded in GROUPS if folded]
 MAIN = {"rank": "head", "run": "head", "AVG": "overall", "arena_rating": "arena", "better_than_next": "next"}
 LABELS = {"rank": "#", "better_than_next": "≫"}
 HELP = {"rank": "rank by the table's sort column", "better_than_next":
@@ -146,13 +147,11 @@ def leaderboard_html(lb: Leaderboard) -> str:
     # the best value of each column, where the rows differ (a column all rows tie in marks nothing)
     best = {c: v for c, v in best_values(lb.rows, [c.name for c in columns]).items()
             if len({r.get(c) for r in lb.rows}) > 1}
-    mixes = row_mixes(lb) if lb.mixed else [[] for _ in lb.rows]
-    rows = [Row([_cell(row, c, best) for c in columns], _about(row), mix) for row, mix in zip(lb.rows, mixes)]
-    sort = next((c for c in columns if c.name == lb.sort), None)
+    rows = [Row([_cell(row, c, best) for c in columns], _about(row), mix) for row, mix in zip(lb.rows, row_mixes(lb))]
     return _environment().get_template(TEMPLATE).render(
-        notes=lb.notes, sort=lb.sort, sort_dir=sort.first if sort else "desc", profiles=lb.profiles,
-        group=lb.group, columns=columns, groups=_group_headers(columns), rows=rows, left_out=lb.left_out,
-        folded=[key for key, _, folded in GROUPS if folded])
+        notes=lb.notes, sort=lb.sort, sort_dir=next((c.first for c in columns if c.name == lb.sort), "desc"),
+        profiles=lb.profiles, group=lb.group, columns=columns, groups=_group_headers(columns), rows=rows,
+        left_out=lb.left_out, folded=FOLDED)
 
 
 def _environment():
