@@ -53,20 +53,25 @@ def rank_files(
     judgments = read_many(paths)
     sources = ", ".join(str(p) for p in paths)
     if runs:
-        from jleval.arena.io import read_meta
-        from jleval.arena.judge import load_answers
-
-        known = {a.model for a in load_answers(runs, names)}
-        # names given at judging time (--name) are recorded in the sidecar with their run folder
-        folders = {Path(r).resolve() for r in runs}
-        for p in paths:
-            for model, info in ((read_meta(p) or {}).get("models") or {}).items():
-                if isinstance(info, dict) and info.get("run_dir") and Path(info["run_dir"]).resolve() in folders:
-                    known.add(model)
-        check_models(judgments, known, where=sources)
+        check_models(judgments, _run_models(paths, runs, names), where=sources)
     return _rank(judgments, n_bootstrap=n_bootstrap, seed=seed, method=method,
                  prior_sd=DEFAULT_PRIOR_SD if prior_sd is None else prior_sd, chains=chains, draws=draws, burn=burn,
                  sources=sources)
+
+
+def _run_models(paths: Sequence[Path | str], runs: Sequence[Path | str], names: Sequence[str] | None) -> set[str]:
+    """The models the run folders answer as: their manifests' model ids (or `names`), plus the names given to
+    them at judging time (--name), which the judgments' sidecars record with their run folder."""
+    from jleval.arena.io import read_meta
+    from jleval.arena.judge import load_answers
+
+    known = {a.model for a in load_answers(runs, names)}
+    folders = {Path(r).resolve() for r in runs}
+    for p in paths:
+        for model, info in ((read_meta(p) or {}).get("models") or {}).items():
+            if isinstance(info, dict) and info.get("run_dir") and Path(info["run_dir"]).resolve() in folders:
+                known.add(model)
+    return known
 
 
 def rank_judgments(paths: Sequence[Path | str], *, seed: int = 0, **kwargs: Any) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
     if "model_a" not in rec and "model1_id" in rec:
         rec = _from_rakuda(rec)
     a, b = _models(rec, path, line)
-    winner, error = _verdict(rec, path, line)
+    winner, error, error_kind = _verdict(rec, path, line)
     first = rec.get("first")
     if first not in (None, "a", "b"):
         raise _fail(path, line, f"first must be \"a\" or \"b\" (whose answer was shown first), found {first!r}")
@@ -121,7 +121,7 @@ def parse_line(rec: Any, path: Path | str, line: int) -> Judgment:
         model_a=a, model_b=b, winner=winner, question_id=qid, first=first,
         match=_as_str(rec.get("match")), judge=_as_str(rec.get("judge")), verdict=_as_str(rec.get("verdict")),
         judgment=_of_type(rec.get("judgment"), str),
-        error=error, error_kind=rec.get("error_kind") if error is not None else None,
+        error=error, error_kind=error_kind,
         tstamp=_of_type(rec.get("tstamp"), (int, float)), answers_sha256=_of_type(rec.get("answers_sha256"), str),
     )
 
@@ -136,18 +136,17 @@ def _models(rec: dict, path: Path | str, line: int) -> tuple[str, str]:
     return a, b
 
 
-def _verdict(rec: dict, path: Path | str, line: int) -> tuple[str | None, str | None]:
-    """(winner, error): a winner in WINNERS when there is no error; an error as text (the winner then kept only
-    when it is one of WINNERS)."""
+def _verdict(rec: dict, path: Path | str, line: int) -> tuple[str | None, str | None, Any]:
+    """(winner, error, error kind): a winner in WINNERS when there is no error; else the error as text and its
+    kind (the winner then kept only when it is one of WINNERS)."""
     error = rec.get("error")
     winner = rec.get("winner")
-    if error is None:
-        if winner not in WINNERS:
-            raise _fail(path, line, f"winner must be \"a\", \"b\" or \"tie\", found {winner!r} "
-                                    "(record an unusable verdict with winner null and an \"error\" text)")
-    else:
-        error = str(error)
-    return (winner if winner in WINNERS else None), error
+    if error is not None:
+        return (winner if winner in WINNERS else None), str(error), rec.get("error_kind")
+    if winner not in WINNERS:
+        raise _fail(path, line, f"winner must be \"a\", \"b\" or \"tie\", found {winner!r} "
+                                "(record an unusable verdict with winner null and an \"error\" text)")
+    return winner, None, None
 
 
 def _as_str(value: Any) -> str | None:

@@ -63,11 +63,7 @@ def schedule(models: Sequence[str], question_ids: Sequence[int | str], n: int | 
     models = sorted(set(models))
     if n is not None and n < 0:
         raise ValueError("n must be >= 0")
-    units: list[tuple[int | str, str, str]] = []  # (question, first-or-x, second-or-y)
-    pairs = list(itertools.combinations(models, 2) if both_orders else itertools.permutations(models, 2))
-    for q, (a, b) in itertools.product(question_ids, pairs):
-        if answered is None or (q in answered.get(a, ()) and q in answered.get(b, ())):
-            units.append((q, a, b))
+    units = _units(models, question_ids, both_orders, answered)
     if n is None or n >= len(units):
         chosen = units
     else:
@@ -79,6 +75,15 @@ def schedule(models: Sequence[str], question_ids: Sequence[int | str], n: int | 
     return calls
 
 
+def _units(models: list[str], question_ids: Sequence[int | str], both_orders: bool,
+           answered: Mapping[str, Collection[int | str]] | None) -> list[tuple[int | str, str, str]]:
+    """Every match there is to draw, as (question, first-or-x, second-or-y): unordered pairs when both orders are
+    judged, ordered ones otherwise; with `answered`, only those where both models have an answer."""
+    pairs = list(itertools.combinations(models, 2) if both_orders else itertools.permutations(models, 2))
+    return [(q, a, b) for q, (a, b) in itertools.product(question_ids, pairs)
+            if answered is None or (q in answered.get(a, ()) and q in answered.get(b, ()))]
+
+
 def _balanced(models: list[str], units: list[tuple], n: int, rng: random.Random) -> list[tuple]:
     by_model: dict[str, list[int]] = {m: [] for m in models}
     for k, (_, a, b) in enumerate(units):
@@ -87,10 +92,10 @@ def _balanced(models: list[str], units: list[tuple], n: int, rng: random.Random)
     played = [False] * len(units)
     count = dict.fromkeys(models, 0)
     out: list[tuple] = []
+    # the caller asks for fewer than all units, so while this runs some unit is unplayed: it is still in both its
+    # models' lists, and `live` is never empty
     while len(out) < n:
         live = [m for m in models if by_model[m]]
-        if not live:
-            break
         low = min(count[m] for m in live)
         m = rng.choice([x for x in live if count[x] == low])
         cand = by_model[m]
