@@ -518,6 +518,28 @@ def test_parallel_servers_all_get_the_same_isolation():
         assert labels == {box.isolation_label}
 
 
+def test_a_failure_after_the_reply_returns_the_server_once(monkeypatch):
+    """An error while the parent judges a reply (after the server went back to the idle queue) must not put the
+    same server in the queue twice: two threads would then share one server."""
+    import jleval.sandbox as sandbox
+
+    real, calls = sandbox.decide, []
+
+    def decide_once_broken(req, reply):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("judging failed")
+        return real(req, reply)
+
+    monkeypatch.setattr(sandbox, "decide", decide_once_broken)
+    with Sandbox(LIMITS, workers=2) as box:
+        with pytest.raises(RuntimeError, match="judging failed"):
+            box.run([Program(GOOD, ADD_TESTS)])
+        assert box._idle.qsize() == 2  # each worker slot once
+        results = box.run([Program("import os\n" + GOOD, ADD_TESTS)] * 6)
+        assert all(r.passed for r in results) and box._idle.qsize() == 2
+
+
 def _behind_filter(kind: str, body: Callable[[], dict]) -> tuple[dict, str]:
     """Run `body` in a forked child behind the seccomp filter of `kind`; (what it returned, its repr). Skips the
     test where the kernel refuses seccomp filters."""

@@ -345,24 +345,22 @@ class Sandbox:
 
     def _one(self, req: dict) -> Result:
         slot, server = self._checkout()
+        back: tuple[int, _Server | None] = (slot, server)  # what goes back to the idle queue, exactly once
         try:
             backstop = float(req["limits"]["timeout_s"]) + 30.0  # the server enforces the real limit
             reply = server.request(req, backstop)
             if reply is None:  # the server died (or hung): replace it, score the program as not passed
+                back = (slot, None)
                 server.close()
                 with self._lock:
                     self._servers.pop(slot, None)
-                self._idle.put((slot, None))
                 return Result("killed", "the sandbox server was lost while running this program")
-            self._idle.put((slot, server))
-            if "status" not in reply:  # the facts of a run (else: the server's own error)
-                reply = decide(req, reply)
-            details = {k: v for k, v in reply.items() if k not in ("status", "reason", "elapsed_s", "output")}
-            return Result(reply["status"], reply["reason"], reply.get("elapsed_s", 0.0), reply.get("output", ""),
-                          details)
-        except BaseException:
-            self._idle.put((slot, server))
-            raise
+        finally:
+            self._idle.put(back)
+        if "status" not in reply:  # the facts of a run (else: the server's own error)
+            reply = decide(req, reply)
+        details = {k: v for k, v in reply.items() if k not in ("status", "reason", "elapsed_s", "output")}
+        return Result(reply["status"], reply["reason"], reply.get("elapsed_s", 0.0), reply.get("output", ""), details)
 
     def run(self, programs: Sequence[Program], limits: Limits | None = None) -> list[Result]:
         """Run every program (in parallel); results in input order."""
