@@ -97,10 +97,7 @@ def served_model_info(entry: dict[str, Any] | None, precision: str | None = None
 
 def _hub_lookup(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> tuple[Lookup, str | None]:
     """A file lookup in the Hugging Face cache (no network) and the cached snapshot's commit, or (…, None)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return (lambda name: None), None
+    from huggingface_hub import try_to_load_from_cache  # a dependency of transformers
 
     def lookup(name: str) -> Path | None:
         try:
@@ -259,8 +256,7 @@ def _stored_shapes(files: list[Path], notes: list[str]) -> dict[str, list[int]] 
 def _shape(name: str, meta: Any) -> list[int]:
     """A header entry's shape: a list of non-negative integers; ValueError naming the tensor otherwise."""
     shape = meta.get("shape") if isinstance(meta, dict) else None
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
         raise ValueError(f"tensor {name!r} has no shape of non-negative integers")
     return shape
 
@@ -286,6 +282,11 @@ def _front_matter(path: Path | None, notes: list[str]) -> dict[str, Any]:
         notes.append("README.md's front matter is not valid YAML: license and base model unknown")
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def is_count(value: Any) -> bool:
+    """A non-negative integer (JSON's true and false are not numbers)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _joined(value: Any) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jleval.errors import RunError, UsageError
+from jleval.fsutil import sha256_text
 
 
 def find_stop(text: str, stops: Sequence[str]) -> tuple[str, int] | None:
@@ -32,10 +33,6 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     """`text` cut before the first stop string (for backends whose server cannot be trusted to do it)."""
     found = find_stop(text, stops)
     return text if found is None else text[:found[1]]
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def is_local_model(model: str) -> bool:

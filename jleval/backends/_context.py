@@ -22,10 +22,15 @@ def context_length(backend: Any) -> int | None:
     return limit if isinstance(limit, int) and limit > 0 else None
 
 
+def prompt_text(backend: Any, request: Request) -> str:
+    """The text the model is given: the request's chat messages rendered with the backend's chat template, or
+    its prompt."""
+    return backend.apply_chat_template(request.messages) if request.messages is not None else request.prompt
+
+
 def prompt_tokens(backend: Any, request: Request) -> int:
     """The prompt's length in tokens, exactly as the backend will tokenize it (chat template, BOS policy)."""
-    text = backend.apply_chat_template(request.messages) if request.messages is not None else request.prompt
-    return backend.count_tokens(text, add_special_tokens=request.add_special_tokens)
+    return backend.count_tokens(prompt_text(backend, request), add_special_tokens=request.add_special_tokens)
 
 
 def too_long(backend: Any, requests: Sequence[Request]) -> dict[int, Completion]:

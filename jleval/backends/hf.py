@@ -33,6 +33,7 @@ from jleval.backends._common import (
     model_load_error,
     render_chat,
 )
+from jleval.backends._context import prompt_text
 from jleval.errors import BackendError, RunError, UsageError
 from jleval.types import Completion, Request
 
@@ -88,8 +89,9 @@ class _RowStopper:
         self.done = [False] * len(rows)
         self.on_done: Callable[[int], None] = lambda r: None  # told each row as it finishes (streaming)
         self.abort = False  # set by the consumer that stops listening: every row stops at the next step
-        self.reason: list[str | None] = [None] * len(rows)
-        self.text: list[str | None] = [None] * len(rows)
+        # a row generate ends without the stopper marking it (max length) keeps these: "length", no text
+        self.reason: list[str] = ["length"] * len(rows)
+        self.text: list[str] = [""] * len(rows)
         self.n_tokens = [0] * len(rows)
         self.stop_str: list[str | None] = [None] * len(rows)
 
@@ -253,8 +255,7 @@ class HFBackend:
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         rows: list[_Row] = []
         for i, req in enumerate(requests):
-            text = self.apply_chat_template(req.messages) if req.messages is not None else req.prompt
-            ids = self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)
+            ids = self.tokenizer.encode(prompt_text(self, req), add_special_tokens=req.add_special_tokens)
             if not ids:
                 yield i, Completion(text="", finish_reason="error", prompt_tokens=0,
                                     error="empty prompt: nothing to condition on (no text and no BOS token)")
@@ -408,7 +409,7 @@ class HFBackend:
     @staticmethod
     def _completion(stopper: _RowStopper, batch: list[_Row], r: int, t0: float) -> Completion:
         extra = {"stop_reason": stopper.stop_str[r]} if stopper.stop_str[r] else {}
-        return Completion(text=stopper.text[r] or "", finish_reason=stopper.reason[r] or "length",
+        return Completion(text=stopper.text[r], finish_reason=stopper.reason[r],
                           prompt_tokens=len(batch[r].ids), completion_tokens=stopper.n_tokens[r],
                           latency_s=time.perf_counter() - t0, extra={**extra, "batch_size": len(batch)})
 

@@ -46,7 +46,7 @@ from typing import Any
 from jleval.backends import _openai_net as net
 from jleval.backends._common import cut_at_stop, find_stop, fingerprint_of, render_chat
 from jleval.errors import BackendError, UsageError
-from jleval.modelinfo import clean_text, served_model_info
+from jleval.modelinfo import clean_text, is_count, served_model_info
 from jleval.types import Completion, Request
 
 OPTIONS = {"base_url", "api_key_env", "endpoint", "concurrency", "max_retries", "timeout", "backoff_base",
@@ -95,9 +95,10 @@ def parse_base_urls(value: str) -> list[str]:
         try:
             parsed = urllib.parse.urlsplit(url)
             parsed.port  # noqa: B018 (raises ValueError on a port that is not a number)
+            ok = parsed.scheme in ("http", "https") and bool(parsed.hostname)
         except ValueError:
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            ok = False
+        if not ok:
             raise UsageError(f"--base-url {net.redact_url(url)!r} is not an http(s) URL with a host",
                              "e.g. --base-url http://127.0.0.1:8000/v1 (several: separated by commas)")
     if len(set(urls)) != len(urls):
@@ -130,7 +131,7 @@ def check_options(*, concurrency: int = 8, max_retries: int = 5, timeout: float 
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if is_count(value) else None
 
 
 class OpenAIBackend:

@@ -331,25 +331,29 @@ class RayBackend:
                            "RAY_AUTH_TOKEN; or use --ray local") from None
         return ray
 
-    def _gpus_per_replica(self, cluster_gpus: float) -> float:
+    def _gpus_per_replica(self, cluster_gpus: float) -> tuple[float, float]:
+        """The GPUs a replica's actor asks Ray for, and the GPUs the replica uses (more than the actor's with
+        vLLM's own Ray executor)."""
         if self.inner == "hf":
             device = str(self.options.get("device") or "auto")
             asked = 1 if device.startswith("cuda") else 0
-            return 1 if device == "auto" and cluster_gpus > 0 else asked
+            per = 1 if device == "auto" and cluster_gpus > 0 else asked
+            return per, per
         parallel = self._parallel()
         if self.options.get("distributed_executor_backend") == "ray":
-            return 0  # vLLM's own Ray executor places the tensor x pipeline workers (possibly over several nodes)
-        return parallel if cluster_gpus > 0 or parallel > 1 else 0  # no GPU and 1 x 1: vLLM's CPU build
+            return 0, parallel  # vLLM's own Ray executor places the tensor x pipeline workers (maybe on several nodes)
+        per = parallel if cluster_gpus > 0 or parallel > 1 else 0  # no GPU and 1 x 1: vLLM's CPU build
+        return per, per
 
     def _layout(self) -> tuple[float, int]:
         ray = self._ray
         res = ray.cluster_resources()
         gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 0.0)
-        per = self._gpus_per_replica(gpus)
+        per, used = self._gpus_per_replica(gpus)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         replicas = self.replicas_asked or (int(gpus // per) if per else len(nodes)) or 1
         where = "the local Ray cluster" if self.started_cluster else f"the Ray cluster at {self.address}"
-        need = replicas * max(per, self._parallel() if self.options.get("distributed_executor_backend") == "ray" else 0)
+        need = replicas * used
         if need > gpus:
             raise UsageError(f"{replicas} replica(s) need {need:g} GPU(s); {where} has {gpus:g}",
                              "lower --replicas or --tensor/--pipeline-parallel-size, add GPU nodes, or pass "

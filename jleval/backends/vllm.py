@@ -35,6 +35,7 @@ from jleval.backends._common import (
     model_load_error,
     render_chat,
 )
+from jleval.backends._context import prompt_text
 from jleval.errors import BackendError, RunError, UsageError
 from jleval.types import Completion, GenParams, Request
 
@@ -86,9 +87,11 @@ def attention_head_dim(config: Any) -> int | None:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     head_dim = getattr(text, "head_dim", None)
     heads, hidden = getattr(text, "num_attention_heads", None), getattr(text, "hidden_size", None)
-    if not isinstance(head_dim, int) and isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
-        head_dim = hidden // heads
-    return head_dim if isinstance(head_dim, int) else None
+    if isinstance(head_dim, int):
+        return head_dim
+    if isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
+        return hidden // heads
+    return None
 
 
 def unsupported_here(model: str, revision: str | None, trust_remote_code: bool, platform: str | None) -> str | None:
@@ -304,8 +307,8 @@ class VLLMBackend:
         the ones the engine refused at once, as error completions."""
         refused = refusal_errors(self.vllm)
         for i, req in enumerate(requests):
-            text = self.apply_chat_template(req.messages) if req.messages is not None else req.prompt
-            prompt = {"prompt_token_ids": self.tokenizer.encode(text, add_special_tokens=req.add_special_tokens)}
+            ids = self.tokenizer.encode(prompt_text(self, req), add_special_tokens=req.add_special_tokens)
+            prompt = {"prompt_token_ids": ids}
             try:
                 request_ids = self._submit(i, prompt, sampling_params(self.vllm, req.gen))
             except refused as err:  # the engine refused this one prompt (too long, empty, ...)
