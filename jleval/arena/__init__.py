@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jleval import defaults
+
 
 def judge(*args: Any, **kwargs: Any):
     from jleval.arena.judge import judge as _judge
@@ -32,8 +34,8 @@ def rank_files(
     runs: Sequence[Path | str] | None = None,
     *,
     names: Sequence[str] | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
+    n_bootstrap: int = defaults.BOOTSTRAP,
+    seed: int = defaults.SEED,
     method: str = "bootstrap",
     prior_sd: float | None = None,
     chains: int = 8,

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from jleval import defaults
 from jleval.arena.io import Judgment, Outcome, OutcomeStats, collect_outcomes, require_outcomes
 
 SCALE = 400.0 / math.log(10.0)  # rating points per unit of strength (Elo's 400 per factor of 10 in odds)
@@ -531,8 +532,8 @@ def rank(
     judgments: Iterable[Judgment] | None = None,
     *,
     outcomes: Sequence[Outcome] | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
+    n_bootstrap: int = defaults.BOOTSTRAP,
+    seed: int = defaults.SEED,
     prior_sd: float = DEFAULT_PRIOR_SD,
     method: str = "bootstrap",
     chains: int = 8,
