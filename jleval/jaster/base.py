@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from jleval.errors import MalformedDataError, MissingRawFileError
 from jleval.tasks import TaskSpec
@@ -79,6 +79,12 @@ def jsonl_records(path: Path, text: str | None = None) -> Iterator[tuple[int, di
         if not isinstance(obj, dict):
             raise malformed(path, n, f"expected a JSON object, found {type(obj).__name__}")
         yield n, obj
+
+
+def has_fields(obj: object, **types: type) -> TypeGuard[dict[str, Any]]:
+    """`obj` is a JSON object whose fields `types` are all present with those types: has_fields(item,
+    question=str, answers=list)."""
+    return isinstance(obj, dict) and all(isinstance(obj.get(key), t) for key, t in types.items())
 
 
 def malformed(path: Path | str, line: int | None, reason: str) -> MalformedDataError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, malformed, split_8_1_1
+from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, malformed, split_8_1_1
 from jleval.jaster.jglue import json_document, source_for
 from jleval.tasks import TaskSpec
 
@@ -17,18 +17,15 @@ POLARITIES = ("positive", "neutral", "negative")
 
 def _document_samples(path: Path) -> list[Sample]:
     doc = json_document(path)
-    sentences = doc.get("sentences") if isinstance(doc, dict) else None
-    if not isinstance(sentences, list):
+    if not has_fields(doc, sentences=list):
         raise malformed(path, None, "missing the 'sentences' list of a chABSA annotation file")
     samples = []
-    for i, sent in enumerate(sentences):
-        if not isinstance(sent, dict) or not isinstance(sent.get("sentence"), str) \
-                or not isinstance(sent.get("opinions"), list):
+    for i, sent in enumerate(doc["sentences"]):
+        if not has_fields(sent, sentence=str, opinions=list):
             raise malformed(path, None, f"sentences[{i}] needs a 'sentence' string and an 'opinions' list")
         lines = []
         for j, op in enumerate(sent["opinions"]):
-            if not isinstance(op, dict) or not isinstance(op.get("target"), str) \
-                    or op.get("polarity") not in POLARITIES:
+            if not has_fields(op, target=str) or op.get("polarity") not in POLARITIES:
                 raise malformed(path, None, f"sentences[{i}].opinions[{j}] needs a 'target' and a polarity "
                                             f"in {', '.join(POLARITIES)}")
             lines.append(f"{op['target']} {op['polarity']}")

@@ -10,7 +10,7 @@ import gzip
 import textwrap
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, jsonl_records, malformed
+from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, jsonl_records, malformed
 from jleval.tasks import TaskSpec
 
 MBPP_FILE = "mbpp/mbpp_translation.jsonl"
@@ -82,11 +82,10 @@ def jhumaneval(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits
         raise malformed(path, None, f"not a gzip-compressed UTF-8 JSON Lines file ({e})") from None
     samples = []
     for n, row in jsonl_records(path, text):
-        prompt, entry_point, test = row.get("prompt"), row.get("entry_point"), row.get("test")
-        if not (isinstance(prompt, str) and isinstance(entry_point, str) and isinstance(test, str)):
+        if not has_fields(row, prompt=str, entry_point=str, test=str):
             raise malformed(path, n, "expected string fields 'prompt', 'entry_point' and 'test'")
-        check, statements = jhumaneval_tests(path, n, test, entry_point)
-        samples.append(Sample(f"{prompt}\n\n{TESTS_HEADER}\n{check}", str(statements)))
+        check, statements = jhumaneval_tests(path, n, row["test"], row["entry_point"])
+        samples.append(Sample(f"{row['prompt']}\n\n{TESTS_HEADER}\n{check}", str(statements)))
     rest = samples[32:]
     half = len(rest) // 2
     out = {"train": samples[:32], "dev": rest[:half], "test": rest[half:]}

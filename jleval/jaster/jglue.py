@@ -15,7 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jleval.jaster.base import RawFiles, Sample, Splits, check_label, jsonl_records, malformed, read_text, split_9_1
+from jleval.jaster.base import (
+    RawFiles,
+    Sample,
+    Splits,
+    check_label,
+    has_fields,
+    jsonl_records,
+    malformed,
+    read_text,
+    split_9_1,
+)
 from jleval.tasks import TaskSpec
 
 # --- shared readers (also used by qa.py) ----------------------------------------------------------------
@@ -110,15 +120,15 @@ def _jsquad_rows(path: Path) -> list[Sample]:
     for a, article in enumerate(articles):
         for p, para in enumerate(field(article, "paragraphs", path, None, list)):
             where = f"data[{a}].paragraphs[{p}]"
-            if not isinstance(para, dict) or not isinstance(para.get("context"), str):
+            if not has_fields(para, context=str):
                 raise malformed(path, None, f"{where}: missing field 'context'")
             if not isinstance(para.get("qas"), list):
                 raise malformed(path, None, f"{where}: missing field 'qas'")
             for q, qa in enumerate(para["qas"]):
-                answers = qa.get("answers") if isinstance(qa, dict) else None
-                if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
+                if not has_fields(qa, question=str):
                     raise malformed(path, None, f"{where}.qas[{q}]: missing field 'question'")
-                if not answers or not isinstance(answers[0], dict) or not isinstance(answers[0].get("text"), str):
+                answers = qa.get("answers")
+                if not answers or not has_fields(answers[0], text=str):
                     raise malformed(path, None, f"{where}.qas[{q}] ({qa.get('id')}): no answer text")
                 samples.append(Sample(f"文章：{para['context']}\n質問：{qa['question']}", answers[0]["text"]))
     return samples

@@ -5,7 +5,7 @@ import ast
 import json
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, malformed, read_text, shuffled, tsv_rows
+from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, malformed, read_text, shuffled, tsv_rows
 from jleval.tasks import TaskSpec
 
 MAWPS_DIR = "mawps/dataset/mawps"
@@ -27,8 +27,8 @@ def _load_json(path: Path):
 
 def _mawps_example(path: Path, i: int, item) -> Sample:
     """One worked example: "問題：…\\n解答：…答えはNです。" -> (question, N)."""
-    text = item.get("shot_example") if isinstance(item, dict) else None
-    if not isinstance(text, str) or text.count(QA_DELIMITER) != 1 or "答えは" not in text:
+    text = item["shot_example"] if has_fields(item, shot_example=str) else ""
+    if text.count(QA_DELIMITER) != 1 or "答えは" not in text:
         raise malformed(path, None, f"item {i}: expected a 'shot_example' text 'question\\n解答：…答えは…です。'")
     question, answer = text.split(QA_DELIMITER)
     number = answer.split("答えは")[1].split("です。")[0]
@@ -54,8 +54,7 @@ def _mawps_test(raw: RawFiles) -> list[Sample]:
         raise malformed(path, None, "expected a JSON array of problems")
     out = []
     for i, item in enumerate(data):
-        if not (isinstance(item, dict) and isinstance(item.get("question"), str)
-                and isinstance(item.get("answer"), str)):
+        if not has_fields(item, question=str, answer=str):
             raise malformed(path, None, f"item {i}: expected string fields 'question' and 'answer'")
         out.append(Sample(item["question"].split(QA_DELIMITER)[0], item["answer"]))
     return out
@@ -98,21 +97,20 @@ def _mgsm_exemplars(path: Path) -> list[Sample]:
         raise malformed(path, e.lineno, "not valid Python source") from None
     values = {}
     for node in module.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            if name in ("EXEMPLAR_NUMBER_ANSWERS", "MGSM_EXEMPLARS"):
+        match node:  # a top-level `NAME = ...` of one of the two names
+            case ast.Assign(targets=[ast.Name(id=("EXEMPLAR_NUMBER_ANSWERS" | "MGSM_EXEMPLARS") as name)]):
                 try:
                     values[name] = ast.literal_eval(node.value)
                 except ValueError:
                     raise malformed(path, node.lineno, f"{name} is not a literal") from None
     numbers, exemplars = values.get("EXEMPLAR_NUMBER_ANSWERS"), values.get("MGSM_EXEMPLARS")
-    if not isinstance(numbers, list) or not isinstance(exemplars, dict) or not isinstance(exemplars.get("ja"), dict):
+    if not isinstance(numbers, list) or not has_fields(exemplars, ja=dict):
         raise malformed(path, None, "expected EXEMPLAR_NUMBER_ANSWERS and MGSM_EXEMPLARS with a 'ja' entry")
     ja = exemplars["ja"]
     out = []
     for i, number in enumerate(numbers):
         item = ja.get(str(i + 1))
-        if not isinstance(item, dict) or not isinstance(item.get("q"), str):
+        if not has_fields(item, q=str):
             raise malformed(path, None, f"MGSM_EXEMPLARS['ja'][{str(i + 1)!r}] has no question 'q'")
         out.append(Sample(item["q"], str(number)))
     return out

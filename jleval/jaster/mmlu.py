@@ -91,9 +91,7 @@ def _mmlu_subject(path: Path) -> list[Sample]:
 def round_robin(per_subject: list[list[Sample]]) -> list[Sample]:
     """Interleave subjects: item 0 of every subject, then item 1, … up to the shortest subject's length; then
     the remainder of each subject in subject order (upstream's balancing, so the first shots span subjects)."""
-    if not per_subject:
-        return []
-    shortest = min(len(s) for s in per_subject)
+    shortest = min((len(s) for s in per_subject), default=0)
     out = [s[i] for i in range(shortest) for s in per_subject]
     for s in per_subject:
         out += s[shortest:]

@@ -111,13 +111,12 @@ def wikicorpus_pairs(path: Path) -> list[tuple[str, str]]:
     try:
         root = ET.fromstring(text)
     except ET.ParseError as e:
-        line = e.position[0] if getattr(e, "position", None) else None
-        raise malformed(path, line, f"not well-formed XML ({str(e).split(':')[0]})") from None
+        raise malformed(path, e.position[0], f"not well-formed XML ({str(e).split(':')[0]})") from None
     pairs = []
     for sen in root.iter("sen"):
-        ja, en = sen.find("j"), sen.find("e[@type='check']")
-        if ja is not None and en is not None and ja.text and en.text:
-            pairs.append((ja.text, en.text))
+        ja, en = sen.findtext("j"), sen.findtext("e[@type='check']")  # None when missing, "" when empty
+        if ja and en:
+            pairs.append((ja, en))
     return pairs
 
 

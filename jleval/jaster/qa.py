@@ -8,7 +8,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, malformed, read_text
+from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, malformed, read_text
 from jleval.jaster.jglue import field, json_document, jsonl_records, train_dev_test
 from jleval.tasks import TaskSpec
 
@@ -22,8 +22,7 @@ def _jemhopqa_rows(path: Path) -> list[Sample]:
         raise malformed(path, 1, f"expected a JSON array of questions, found {type(items).__name__}")
     samples = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) \
-                or not isinstance(item.get("answer"), str):
+        if not has_fields(item, question=str, answer=str):
             qid = item.get("qid") if isinstance(item, dict) else None
             raise malformed(path, None, f"item {i} (qid {qid}): needs string fields 'question' and 'answer'")
         samples.append(Sample(f"質問：{item['question']}", item["answer"]))
@@ -69,15 +68,11 @@ def _niilc_rows(path: Path) -> list[Sample]:
             raise malformed(path, line, f"question {qid} has no <text>")
         if not answers:
             raise malformed(path, line, f"question {qid} has no <answer>")
-        if len(answers) == 1:
-            if answers[0] is None:
-                raise malformed(path, line, f"question {qid} has an empty <answer>")
-            if answers[0] == "-":
-                continue
-            output = answers[0]
-        else:
-            output = ",".join(a for a in answers if a)
-        samples.append(Sample(f"質問：{question}", output))
+        if answers == [None]:
+            raise malformed(path, line, f"question {qid} has an empty <answer>")
+        if answers == ["-"]:
+            continue
+        samples.append(Sample(f"質問：{question}", ",".join(a for a in answers if a)))
     return samples
 
 

@@ -65,14 +65,11 @@ def base_phrase_text(base_phrase) -> str:
     siblings = base_phrase.phrase.base_phrases
     anchor = siblings.index(base_phrase)
     span = [base_phrase]
-    for i in range(anchor + 1, len(siblings)):
-        if not depends_on_anchor(siblings[i]):
-            break
-        span.append(siblings[i])
-    for i in range(anchor - 1, -1, -1):
-        if not depends_on_anchor(siblings[i]):
-            break
-        span.append(siblings[i])
+    for step in (1, -1):  # the contiguous dependents after it, then those before it
+        i = anchor + step
+        while 0 <= i < len(siblings) and depends_on_anchor(siblings[i]):
+            span.append(siblings[i])
+            i += step
     span.sort(key=lambda bp: bp.index)
     return _trim([m for bp in span for m in bp.morphemes], _ANCILLARY, _ANCILLARY)
 
@@ -157,7 +154,9 @@ def to_dependency(document, path: Path) -> Sample:
     return Sample(text, "\n".join(lines))
 
 
-PAS_CASES = ("ガ", "デ", "ト", "ニ", "ヘ", "ヲ", "カラ", "ガ２", "マデ", "ヨリ")
+#: The cases upstream reads, in its order, with the name each is written as (ガ２ is written ガ).
+PAS_CASES = {"ガ": "ガ", "デ": "デ", "ト": "ト", "ニ": "ニ", "ヘ": "ヘ", "ヲ": "ヲ",
+             "カラ": "カラ", "ガ２": "ガ", "マデ": "マデ", "ヨリ": "ヨリ"}
 
 
 def to_pas(document, path: Path) -> Sample:
@@ -168,22 +167,21 @@ def to_pas(document, path: Path) -> Sample:
     lines = []
     for structure in document.pas_list:
         args = ""
-        for case in PAS_CASES:
+        for case, written in PAS_CASES.items():
             for arg in structure.get_arguments(case, relax=False):
                 if not isinstance(arg, EndophoraArgument) or arg.phrase == structure.predicate.phrase:
                     continue
-                args += f" {'ガ' if case == 'ガ２' else case}：{base_phrase_text(arg.base_phrase)}"
+                args += f" {written}：{base_phrase_text(arg.base_phrase)}"
         predicate = _trim(structure.predicate.phrase.morphemes, _ANCILLARY, ("助詞", "特殊"))
         if predicate and args:
             lines.append(predicate + args)
     return Sample(_text_with_parentheses(document, path), "\n".join(lines))
 
 
-def to_coreference(document, path: Path, filtered=None) -> Sample:
+def to_coreference(document, path: Path) -> Sample:
     """Mentions of one entity on one line, separated by spaces, over the document without its
     parenthetical sentences (upstream rebuilds the document from the remaining sentences)."""
-    if filtered is None:
-        filtered = _without_parentheses(document)
+    filtered = _without_parentheses(document)
     groups: dict[tuple[int, ...], list] = defaultdict(list)
     for bp in filtered.base_phrases:
         if not bp.entities:
@@ -226,17 +224,15 @@ def _quiet_rhoknp() -> Iterator[None]:
 
 
 def _knp_error(path: Path, text: str, exc: Exception):
-    lines = text.splitlines()
+    """The error for a file rhoknp refused (it ends with EOS: parse_knp checked that first), at the line rhoknp
+    names when it names one."""
     m = re.match(r"malformed line: (.*)", str(exc), re.S)
     if m:
         bad = m.group(1)
-        for n, line in enumerate(lines, start=1):
-            if line == bad or line.strip() == bad.strip():
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip() == bad.strip():
                 return malformed(path, n, f"not a valid KNP line: {line[:80]!r}")
         return malformed(path, None, f"not valid KNP (malformed line {bad[:80]!r})")
-    last = next((n for n in range(len(lines), 0, -1) if lines[n - 1].strip()), 0)
-    if last and lines[last - 1].strip() != "EOS":
-        return malformed(path, last, "the last sentence does not end with EOS (the file looks truncated)")
     return malformed(path, None, f"not valid KNP ({type(exc).__name__}: {exc})")
 
 
@@ -258,9 +254,7 @@ def parse_knp(path: Path):
 def doc_samples(path: Path) -> dict[str, Sample]:
     """All five tasks' samples of one document, from a single parse."""
     document = parse_knp(path)
-    out = {name: CONVERTERS[name](document, path) for name in TASKS if name != "wiki_coreference"}
-    out["wiki_coreference"] = to_coreference(document, path, _without_parentheses(document))
-    return out
+    return {name: CONVERTERS[name](document, path) for name in TASKS}
 
 
 def _worker(path_str: str):
@@ -287,22 +281,26 @@ def corpus_samples(paths: list[Path], workers: int | None = None) -> dict[Path, 
     keys = {p: _key(p) for p in paths}
     todo = sorted({str(p) for p in paths if keys[p] not in _CACHE})
     workers = workers if workers is not None else min(len(os.sched_getaffinity(0)), 8)
-    if len(todo) >= _PARALLEL_MIN and workers > 1:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(pool.map(_worker, todo, chunksize=max(1, len(todo) // (workers * 8))))
-    else:
-        results = [_worker(p) for p in todo]
     from jleval import errors
 
-    for path_str, samples, err in results:
+    for path_str, samples, err in _parse_all(todo, workers):
         if err is not None:
             kind, message, hint = err
             raise getattr(errors, kind, errors.MalformedDataError)(message, hint)
         _CACHE[keys[Path(path_str)]] = samples
     return {p: _CACHE[keys[p]] for p in paths}
+
+
+def _parse_all(paths: list[str], workers: int) -> list:
+    """_worker's result for every path: in `workers` processes when there are documents enough to pay for
+    starting them."""
+    if len(paths) < _PARALLEL_MIN or workers <= 1:
+        return [_worker(p) for p in paths]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        return list(pool.map(_worker, paths, chunksize=max(1, len(paths) // (workers * 8))))
 
 
 # --- splits and converters ---------------------------------------------------------------------------------

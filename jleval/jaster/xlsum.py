@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 
-from jleval.jaster.base import MissingPart, RawFiles, Sample, Splits, jsonl_records, malformed
+from jleval.jaster.base import MissingPart, RawFiles, Sample, Splits, has_fields, jsonl_records, malformed
 from jleval.tasks import TaskSpec
 
 XLSUM_DIR = "xlsum_ja"
@@ -16,7 +16,7 @@ MAX_CHAR_LENGTH = 2000
 def _split(path) -> list[Sample]:
     out = []
     for n, row in jsonl_records(path):
-        if not (isinstance(row.get("text"), str) and isinstance(row.get("summary"), str)):
+        if not has_fields(row, text=str, summary=str):
             raise malformed(path, n, "expected a JSON object with string fields 'text' and 'summary'")
         if len(row["text"]) <= MAX_CHAR_LENGTH:
             out.append(Sample(row["text"], row["summary"]))
