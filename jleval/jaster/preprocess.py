@@ -28,7 +28,7 @@ from jleval.fsutil import (
     sha256_file,
     sha256_text,
 )
-from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits
+from jleval.jaster.base import Converter, MissingPart, RawFiles, Sample, Splits, has_fields
 from jleval.jaster.own import locate_own
 from jleval.jaster.sources import Located, Reporter, locate
 from jleval.tasks import TaskSpec
@@ -120,22 +120,22 @@ def _write_task(spec: TaskSpec, splits: Splits, root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): sha256_text(t) for p, t in files.items()}
 
 
-def _read_manifest(path: Path) -> tuple[dict, str | None]:
+def _read_manifest(path: Path) -> tuple[dict, list[str]]:
     """The output folder's manifest, and a warning when it is unreadable or corrupt: it is jleval's own
     bookkeeping, so its tasks are then built again rather than trusted."""
     if not path.is_file():
-        return {}, None
+        return {}, []
     data = read_json_object(path)
     if data is None:
-        return {}, f"{path} is unreadable (corrupt, or not a JSON object); the sets asked for are rebuilt"
-    return data, None
+        return {}, [f"{path} is unreadable (corrupt, or not a JSON object); the sets asked for are rebuilt"]
+    return data, []
 
 
 def _up_to_date(out_dir: Path, version: str, spec: TaskSpec, entry, located: Located | None) -> bool:
     """Every split of the task is built, completely; for an own task, from the same files and task file."""
     done = all(eval_path(out_dir, version, s, spec.name).is_file() for s in spec.splits)
-    complete = (isinstance(entry, dict) and isinstance(entry.get("sizes"), dict)
-                and set(entry["sizes"]) == set(spec.splits) and not entry.get("missing_sources"))
+    complete = (has_fields(entry, sizes=dict) and set(entry["sizes"]) == set(spec.splits)
+                and not entry.get("missing_sources"))
     if not (done and complete):
         return False
     if located is None:
@@ -211,17 +211,23 @@ def _build_task(spec: TaskSpec, job: _Job) -> tuple[TaskResult, dict | None]:
         res.status, res.sizes = "cached", cast(dict, entry)["sizes"]  # _up_to_date checked it
         return res, None
     located = located or locate(spec, job.raw_dir, job.allow_download, job.reporter, job.checksums)
+    return res, _build_located(spec, located, job.root, res)
+
+
+def _build_located(spec: TaskSpec, located: Located, root: Path, res: TaskResult) -> dict | None:
+    """Convert and write every split the located files allow, recording in `res` what was built and what is
+    missing. Returns the task's new manifest entry (None when no split could be built)."""
     res.warnings += located.warnings
     blocked = {sp for src, _ in located.missing for sp in src.needed_for}
     buildable = tuple(s for s in spec.splits if s not in blocked)
     res.missing += [_missing_line(spec, src, why) for src, why in located.missing]
     if not buildable:
-        return res, None
+        return None
     splits = _convert(spec, located, buildable, res)
-    hashes = _write_task(spec, splits, job.root)
+    hashes = _write_task(spec, splits, root)
     res.sizes = {s: len(v) for s, v in splits.items()}
     res.status = "built" if len(splits) == len(spec.splits) else "partial"
-    return res, _manifest_entry(spec, located, res.sizes, hashes)
+    return _manifest_entry(spec, located, res.sizes, hashes)
 
 
 def _merge_manifest(path: Path, entries: dict[str, dict]) -> None:
@@ -249,7 +255,7 @@ def preprocess(
     out_dir = Path(out_dir)
     _check_args(out_dir, raw_dir, version)
     manifest_path = out_dir / version / "manifest.json"
-    manifest, manifest_warning = _read_manifest(manifest_path)
+    manifest, manifest_warnings = _read_manifest(manifest_path)
     job = _Job(out_dir, raw_dir, version, force, raw_dir is None if allow_download is None else allow_download,
                reporter, checksums, manifest)
     results, entries = [], {}
@@ -264,4 +270,4 @@ def preprocess(
         _merge_manifest(manifest_path, entries)
     if on_task:
         on_task(len(tasks), len(tasks), "")
-    return PreprocessReport(job.root, results, [manifest_warning] if manifest_warning else [])
+    return PreprocessReport(job.root, results, manifest_warnings)

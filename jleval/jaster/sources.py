@@ -98,28 +98,34 @@ def download(src: Source, dest: Path, reporter: Reporter | None = None, timeout:
         if src.kind == "file":
             tmp_file.replace(dest)
             return
-        extract = Path(tmp) / "x"
-        try:
-            if src.url.endswith(".zip"):
-                with zipfile.ZipFile(tmp_file) as z:
-                    z.extractall(extract)
-            else:
-                with tarfile.open(tmp_file) as t:
-                    t.extractall(extract, filter="data")
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as e:
-            head = tmp_file.read_bytes()[:64]
-            looks = " (the server sent a web page, not the archive)" if head.lstrip()[:1] == b"<" else ""
-            raise MissingRawFileError(
-                f"the download of {src.path} from {src.url} is not a readable archive{looks}: {e}",
-                "try again later, or download it by hand and pass --raw-dir DIR",
-            ) from None
-        root = extract / src.archive_root if src.archive_root else extract
-        if not root.is_dir():
-            raise MissingRawFileError(f"archive {src.url} has no folder {src.archive_root!r}",
-                                      "the upstream archive changed: pass --raw-dir DIR with the files")
+        root = _unpack(src, tmp_file, Path(tmp) / "x")
         if dest.exists():
             shutil.rmtree(dest)
         shutil.move(str(root), dest)
+
+
+def _unpack(src: Source, archive: Path, into: Path) -> Path:
+    """Extract a downloaded archive (.zip, or a tar file) into `into`; its folder `archive_root` (`into` itself
+    when that is "") is the directory source."""
+    try:
+        if src.url.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(into)
+        else:
+            with tarfile.open(archive) as t:
+                t.extractall(into, filter="data")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as e:
+        head = archive.read_bytes()[:64]
+        looks = " (the server sent a web page, not the archive)" if head.lstrip()[:1] == b"<" else ""
+        raise MissingRawFileError(
+            f"the download of {src.path} from {src.url} is not a readable archive{looks}: {e}",
+            "try again later, or download it by hand and pass --raw-dir DIR",
+        ) from None
+    root = into / src.archive_root  # Path / "" is the path itself
+    if not root.is_dir():
+        raise MissingRawFileError(f"archive {src.url} has no folder {src.archive_root!r}",
+                                  "the upstream archive changed: pass --raw-dir DIR with the files")
+    return root
 
 
 def locate(task: TaskSpec, raw_dir: Path | None, allow_download: bool, reporter: Reporter | None = None,
@@ -133,9 +139,12 @@ def locate(task: TaskSpec, raw_dir: Path | None, allow_download: bool, reporter:
     """
     out = Located()
     cache = raw_cache_dir()
+    if raw_dir:
+        roots, where = [Path(raw_dir), cache], f"in {raw_dir} or the cache {cache}"
+    else:
+        roots, where = [cache], f"in the cache {cache}"
     for src in task.sources:
-        candidates = ([Path(raw_dir) / src.path] if raw_dir else []) + [cache / src.path]
-        found = next((p for p in candidates if _present(p, src)), None)
+        found = next((root / src.path for root in roots if _present(root / src.path, src)), None)
         if found is None and allow_download:
             try:
                 download(src, cache / src.path, reporter)
@@ -144,7 +153,6 @@ def locate(task: TaskSpec, raw_dir: Path | None, allow_download: bool, reporter:
                 out.missing.append((src, e.message))
                 continue
         if found is None:
-            where = f"in {raw_dir} or the cache {cache}" if raw_dir else f"in the cache {cache}"
             out.missing.append((src, f"not found {where}; downloads are off"))
             continue
         expected = (checksums or {}).get(src.path, src.sha256)
