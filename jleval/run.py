@@ -92,6 +92,11 @@ class TaskPlan:
     cot_prompt_sha256: str | None = None
     shots_sha256: str | None = None  # the train file the few-shots are taken from
 
+    @property
+    def gen(self) -> GenParams:
+        """The decoding of the task's requests (all alike); a task without requests: its output length."""
+        return self.requests[0].gen if self.requests else GenParams(max_tokens=self.spec.output_length)
+
 
 @dataclass
 class RunPlan:
@@ -109,9 +114,9 @@ class RunPlan:
 
 @dataclass
 class Resume:
-    """What the run folder already holds: its manifest (None for a new run) and what is left to generate."""
+    """What the run folder already holds: its manifest ({} for a new run) and what is left to generate."""
 
-    old: dict[str, Any] | None
+    old: dict[str, Any]
     misses: list[tuple[TaskPlan, Request, str]]  # (task, request, cache key)
     counts: dict[str, dict[str, int]]  # task -> {"total", "cached", "generated", "errors"}
 
@@ -224,8 +229,8 @@ def suffix_note(run_dir: Path | str, changed: dict[str, Any]) -> str | None:
     digest = sha256_text(json.dumps(changed, sort_keys=True, ensure_ascii=False))[:8]
     if f"_{digest}" not in Path(run_dir).name:
         return None
-    shown = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
-                      for k, v in sorted(changed.items()) if k != "template_sha256")
+    # the settings' values are JSON values: repr() is str() for all but strings, which it quotes
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(changed.items()) if k != "template_sha256")
     return (f"run folder {Path(run_dir).name}: the suffix _{digest} hashes the settings that differ from the "
             f"defaults: {shown} (pass --run-name to choose the name)")
 
@@ -379,9 +384,11 @@ def _run_lock(run_dir: Path):
                                                  "wait for it to finish, or pass another --run-name"))
 
 
-def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the run already in the folder ({}: none), refused when that run's identity settings
+    differ from this one's."""
     if not manifest_path.is_file():
-        return None
+        return {}
 
     def fail(reason: str) -> RunError:
         return RunError(f"{manifest_path} is corrupt ({reason}), so this run cannot be resumed safely",
@@ -389,18 +396,23 @@ def _check_resume(manifest_path: Path, settings: dict[str, Any]) -> dict[str, An
 
     old: dict[str, Any] = dict(records.read_manifest(manifest_path, fail, required=("settings",)))
     there = old["settings"]
-    keys: tuple[str, ...] = IDENTITY_KEYS
-    if "local_digest" in (settings.get("model_identity") or {}):
-        keys = tuple(k for k in keys if k != "model")  # ./m and /abs/m: the content digest decides
-    diff = [k for k in keys if there.get(k) != settings.get(k)
-            and not (k == "max_num_samples" and grows(there.get(k), settings[k]))]
-    if diff:
+    if diff := _changed_identity(there, settings):
         lines = "; ".join(f"{k}: {there.get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
         grow = " (a run may grow: --max-num-samples as large as the one there, or -1)" \
             if "max_num_samples" in diff else ""
         raise RunError(f"{manifest_path.parent} holds a run with different settings ({lines})",
                        f"re-run with the same settings to resume{grow}, or pass another --run-name / --out")
     return old
+
+
+def _changed_identity(there: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The IDENTITY_KEYS whose values differ between the run there and this one (in that order)."""
+    same = {k: there.get(k) == now.get(k) for k in IDENTITY_KEYS}
+    # a run may grow (its earlier samples come from the cache), never shrink
+    same["max_num_samples"] = grows(there.get("max_num_samples"), now["max_num_samples"])
+    if "local_digest" in now["model_identity"]:
+        same["model"] = True  # ./m and /abs/m: the content digest (model_identity) decides
+    return [k for k, ok in same.items() if not ok]
 
 
 def read_outputs(path: Path, repair: bool = False) -> list[dict]:
@@ -445,15 +457,12 @@ def _same_sample(row: dict | None, sample: dict) -> bool:
     return row is not None and row.get("input") == sample["input"] and row.get("gold") == sample["output"]
 
 
-def _check_rows_belong(path: Path, rows: list[dict], p: TaskPlan, fingerprint: str, old: dict | None) -> None:
+def _check_rows_belong(path: Path, rows: list[dict], p: TaskPlan, fingerprint: str, old: dict[str, Any]) -> None:
     """Refuse rows another model made: a row for the same prompt, with the decoding the manifest records for
     its task, whose key still differs can only come from another model (a manifest copied from another run)."""
-    entry = ((old or {}).get("tasks") or {}).get(p.spec.name)
-    if not entry or not p.requests:
-        return
-    gen = p.requests[0].gen
-    if entry.get("max_tokens") != gen.max_tokens or entry.get("stop") != list(gen.stop):
-        return  # the task's decoding changed since: its rows are regenerated, not foreign
+    entry = old.get("tasks", {}).get(p.spec.name, {})
+    if entry.get("max_tokens") != p.gen.max_tokens or entry.get("stop") != list(p.gen.stop):
+        return  # a task the manifest does not record, or whose decoding changed since: its rows are regenerated
     by_id: dict[Any, Request] = {r.sample_id: r for r in p.requests}  # looked up with whatever id a row holds
     for row in rows:
         req = by_id.get(row.get("id"))
@@ -546,7 +555,7 @@ def _draft_manifest(plan: RunPlan, resume: Resume) -> tuple[dict[str, Any], dict
     manifest = _manifest(plan.opts, plan.settings, plan.plans, plan.skipped, resume.old, plan.fingerprint)
     session = {"started_at": _now(), "backend_options": recorded_options(plan.opts.backend_options),
                "requests": len(resume.misses)}
-    manifest["sessions"] = list((resume.old or {}).get("sessions", [])) + [session]
+    manifest["sessions"] = list(resume.old.get("sessions", [])) + [session]
     return manifest, session
 
 
@@ -556,7 +565,7 @@ def _record_start(plan: RunPlan, resume: Resume, manifest: dict[str, Any], backe
 
     if backend is not None:
         manifest["backend"] = backend.describe()
-    elif resume.old and "backend" in resume.old:  # everything came from the cache: the engine that made it stays
+    elif "backend" in resume.old:  # everything came from the cache: the engine that made it stays
         manifest["backend"] = resume.old["backend"]
     manifest["model_info"] = for_run(plan.opts.model, plan.opts.revision, plan.backend_name, manifest.get("backend"))
     atomic_write_json(plan.run_dir / "manifest.json", manifest)
@@ -568,20 +577,20 @@ def _record_start(plan: RunPlan, resume: Resume, manifest: dict[str, Any], backe
 def _record_finish(plan: RunPlan, resume: Resume, manifest: dict[str, Any], session: dict[str, Any]) -> None:
     manifest["finished_at"] = session["finished_at"] = _now()
     session.update({k: sum(c[k] for c in resume.counts.values()) for k in ("generated", "errors")})
-    manifest["counts"] = {**(resume.old or {}).get("counts", {}), **resume.counts}
+    manifest["counts"] = {**resume.old.get("counts", {}), **resume.counts}
     atomic_write_json(plan.run_dir / "manifest.json", manifest)
 
 
 def _manifest(opts, settings, plans, skipped, old, fingerprint) -> dict[str, Any]:
     from jleval.environment import capture
 
-    tasks = dict((old or {}).get("tasks", {}))
+    tasks = dict(old.get("tasks", {}))
     for p in plans:
         tasks[p.spec.name] = _task_entry(p)
     return {
         "format": records.MANIFEST_FORMAT,
         "jleval_version": __version__,
-        "created_at": (old or {}).get("created_at") or _now(),
+        "created_at": old.get("created_at") or _now(),
         "model": {"id": opts.model, "revision": opts.revision},
         "settings": settings,
         "model_fingerprint": fingerprint,
@@ -598,9 +607,9 @@ def _task_entry(p: TaskPlan) -> dict[str, Any]:
         "category": p.spec.category, "metrics": list(p.spec.metrics), "star_metric": p.spec.star_metric,
         "label_list": list(p.spec.label_list), "output_length": p.spec.output_length,
         "num_few_shots": p.few_shots, "n_samples": len(p.requests), "data_sha256": p.data_sha256,
-        "max_tokens": p.requests[0].gen.max_tokens if p.requests else p.spec.output_length,
+        "max_tokens": p.gen.max_tokens,
         "task_file_sha256": sha256_file(p.spec.file) if p.spec.file else None,
-        "stop": list(p.requests[0].gen.stop) if p.requests else [],
+        "stop": list(p.gen.stop),
         **({"cot_prompt_sha256": p.cot_prompt_sha256} if p.cot_prompt_sha256 else {}),
         **({"few_shots_sha256": p.shots_sha256} if p.shots_sha256 else {}),
     }
