@@ -37,12 +37,13 @@ def check_project(project: str | None) -> str | None:
     if project is None:
         return None
     bad = sorted({c for c in project if c in PROJECT_FORBIDDEN})
-    if not project.strip() or len(project) > PROJECT_MAX or bad:
-        why = (f"contains {' '.join(repr(c) for c in bad)}" if bad else
-               "is empty" if not project.strip() else f"is longer than {PROJECT_MAX} characters")
-        raise UsageError(f"--wandb {project!r}: the W&B project name {why}",
-                         f"a project name of at most {PROJECT_MAX} characters without / \\ # ? % : (the entity "
-                         "goes in $WANDB_ENTITY, not in front of the project)")
+    problems = [(bad, f"contains {' '.join(repr(c) for c in bad)}"), (not project.strip(), "is empty"),
+                (len(project) > PROJECT_MAX, f"is longer than {PROJECT_MAX} characters")]  # the first one is said
+    for found, why in problems:
+        if found:
+            raise UsageError(f"--wandb {project!r}: the W&B project name {why}",
+                             f"a project name of at most {PROJECT_MAX} characters without / \\ # ? % : (the "
+                             "entity goes in $WANDB_ENTITY, not in front of the project)")
     return project
 
 
@@ -67,8 +68,10 @@ def leaderboard_rows(lb: Leaderboard) -> tuple[list[str], list[list[Any]]]:
     ups = [upstream_scores(run.scores) for run in lb.runs]
     keys = sorted({k for u in ups for k in u})
     extra = ["AVG_present_categories", "model", *MODEL_COLUMNS, *SETTINGS_COLUMNS, "imported"]
+    rows = {row["run"]: row for row in lb.rows}  # run names are unique in a leaderboard
     data = []
-    for run, u, row in zip(lb.runs, ups, (next(r for r in lb.rows if r["run"] == run.name) for run in lb.runs)):
+    for run, u in zip(lb.runs, ups):
+        row = rows[run.name]
         values = [_number(u.get(k)) for k in keys]
         data.append([run.name, *values, row.get("AVG"), *[_plain(row.get(c)) for c in extra[1:]]])
     return ["run_name", *keys, *extra], data
