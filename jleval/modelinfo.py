@@ -244,9 +244,9 @@ def _stored_shapes(files: list[Path], notes: list[str]) -> dict[str, list[int]] 
     for path in files:
         try:
             header = safetensors_header(path)
+            header.pop("__metadata__", None)  # not a tensor
             for name, meta in header.items():
-                if name != "__metadata__":
-                    shapes.setdefault(name, _shape(name, meta))
+                shapes.setdefault(name, _shape(name, meta))
         except (OSError, ValueError) as e:
             notes.append(f"{path.name}: not a readable safetensors file ({e}): params not read")
             return None

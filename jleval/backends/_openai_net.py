@@ -178,12 +178,10 @@ def _read_gzip_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
 def redact_url(url: str) -> str:
     """`url` with the password of its user info masked (http://user:***@host/v1), as it may be recorded or shown;
     a URL without one is returned as is. Also for text that is not a valid URL (error messages quote it)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
+    scheme, _, rest = url.partition("://")
     netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
+    userinfo, _, host = netloc.rpartition("@")
+    if ":" not in userinfo:  # no "://", no "@" or no password: nothing to mask
         return url
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{path}"
 

@@ -33,6 +33,7 @@ import contextlib
 import email.utils
 import json
 import math
+import operator
 import os
 import queue
 import random
@@ -108,11 +109,11 @@ def parse_base_urls(value: str) -> list[str]:
 
 def _check_number(flag: str, value: Any, low: float, *, integer: bool = False, strict: bool = False) -> None:
     """Refuse NaN, infinities, wrong types and values below `low` (or equal to it when `strict`), naming the flag."""
-    kinds = (int,) if integer else (int, float)
+    kinds, what = ((int,), "a whole number") if integer else ((int, float), "a finite number")
+    too_low, bound = (operator.le, ">") if strict else (operator.lt, ">=")  # the refusal, and the bound it states
     ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):
-        what = "a whole number" if integer else "a finite number"
-        raise UsageError(f"{flag} must be {what} {'>' if strict else '>='} {low:g}, not {value!r}")
+    if not ok or too_low(value, low):
+        raise UsageError(f"{flag} must be {what} {bound} {low:g}, not {value!r}")
 
 
 def check_options(*, concurrency: int = 8, max_retries: int = 5, timeout: float = 120.0, backoff_base: float = 1.0,

@@ -170,9 +170,8 @@ class _Engine:
                 "engine": np.array([described] + [""] * (len(requests) - 1), dtype=object)}
 
 
-def _engine_class(config: dict[str, Any], base: type | None = None) -> type:
-    """An `_Engine` subclass carrying its settings (pickled with the class, not as actor arguments)."""
-    base = base or _Engine
+def _engine_class(config: dict[str, Any], base: type) -> type:
+    """A subclass of `base` (an `_Engine`) carrying its settings (pickled with the class, not as actor arguments)."""
     return type(base.__name__, (base,), {"config": config, "__module__": base.__module__})
 
 
@@ -254,7 +253,7 @@ class RayBackend:
     def __init__(self, inner: str, model: str, *, address: str = "local", replicas: int | str | None = None,
                  revision: str | None = None, expected_identity: dict[str, Any] | None = None,
                  run_dir: Path | None = None, batch_size: int | None = None,
-                 ray_remote_args: dict[str, Any] | None = None, engine: type | None = None,
+                 ray_remote_args: dict[str, Any] | None = None, engine: type = _Engine,
                  **options: Any) -> None:
         self.inner, self.model, self.revision = inner, model, revision
         self.options = self._check_options(inner, options)
@@ -264,7 +263,7 @@ class RayBackend:
         if self.batch_size < 1:
             raise UsageError(f"the Ray batch size must be 1 or more, not {self.batch_size}")
         self.ray_remote_args = dict(ray_remote_args or {})
-        self.engine = engine or _Engine  # a subclass of _Engine (benchmarks/ray_scaling.py: a simulated one)
+        self.engine = engine  # _Engine or a subclass (benchmarks/ray_scaling.py: a simulated one)
         self.address = address or "local"
         self.temp_dir: Path | None = None
         self.started_cluster = self._connected_here = False
