@@ -134,6 +134,11 @@ def shuffled(samples: Sequence[T], seed: int = SEED) -> list[T]:
     return out
 
 
+def asked(built: Splits, splits: tuple[str, ...]) -> Splits:
+    """The splits of `built` that were asked for: for a converter that builds all of its splits at once."""
+    return {s: v for s, v in built.items() if s in splits}
+
+
 def split_9_1(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]]:
     """Upstream's train/dev split of an original train file: shuffle (seed 42), first int(0.9 n) -> train."""
     s = shuffled(samples)

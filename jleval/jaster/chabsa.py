@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, malformed, split_8_1_1
+from jleval.jaster.base import RawFiles, Sample, Splits, asked, has_fields, malformed, split_8_1_1
 from jleval.jaster.jglue import json_document, source_for
 from jleval.tasks import TaskSpec
 
@@ -41,4 +41,4 @@ def chabsa(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
         raise malformed(raw.path(source_for(spec, "test")), None, f"no annotation files matching {pattern}")
     pool = [s for f in files for s in _document_samples(f)]
     train, dev, test = split_8_1_1(pool)
-    return {k: v for k, v in (("train", train), ("dev", dev), ("test", test)) if k in splits}
+    return asked({"train": train, "dev": dev, "test": test}, splits)

@@ -10,7 +10,7 @@ import gzip
 import textwrap
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, jsonl_records, malformed
+from jleval.jaster.base import RawFiles, Sample, Splits, asked, has_fields, jsonl_records, malformed
 from jleval.tasks import TaskSpec
 
 MBPP_FILE = "mbpp/mbpp_translation.jsonl"
@@ -42,7 +42,7 @@ def mbpp(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     keys = list(rows[0][1])
     samples = [_mbpp_sample(path, n, row, keys) for n, row in rows]
     out = {"train": samples[600:], "dev": samples[510:600], "test": samples[10:510]}
-    return {s: v for s, v in out.items() if s in splits}
+    return asked(out, splits)
 
 
 def _check_function(path: Path, line: int, test: str) -> ast.FunctionDef:
@@ -89,4 +89,4 @@ def jhumaneval(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits
     rest = samples[32:]
     half = len(rest) // 2
     out = {"train": samples[:32], "dev": rest[:half], "test": rest[half:]}
-    return {s: v for s, v in out.items() if s in splits}
+    return asked(out, splits)

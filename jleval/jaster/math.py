@@ -5,7 +5,7 @@ import ast
 import json
 from pathlib import Path
 
-from jleval.jaster.base import RawFiles, Sample, Splits, has_fields, malformed, read_text, shuffled, tsv_rows
+from jleval.jaster.base import RawFiles, Sample, Splits, asked, has_fields, malformed, read_text, shuffled, tsv_rows
 from jleval.tasks import TaskSpec
 
 MAWPS_DIR = "mawps/dataset/mawps"
@@ -69,7 +69,7 @@ def mawps(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
         pool = shuffled(_mawps_test(raw))
         half = int(len(pool) / 2)
         out["dev"], out["test"] = pool[:half], pool[half:]
-    return {k: v for k, v in out.items() if k in splits}
+    return asked(out, splits)
 
 
 def _number(path: Path, line: int | None, text: str) -> str:

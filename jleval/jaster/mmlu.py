@@ -11,6 +11,7 @@ from jleval.jaster.base import (
     RawFiles,
     Sample,
     Splits,
+    asked,
     csv_rows,
     malformed,
     shuffled,
@@ -74,7 +75,7 @@ def jmmlu(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     rng.shuffle(test_pool)
     k = NUM_TRAIN_EXAMPLES // 2
     out = {"train": dev_pool[:k] + test_pool[:k], "dev": dev_pool[k:], "test": test_pool[k:]}
-    return {s: v for s, v in out.items() if s in splits}
+    return asked(out, splits)
 
 
 MMLU_DIR = "mmlu_en/data"

@@ -9,6 +9,7 @@ from jleval.jaster.base import (
     RawFiles,
     Sample,
     Splits,
+    asked,
     check_label,
     malformed,
     read_text,
@@ -82,8 +83,7 @@ def parse_xml(path: Path) -> ET.Element:
     try:
         return ET.fromstring(read_text(path))
     except ET.ParseError as e:
-        line = e.position[0] if getattr(e, "position", None) else None
-        raise malformed(path, line, f"not well-formed XML ({str(e).split(':')[0]})") from None
+        raise malformed(path, e.position[0], f"not well-formed XML ({str(e).split(':')[0]})") from None
 
 
 def _script(elem: ET.Element | None, path: Path, where: str) -> str:
@@ -121,7 +121,7 @@ def jsem(spec: TaskSpec, raw: RawFiles, splits: tuple[str, ...]) -> Splits:
     (several <p>) concatenated; one pool shuffled (seed 42) and cut 80/10/10."""
     pool = [s for name in JSEM_FILES for s in _jsem_rows(raw.path(jsem_path(name)), spec.label_list)]
     train, dev, test = split_8_1_1(pool)
-    return {k: v for k, v in (("train", train), ("dev", dev), ("test", test)) if k in splits}
+    return asked({"train": train, "dev": dev, "test": test}, splits)
 
 
 # --- JSICK -------------------------------------------------------------------------------------------------
