@@ -203,9 +203,10 @@ def _sources(path: Path, raw: list) -> tuple[Source, ...]:
         if not isinstance(src, dict):
             raise TaskSpecError(f"{where} must be a table")
         _check_keys(where, src, _SOURCE_REQUIRED, _SOURCE_OPTIONAL)
-        bad = set(src.get("needed_for", [])) - set(SPLITS)
-        refuse_first([(src.get("kind", "file") not in ("file", "dir"), f"{where}: kind must be 'file' or 'dir'", None),
-                      (bool(bad), f"{where}: needed_for names unknown splits {sorted(bad)}", None)])
+        if src.get("kind", "file") not in ("file", "dir"):
+            raise TaskSpecError(f"{where}: kind must be 'file' or 'dir'")
+        if bad := set(src.get("needed_for", [])) - set(SPLITS):  # read only once the kind is known good
+            raise TaskSpecError(f"{where}: needed_for names unknown splits {sorted(bad)}")
         sources.append(Source(**{**src, "needed_for": tuple(src.get("needed_for", SPLITS))}))
     return tuple(sources)
 

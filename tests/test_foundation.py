@@ -330,3 +330,13 @@ def test_truncated_knp_file_is_named(raw_dir, tmp_path):
     bad.write_text("".join(lines[:-1]), encoding="utf-8")
     with pytest.raises(MalformedDataError, match=rf"{src.name}, line \d+: the file does not end with EOS"):
         parse_knp(bad)
+
+
+def test_task_source_checks_stop_at_the_first_problem(tmp_path):
+    """A source with a bad kind is refused for its kind even when needed_for is also wrong (a list of lists
+    cannot be read as split names): one line naming the file, never a TypeError."""
+    bad = GOOD.replace('needed_for = ["test"]', 'kind = "url"\nneeded_for = [["test"]]')
+    assert bad != GOOD
+    p = _write_task(tmp_path, bad, "jamp")
+    with pytest.raises(TaskSpecError, match=r"sources\[1\]: kind must be 'file' or 'dir'"):
+        parse_task(p)
