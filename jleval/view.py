@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,19 +63,32 @@ class ViewReport:
 
 
 def load_run_data(run_dir: Path, tasks_dir: Path | None = None) -> RunData:
-    """A run's manifest and scores (scoring the run first when it has none); its tasks are read by load_task."""
+    """A run's manifest and scores (scoring the run first when it has none), each checked against its schema in
+    jleval.records, so a field that is there has its type; its tasks are read by load_task."""
+    from jleval.records import read_manifest, read_scores
     from jleval.scoring import score_run
 
     run_dir = Path(run_dir)
-    manifest = read_json_object(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else None
-    if manifest is None:
+    if read_json_object(run_dir / "manifest.json") is None:  # missing or unreadable
         raise UsageError(f"{run_dir} is not a run folder (no readable manifest.json)",
                          "pass a folder written by `jleval run` (runs/<name>)")
-    scores = read_json_object(run_dir / "scores.json") if (run_dir / "scores.json").is_file() else None
-    if scores is None or not (run_dir / "scores").is_dir():
+    manifest = dict(read_manifest(run_dir / "manifest.json", _corrupt(
+        run_dir / "manifest.json", "restore it, or re-run `jleval run` with the run's settings into a new folder")))
+    if read_json_object(run_dir / "scores.json") is None or not (run_dir / "scores").is_dir():
         scores = score_run(run_dir, tasks_dir=tasks_dir)
+    else:
+        scores = dict(read_scores(run_dir / "scores.json", _corrupt(
+            run_dir / "scores.json", f"score the run again: jleval score {run_dir}")))
     return RunData(run_dir.name, run_dir, manifest, scores,
                    task_names=[p.stem for p in sorted((run_dir / "outputs").glob("*.jsonl"))])
+
+
+def _corrupt(path: Path, hint: str) -> Callable[[str], UsageError]:
+    """The error for a run file whose content is wrong (the reason reads after the file's name)."""
+    def fail(reason: str) -> UsageError:
+        return UsageError(f"{path} {reason}", hint)
+
+    return fail
 
 
 def load_task(run: RunData, task: str, data_dir: Path | None, tasks_dir: Path | None) -> None:
@@ -92,8 +106,8 @@ def _outputs_by_id(path: Path) -> dict[int, dict]:
     from jleval.run import read_outputs
 
     out: dict[int, dict] = {}
-    for row in read_outputs(path):
-        if isinstance(row, dict) and isinstance(row.get("id"), int):
+    for row in read_outputs(path):  # objects, each checked by read_outputs
+        if isinstance(row.get("id"), int):
             if row["id"] not in out or row.get("error") is None or out[row["id"]].get("error") is not None:
                 out[row["id"]] = row  # the last good line wins, as when scoring
     return out
@@ -128,7 +142,7 @@ def _render_prompts(run: RunData, task: str, data_dir: Path | None, tasks_dir: P
     from jleval.run import RunOptions, plan_tasks
     from jleval.tasks import get_task
 
-    s = run.manifest.get("settings") or {}
+    s = run.manifest.get("settings", {})
     spec = get_task(task, tasks_dir)
     opts = RunOptions(model=str(s.get("model", "")), split=s.get("split", "dev"),
                       max_num_samples=int(s.get("max_num_samples", 100)),
@@ -146,16 +160,31 @@ def _render_prompts(run: RunData, task: str, data_dir: Path | None, tasks_dir: P
 
 def main_metric(task_scores: dict[str, Any]) -> str | None:
     """The metric that decides right/wrong: the ⭐ metric, else the first one listed."""
-    metrics = list((task_scores or {}).get("metrics") or {})
-    star = (task_scores or {}).get("star_metric")
-    return star if star in metrics else (metrics[0] if metrics else None)
+    metrics = list(task_scores.get("metrics", {}))
+    star = task_scores.get("star_metric")
+    if star in metrics:
+        return star
+    return metrics[0] if metrics else None
 
 
-def _is_correct(rec: dict | None, metric: str | None, scale: str | None) -> bool | None:
-    value = ((rec or {}).get("scores") or {}).get(metric) if metric else None
+def _task_scores(run: RunData, task: str) -> dict[str, Any]:
+    """The task's entry in the run's scores ({} when it has none)."""
+    return run.scores["tasks"].get(task, {})
+
+
+def _is_correct(rec: dict, task_scores: dict[str, Any]) -> bool | None:
+    """Right/wrong by the task's main metric: its value at the top of its scale (None when there is no value)."""
+    metric = main_metric(task_scores)
+    value = (rec.get("scores") or {}).get(metric)  # None when there is no main metric: JSON keys are strings
     if value is None:
         return None
+    scale = task_scores["metrics"][metric].get("scale")  # the main metric is one of the task's metrics
     return value >= (100.0 if scale == "0-100" else 1.0) - 1e-9
+
+
+#: (key in the scores/<task>.jsonl row, short key in the chunk), then the same for the outputs row
+_SCORE_KEYS = (("pred", "pred"), ("scores", "s"), ("out_of_label", "ool"), ("extracted", "ext"))
+_OUTPUT_KEYS = (("finish_reason", "fr"), ("prompt_tokens", "pt"), ("completion_tokens", "ct"))
 
 
 def _side(run: RunData, task: str, sid: int) -> dict[str, Any] | None:
@@ -163,24 +192,16 @@ def _side(run: RunData, task: str, sid: int) -> dict[str, Any] | None:
     row = run.outputs.get(task, {}).get(sid)
     if row is None:
         return None
-    rec = run.per_sample.get(task, {}).get(sid)
-    task_scores = (run.scores.get("tasks") or {}).get(task) or {}
-    metric = main_metric(task_scores)
-    scale = ((task_scores.get("metrics") or {}).get(metric) or {}).get("scale") if metric else None
-    side: dict[str, Any] = {"gen": row.get("generation") or "",
-                            "ok": None if row.get("error") else _is_correct(rec, metric, scale)}
+    rec = run.per_sample.get(task, {}).get(sid, {})
+    side: dict[str, Any] = {"gen": row.get("generation") or "", "ok": None}
     if row.get("error"):
         side["err"] = str(row["error"])
-    if rec:
-        side.update({k: v for k, v in (("pred", rec.get("pred")), ("s", rec.get("scores")),
-                                       ("ool", rec.get("out_of_label")), ("ext", rec.get("extracted")))
-                     if v is not None})
-    for key, short in (("finish_reason", "fr"), ("prompt_tokens", "pt"), ("completion_tokens", "ct")):
-        if row.get(key) is not None:
-            side[short] = row[key]
-    prompt = run.prompts.get(task, {}).get(sid)
-    if prompt is not None:
-        side["p"] = prompt
+    else:
+        side["ok"] = _is_correct(rec, _task_scores(run, task))
+    optional = [(short, rec.get(key)) for key, short in _SCORE_KEYS]
+    optional += [(short, row.get(key)) for key, short in _OUTPUT_KEYS]
+    optional.append(("p", run.prompts.get(task, {}).get(sid)))
+    side.update((short, value) for short, value in optional if value is not None)
     return side
 
 
@@ -212,9 +233,9 @@ def task_order(runs: list[RunData], tasks_dir: Path | None) -> list[str]:
 
 def _sample(runs: list[RunData], task: str, sid: int) -> dict[str, Any]:
     """One sample aligned across the runs ("xd": the runs' inputs differ, i.e. different data or settings)."""
-    rows = [r.outputs.get(task, {}).get(sid) for r in runs]
-    first = next(x for x in rows if x is not None)
-    differ = len({x.get("input") for x in rows if x is not None}) > 1
+    present = [row for r in runs if (row := r.outputs.get(task, {}).get(sid)) is not None]
+    first = present[0]
+    differ = len({x.get("input") for x in present}) > 1
     return {"i": sid, "in": first.get("input") or "", "g": first.get("gold") or "",
             "r": [_side(r, task, sid) for r in runs], **({"xd": 1} if differ else {})}
 
@@ -241,21 +262,22 @@ def _js(call: str, *args: Any) -> str:
 
 def _run_meta(run: RunData) -> dict[str, Any]:
     m = run.manifest
-    settings = m.get("settings") or {}
-    return {"name": run.name, "path": str(run.path), "model": (m.get("model") or {}).get("id"),
-            "revision": (m.get("model") or {}).get("revision"), "backend": settings.get("backend"),
+    settings, model = m.get("settings", {}), m.get("model", {})
+    return {"name": run.name, "path": str(run.path), "model": model.get("id"),
+            "revision": model.get("revision"), "backend": settings.get("backend"),
             "split": settings.get("split"), "shots": settings.get("num_few_shots"),
             "max_num_samples": settings.get("max_num_samples"), "prompt_style": settings.get("prompt_style"),
             "template": settings.get("template"), "chat_template": settings.get("chat_template"),
             "profile": run.scores.get("profile"), "avg": (run.scores.get("avg") or {}).get("value")}
 
 
-def _task_meta(runs: list[RunData], task: str, frames: list[dict[str, str]]) -> dict[str, Any]:
+def _task_meta(runs: list[RunData], task: str) -> dict[str, Any]:
     per_run = []
-    for r, frame in zip(runs, frames):
-        ts = (r.scores.get("tasks") or {}).get(task) or {}
-        per_run.append({"metrics": {k: (v or {}).get("value") for k, v in (ts.get("metrics") or {}).items()},
-                        "main": main_metric(ts), **frame, "note": r.prompt_notes.get(task)})
+    for r in runs:
+        ts = _task_scores(r, task)
+        per_run.append({"metrics": {k: v.get("value") for k, v in ts.get("metrics", {}).items()},
+                        "main": main_metric(ts), **r.frames.get(task, {"head": "", "tail": ""}),
+                        "note": r.prompt_notes.get(task)})
     return {"name": task, "runs": per_run}
 
 
@@ -268,7 +290,7 @@ def _write_data(data: Path, runs: list[RunData], tasks: list[str], chunk_size: i
         for r in runs:
             load_task(r, task, data_dir, tasks_dir)
         ids = sorted({i for r in runs for i in r.outputs.get(task, {})})
-        meta = _task_meta(runs, task, [r.frames.get(task, {"head": "", "tail": ""}) for r in runs])
+        meta = _task_meta(runs, task)
         meta.update({"n": len(ids), "first_chunk": len(chunks)})
         differ = 0
         for start in range(0, len(ids), chunk_size):

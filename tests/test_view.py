@@ -120,6 +120,21 @@ def test_prompts_are_left_out_when_they_cannot_be_checked(runs, tmp_path):
     assert "prompt not shown" in meta_of(out)["tasks"][0]["runs"][0]["note"]
 
 
+@pytest.mark.parametrize("name, field, value", [("manifest.json", "settings", ["dev"]),
+                                                ("scores.json", "tasks", None)])
+def test_a_wrongly_typed_run_file_is_one_error_naming_it(runs, tmp_path, name, field, value):
+    """The manifest and scores are read by their schemas: a field of the wrong type is one error naming the
+    file and the field (never a traceback deep in the page's data), and no report is written."""
+    run_dir = tmp_path / "runs" / "a"
+    shutil.copytree(runs["a"], run_dir)
+    data = json.loads((run_dir / name).read_text(encoding="utf-8"))
+    data[field] = value
+    (run_dir / name).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(UsageError, match=rf"{re.escape(str(run_dir / name))} field '{field}' must be an object"):
+        build_view([run_dir], tmp_path / "r", data_dir=runs["data"], tasks_dir=runs["tasks_dir"])
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli(runs, tmp_path):
     r = jleval("view", runs["a"], runs["b"], "--out", tmp_path / "v", "--data-dir", runs["data"],
                "--tasks-dir", runs["tasks_dir"], cwd=tmp_path)
