@@ -55,6 +55,7 @@ ENGINE_KEYS = {"dtype": str, "tensor_parallel_size": int, "pipeline_parallel_siz
 MODEL_KEYS = {"id": str, "name": str, **RUN_KEYS, **ENGINE_KEYS}
 TOP_KEYS = {"out": str, "leaderboard": str, "parallel": int, "run": dict, "model": list}
 _OPTION_NAMES = {"request_timeout": "timeout"}  # the backend's own name for a CLI option
+_FIELD_NAMES = {"stop_at_blank_line": "stop_rule"}  # the RunOptions field of a sweep key (else the same name)
 _PATHS = ("out", "data_dir", "raw_dir", "tasks_dir")  # RunOptions fields that are paths
 
 
@@ -89,12 +90,16 @@ def _check_keys(path: Path, where: str, table: dict[str, Any], schema: dict[str,
                     f"the keys there are: {', '.join(sorted(schema))} (see docs/gpu.md)")
             raise UsageError(f"{path}: unknown key {key!r} in {where}", hint)
         kind = schema[key]
-        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
+        if not _has_type(value, kind):
             names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise UsageError(f"{path}: {where}: {key} must be a {names}, not {value!r}")
+
+
+def _has_type(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that true/false is no int or float, and an integer is also a float (TOML's 1 for 1.0)."""
+    if isinstance(value, bool) and kind in (int, float):
+        return False
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
 
 
 def load(path: Path | str) -> Sweep:
@@ -139,13 +144,9 @@ def _model(path: Path, base: Path, out: Path, shared: dict[str, Any], table: dic
     engine = {_OPTION_NAMES.get(k, k): v for k, v in merged.items() if k in ENGINE_KEYS}
     if "replicas" in engine:
         engine["replicas"] = str(engine["replicas"])
-    opts = RunOptions(
-        model=model_id, out=out, backend_options=engine,
-        **{k: merged[k] for k in RUN_KEYS if k in merged},
-        **{k: merged[k] for k in ("tasks", "split", "num_few_shots", "max_num_samples", "template",
-                                  "prompt_style", "include_non_commercial", "version") if k in merged},
-        **({"stop_rule": merged["stop_at_blank_line"]} if "stop_at_blank_line" in merged else {}),
-        **{k: base / merged[k] for k in ("data_dir", "raw_dir", "tasks_dir") if k in merged})
+    fields = {_FIELD_NAMES.get(k, k): base / v if k in _PATHS else v
+              for k, v in merged.items() if k in TASK_KEYS or k in RUN_KEYS}  # paths: from the sweep file's folder
+    opts = RunOptions(model=model_id, out=out, backend_options=engine, **fields)
     name = table.get("name") or default_run_name(model_id, opts)
     opts.run_name = name
     return SweepModel(name, opts)
