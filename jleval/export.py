@@ -44,6 +44,7 @@ class RunData:
 
 
 def load_scored(run_dir: Path) -> RunData:
+    """The run with its scores (its manifest and scores.json checked against their schemas by table.load_run)."""
     from jleval.table import load_run
 
     run_dir = Path(run_dir)
@@ -89,12 +90,12 @@ def upstream_scores(scores: dict[str, Any]) -> dict[str, str]:
 
     out: dict[str, float] = {}
     for task, entry in scores.get("tasks", {}).items():
-        for metric, m in (entry.get("metrics") or {}).items():
+        for metric, m in entry.get("metrics", {}).items():
             if m.get("value") is not None:
                 out[f"{task}_{metric}"] = m["value"]
     cats = scores.get("categories", {})
     for cat in CATEGORIES:
-        out[cat] = (cats.get(cat) or {}).get("value") or 0.0
+        out[cat] = cats.get(cat, {}).get("value", 0.0)
     out["AVG"] = sum(out[c] for c in CATEGORIES) / len(CATEGORIES)
     return {k: _fmt4(v) for k, v in sorted(out.items())}
 
@@ -115,9 +116,9 @@ def _prompt_template(data: RunData, task: str, data_dir: Path | None) -> tuple[s
         from jleval.tasks import get_task
 
         spec = get_task(task)
-        settings = m.get("settings") or {}
+        settings = m.get("settings", {})
         shots = few_shots_for(Path(data_dir or default_data_dir()), settings.get("data_version") or "1.4.1", spec,
-                              (m.get("tasks") or {}).get(task, {}).get("num_few_shots", m.get("num_few_shots", 4)))
+                              m.get("tasks", {}).get(task, {}).get("num_few_shots", m.get("num_few_shots", 4)))
         template = load_template(settings.get("template") or m.get("template") or "v1.4.1")
         first = rows[0]
         if sha256_text(render(template, spec, shots, first["input"])) != first["prompt_sha256"]:
@@ -140,13 +141,12 @@ def to_llm_jp_eval(data: RunData, data_dir: Path | None = None) -> dict[str, Any
 
 
 def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
-    m = data.manifest
-    model = (m.get("model") or {}).get("id")
-    info = m.get("model_info")
-    info = info if isinstance(info, dict) else {}
-    backend = (m.get("settings") or {}).get("backend") or (m.get("backend") or {}).get("backend")
+    m = data.manifest  # read by records.read_manifest: a field that is there has its type (model: an object)
+    model = m.get("model", {}).get("id")
+    info = m.get("model_info", {})
+    backend = m.get("settings", {}).get("backend") or m.get("backend", {}).get("backend")
     return {
-        "model": {"pretrained_model_name_or_path": model, "revision": (m.get("model") or {}).get("revision")},
+        "model": {"pretrained_model_name_or_path": model, "revision": m.get("model", {}).get("revision")},
         "tokenizer": {"pretrained_model_name_or_path": model},
         "openapi": backend == "openai",
         "target_dataset": sorted(data.samples),
@@ -168,9 +168,8 @@ def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
 
 def to_jsonl_rows(data: RunData) -> list[dict[str, Any]]:
     m = data.manifest
-    settings = m.get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    common = {"run": data.path.name, "model": (m.get("model") or {}).get("id"), "split": m.get("split"),
+    settings = m.get("settings", {})
+    common = {"run": data.path.name, "model": m.get("model", {}).get("id"), "split": m.get("split"),
               "num_few_shots": m.get("num_few_shots"), "max_num_samples": m.get("max_num_samples"),
               "prompt_style": m.get("prompt_style"), "template": settings.get("template") or m.get("template"),
               "template_sha256": settings.get("template_sha256")}
