@@ -48,7 +48,7 @@ def _arena_names(name: list[str] | None, run_dirs: list[Path]) -> list[str | Non
     mapping = {}
     for item in name:
         rd, sep, nm = item.partition("=")
-        if not sep or not nm:
+        if not nm:  # no "=" leaves nm empty too
             raise UsageError(f"--name {item!r} is not RUN_DIR=NAME", "e.g. --name runs/llm-jp_test_0shot=llm-jp-3-13b")
         mapping[Path(rd).resolve()] = nm
     names = [mapping.pop(Path(rd).resolve(), None) for rd in run_dirs]
@@ -190,12 +190,14 @@ def _print_preprocess_report(report, version: str) -> None:
     from rich.table import Table
 
     table = Table(title=f"jaster {version} -> {report.out_dir}")
-    for col in ("task", "status", "train", "dev", "test"):
-        table.add_column(col, justify="right" if col in ("train", "dev", "test") else "left")
+    splits = ("train", "dev", "test")
+    table.add_column("task", justify="left")
+    table.add_column("status", justify="left")
+    for col in splits:
+        table.add_column(col, justify="right")
     colours = {"built": "green", "cached": "cyan", "partial": "yellow", "missing": "red"}
     for r in report.results:
-        table.add_row(r.task, f"[{colours[r.status]}]{r.status}[/]",
-                      *(str(r.sizes[s]) if s in r.sizes else "-" for s in ("train", "dev", "test")))
+        table.add_row(r.task, f"[{colours[r.status]}]{r.status}[/]", *(str(r.sizes.get(s, "-")) for s in splits))
     console.print(table)
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
@@ -300,7 +302,9 @@ def run_cmd(
     result = _run_with_progress(opts)
     total = _print_run_summary(result)
     if score:
-        _score_and_print([result.run_dir], profile=None, tasks_dir=tasks_dir)
+        from jleval import scoring
+
+        _print_scores(scoring.score_run(result.run_dir, tasks_dir=tasks_dir), result.run_dir)  # the default profile
         _log_wandb([result.run_dir], wandb)
     if total["errors"] or result.skipped_tasks:
         raise typer.Exit(3)
@@ -349,15 +353,21 @@ def _log_wandb(run_dirs, project) -> None:
             err_console.print(f"W&B: logged to {folder}")  # stderr: `score --json` output stays JSON
 
 
-def _score_and_print(run_dirs, profile, tasks_dir=None) -> None:
-    from jleval import scoring
+def _print_scores(s, run_dir) -> None:
     from jleval.render.console import print_scores
 
-    kwargs = ({} if profile is None else {"profile": profile}) | ({"tasks_dir": tasks_dir} if tasks_dir else {})
-    for run_dir in run_dirs:
-        s = scoring.score_run(run_dir, **kwargs)
-        print_scores(s, run_dir, console=console)
-        console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
+    print_scores(s, run_dir, console=console)
+    console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    """--tasks a,b -> ["a", "b"]; None (every task) when not given."""
+    return [t.strip() for t in text.split(",")] if text else None
+
+
+def _print_wrote(paths) -> None:
+    for p in paths:
+        console.print(f"wrote {p}")
 
 
 ProfileOpt = Annotated[str, typer.Option("--profile",
@@ -379,16 +389,14 @@ def score_cmd(
     """Score cached outputs (no GPU): writes RUN/scores.json and RUN/scores/<task>.jsonl."""
     from jleval import scoring
     from jleval.fsutil import dumps_json
-    from jleval.render.console import print_scores
 
     for run_dir in run_dirs:
-        s = scoring.score_run(run_dir, profile=profile, n_bootstrap=bootstrap, seed=seed,
-                              tasks=[t.strip() for t in tasks.split(",")] if tasks else None, tasks_dir=tasks_dir)
+        s = scoring.score_run(run_dir, profile=profile, n_bootstrap=bootstrap, seed=seed, tasks=_comma_list(tasks),
+                              tasks_dir=tasks_dir)
         if as_json:
             print(dumps_json(s))
         else:
-            print_scores(s, run_dir, console=console)
-            console.print(f"scores: {Path(run_dir) / 'scores.json'}  (per sample: {Path(run_dir) / 'scores'}/)")
+            _print_scores(s, run_dir)
     _log_wandb(run_dirs, wandb)
 
 
@@ -439,12 +447,11 @@ def table_cmd(
                              "compare the two runs as they are (every shared task), with --out and --format")
         result = compare.compare_styles(run_dirs[0], run_dirs[1], profile=profile)
         show.print_comparison(result, console=console)
-        for p in files.write_comparison(result, out or Path("style-comparison.csv"), fmt=fmt):
-            console.print(f"wrote {p}")
+        _print_wrote(files.write_comparison(result, out or Path("style-comparison.csv"), fmt=fmt))
         return
     given_out, out = out is not None, out or Path("leaderboard.csv")
     tables = table.build_tables(run_dirs, sort=sort, allow_mixed=allow_mixed,
-                                tasks=[t.strip() for t in tasks.split(",")] if tasks else None, profile=profile,
+                                tasks=_comma_list(tasks), profile=profile,
                                 arena_judgments=arena, tasks_dir=tasks_dir, group=group, all_groups=all_groups)
     written = files.write_leaderboards(tables, out, fmt=fmt, charts=charts, per_group=all_groups)
     for lb in tables:
@@ -477,8 +484,7 @@ def export_cmd(
     paths, notes = export_runs(run_dirs, out, fmt=fmt, data_dir=data_dir)
     for n in notes:
         console.print(f"[yellow]note:[/] {escape(n)}")
-    for p in paths:
-        console.print(f"wrote {p}")
+    _print_wrote(paths)
 
 
 @app.command("import")
@@ -503,13 +509,11 @@ def import_cmd(
     console.print(f"imported {sum(res.tasks.values())} samples of {len(res.tasks)} task(s) into {res.run_dir}")
     if score:
         from jleval import scoring
-        from jleval.fsutil import read_json_object
         from jleval.render.console import print_scores
 
         s = scoring.score_run(res.run_dir)
         print_scores(s, res.run_dir, console=console)
-        manifest = read_json_object(res.run_dir / "manifest.json") or {}
-        for d in importer.score_differences(s, (manifest.get("imported") or {}).get("scores")):
+        for d in importer.score_differences(s, res.file_scores):
             console.print(f"[yellow]differs from the file:[/] {escape(d)}")
 
 
@@ -565,8 +569,7 @@ def sweep_cmd(
         from jleval.render import files
 
         show.print_leaderboard(result.leaderboard, console=console)
-        for p in files.write_leaderboard(result.leaderboard, plan.leaderboard, charts=charts):
-            console.print(f"wrote {p}")
+        _print_wrote(files.write_leaderboard(result.leaderboard, plan.leaderboard, charts=charts))
     for name, why in result.failed.items():
         err_console.print(f"[red]{escape(name)} failed:[/] {escape(why)}", highlight=False, soft_wrap=True)
     if not result.ran:
@@ -691,11 +694,11 @@ def _print_judge_report(report) -> None:
         err_console.print(f"[yellow]{report.too_long} judge prompts do not fit the judge's context with --max-tokens "
                           "output tokens: recorded as failed judge calls, not sent (lower --max-tokens or use a judge "
                           "with a longer context)[/]")
-    if report.judge_errors and usable <= 0:
-        raise JlevalError(f"every judge call failed ({report.judge_errors}); no verdict to rank",
-                          "check the judge (its server, key or model; the `error` field of each line in "
-                          f"{report.out_path} says why), then re-run the same command")
     if report.judge_errors:
+        if usable <= 0:
+            raise JlevalError(f"every judge call failed ({report.judge_errors}); no verdict to rank",
+                              "check the judge (its server, key or model; the `error` field of each line in "
+                              f"{report.out_path} says why), then re-run the same command")
         err_console.print(f"[yellow]{report.judge_errors} judge calls failed; re-run the same command to retry them[/]")
     console.print(f"next: jleval arena rank {report.out_path}")
 
@@ -727,28 +730,29 @@ def arena_rank_cmd(
 
     if bootstrap < 0 or draws < 1 or chains < 1 or not 0 < prior_sd < float("inf"):  # refuses nan too
         raise UsageError("--bootstrap must be 0 or more, --draws and --chains 1 or more, --prior-sd above 0")
-    if title is not None and not _is_utf8(title):
-        raise UsageError("--title holds characters that are not UTF-8 text", "pass the chart title as UTF-8 text")
+    _check_title(title)
     # `--runs A B C` gives A to --runs and B, C as arguments: a folder is never a judgments file, so it is a run
     runs = [*(runs or []), *(p for p in judgments if p.is_dir())]
     judgments = [p for p in judgments if not p.is_dir()]
     if not judgments:
         raise UsageError("no judgments file given (only run folders)",
                          "jleval arena rank judgments.jsonl --runs runs/A runs/B")
-    ranking = rank_files(judgments, runs=runs or None, n_bootstrap=bootstrap, seed=seed,
+    ranking = rank_files(judgments, runs=runs, n_bootstrap=bootstrap, seed=seed,
                          method="posterior" if posterior else "bootstrap", prior_sd=prior_sd, chains=chains,
                          draws=draws)
     print_arena(ranking, console=console, err_console=err_console)
-    for p in write_ranking(ranking, out, title=title).values():
-        console.print(f"wrote {p}")
+    _print_wrote(write_ranking(ranking, out, title=title).values())
 
 
-def _is_utf8(text: str) -> bool:
+def _check_title(title: str | None) -> None:
+    """--title is drawn on the chart: it must be UTF-8 text."""
+    if title is None:
+        return
     try:
-        text.encode("utf-8")
+        title.encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        raise UsageError("--title holds characters that are not UTF-8 text",
+                         "pass the chart title as UTF-8 text") from None
 
 
 def main() -> None:

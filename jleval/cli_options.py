@@ -112,12 +112,12 @@ def check_backend_options(options: dict[str, Any]) -> None:
         from jleval.backends.openai import parse_base_urls  # light: httpx is imported when a backend is built
 
         parse_base_urls(options["base_url"])
-    if "replicas" in options and "ray" not in options:
-        raise UsageError("--replicas needs --ray", "add --ray local (this machine) or --ray HEAD:PORT (a cluster)")
     if "ray" in options:
         from jleval.backends.ray import parse_replicas  # no Ray import: the module imports it when it runs
 
         parse_replicas(options.get("replicas"))
+    elif "replicas" in options:
+        raise UsageError("--replicas needs --ray", "add --ray local (this machine) or --ray HEAD:PORT (a cluster)")
 
 
 def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:

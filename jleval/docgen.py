@@ -32,7 +32,9 @@ def render_tasks_md() -> str:
 def _table_row(t: TaskSpec) -> str:
     metrics = ", ".join(f"{m} ⭐" if m == t.star_metric else m for m in t.metrics)
     shots = "4 (default)" if t.num_few_shots is None else str(t.num_few_shots)
-    in_all = "yes" if t.in_all and t.commercial_use else ("with --include-non-commercial" if t.in_all else "no")
+    in_all = "no"
+    if t.in_all:
+        in_all = "yes" if t.commercial_use else "with --include-non-commercial"
     return (f"| `{t.name}` | {t.category} | {metrics} | {t.output_length} | {shots} | {', '.join(t.splits)} "
             f"| {t.license} | {'yes' if t.commercial_use else 'no'} | {in_all} |\n")
 

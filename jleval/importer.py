@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from jleval.errors import JlevalError, OutputError, UsageError
 from jleval.fsutil import atomic_write_many, dumps_json, sha256_file, sha256_text
@@ -63,6 +63,7 @@ class ImportResult:
     run_dir: Path
     tasks: dict[str, int]  # task -> samples
     notes: list[str]
+    file_scores: dict[str, Any] | None = None  # the file's own scores (the manifest's imported.scores)
 
 
 def _bad(path: Path, what: str) -> ImportFileError:
@@ -73,7 +74,7 @@ def _bad(path: Path, what: str) -> ImportFileError:
 
 def _task_name_problem(task: Any) -> str | None:
     """Why `task` cannot be a task name (it names a file in the run folder), or None."""
-    if isinstance(task, str) and TASK_NAME.fullmatch(task) and task not in (".", ".."):
+    if isinstance(task, str) and TASK_NAME.fullmatch(task):  # "." and ".." do not match: no leading dot
         return None
     return (f"task name {task!r} is not a plain name (letters, digits, '.', '_', '-', starting with a letter or "
             "digit; no '/' or '..')")
@@ -161,10 +162,10 @@ def _prompt_settings(jleval_cfg: Any, where: str, fail: Callable[[str], Exceptio
     {} for another tool's file. They put an imported run in the same table group as the runs it came from."""
     if not isinstance(jleval_cfg, dict):
         return {}
-    settings = jleval_cfg.get("settings")
-    settings = settings if isinstance(settings, dict) else jleval_cfg
-    found = {k: _text(settings, k, f"{where}.settings" if settings is not jleval_cfg else where, fail)
-             for k in ("template", "template_sha256")}
+    settings, at = jleval_cfg.get("settings"), f"{where}.settings"
+    if not isinstance(settings, dict):  # a JSONL line carries them at its top level
+        settings, at = jleval_cfg, where
+    found = {k: _text(settings, k, at, fail) for k in ("template", "template_sha256")}
     found["prompt_style"] = _text(jleval_cfg, "prompt_style", where, fail)
     return {k: v for k, v in found.items() if v is not None}
 
@@ -173,9 +174,14 @@ def _count(value: Any, default: int, low: int, where: str, fail: Callable[[str],
     """An integer setting from `low` up; absent (None) -> `default`; anything else -> fail naming `where`."""
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    if not _is_int_from(value, low):
         raise fail(f"{where} must be an integer from {low}, found {value!r}")
     return value
+
+
+def _is_int_from(value: Any, low: int) -> TypeGuard[int]:
+    """An integer (true/false are not) that is at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def _split(value: Any, where: str, fail: Callable[[str], Exception]) -> str | None:
@@ -246,7 +252,7 @@ def _generation_row(rec: dict[str, Any], fail: Callable[[str], Exception], sets:
     task, sid = rec["task"], rec.get("id")
     if problem := _task_name_problem(task):
         raise fail(f"'task': {problem}")
-    if not isinstance(sid, int) or isinstance(sid, bool) or sid < 0:
+    if not _is_int_from(sid, 0):
         raise fail(f"'id' must be the sample's index (an integer from 0), found {sid!r}")
     gen = rec.get("generation") if isinstance(rec.get("generation"), str) else rec.get("pred")
     if not isinstance(gen, str):
@@ -306,8 +312,10 @@ def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     revision = imp.extra.get("revision")
     recorded = (imp.extra.get("jleval") or {}).get("model_info")
-    info = recorded if isinstance(recorded, dict) else model_info(imp.model, revision, imp.precision)
-    if not isinstance(recorded, dict):
+    if isinstance(recorded, dict):
+        info = recorded
+    else:
+        info = model_info(imp.model, revision, imp.precision)
         info["notes"] = [*info.get("notes", []), "imported: read from the model's files on this machine, if any"]
     template, style = imp.prompt.get("template", "imported"), imp.prompt.get("prompt_style", "basic")
     settings = {"model": imp.model, "revision": revision, "backend": "imported", "split": imp.split,
@@ -362,7 +370,7 @@ def import_results(path: Path, out: Path, data_dir: Path | None = None, split: s
         atomic_write_many(files)
     except OSError as e:
         raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}", "pass another --out") from None
-    return ImportResult(out, {t: len(r) for t, r in imp.rows.items()}, notes)
+    return ImportResult(out, {t: len(r) for t, r in imp.rows.items()}, notes, imp.file_scores)
 
 
 def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
@@ -386,18 +394,21 @@ def _uncompared_scores(file_scores: dict[str, Any] | None) -> list[str]:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number (true/false are not), else None."""
+    if isinstance(value, bool):
+        return None
     try:
-        f = float(value) if not isinstance(value, bool) else None
+        f = float(value)
     except (TypeError, ValueError):
         return None
-    return f if f is not None and math.isfinite(f) else None
+    return f if math.isfinite(f) else None
 
 
 def score_differences(scores: dict[str, Any], file_scores: dict[str, Any] | None) -> list[str]:
     """The file's `<task>_<metric>` scores that jleval's re-scoring does not reproduce (to the file's 4 decimals)."""
     diffs = []
     for task, entry in scores.get("tasks", {}).items():
-        for metric, m in (entry.get("metrics") or {}).items():
+        for metric, m in entry.get("metrics", {}).items():  # jleval's own scores: metrics is an object
             theirs = (file_scores or {}).get(f"{task}_{metric}")
             theirs_f = _number(theirs)
             ours = m.get("value")
