@@ -131,7 +131,7 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     model = (_text(model_cfg, "pretrained_model_name_or_path", "config.model", fail)
              or _text(meta, "basemodel_name", "config.metainfo", fail) or path.stem)
     version = _text(meta, "version", "config.metainfo", fail)
-    jleval_cfg = cfg.get("jleval")
+    jleval_cfg = cfg.get("jleval") if isinstance(cfg.get("jleval"), dict) else {}  # a jleval export's own record
     return Imported(model=model, split=_split(meta.get("data_type"), "config.metainfo.data_type", fail) or "dev",
                     num_few_shots=_count(meta.get("num_few_shots"), 4, 0, "config.metainfo.num_few_shots", fail),
                     max_num_samples=_count(meta.get("max_num_samples"), -1, -1, "config.metainfo.max_num_samples",
@@ -139,7 +139,7 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
                     fmt="llm-jp-eval", rows=rows, file_scores=data["scores"], version=version,
                     precision=UPSTREAM_DTYPES.get(str(cfg.get("torch_dtype"))),
                     extra={"revision": _text(model_cfg, "revision", "config.model", fail),
-                           "jleval": jleval_cfg if isinstance(jleval_cfg, dict) else None},
+                           "jleval": jleval_cfg},
                     prompt=_prompt_settings(jleval_cfg, "config.jleval", fail))
 
 
@@ -157,11 +157,9 @@ def _task_rows(path: Path, task: str, samples: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _prompt_settings(jleval_cfg: Any, where: str, fail: Callable[[str], Exception]) -> dict[str, str]:
+def _prompt_settings(jleval_cfg: dict[str, Any], where: str, fail: Callable[[str], Exception]) -> dict[str, str]:
     """The template, its sha256 and the prompt style of a jleval export (its config.jleval, or a JSONL line);
     {} for another tool's file. They put an imported run in the same table group as the runs it came from."""
-    if not isinstance(jleval_cfg, dict):
-        return {}
     settings, at = jleval_cfg.get("settings"), f"{where}.settings"
     if not isinstance(settings, dict):  # a JSONL line carries them at its top level
         settings, at = jleval_cfg, where
@@ -311,7 +309,7 @@ def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any
 
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     revision = imp.extra.get("revision")
-    recorded = (imp.extra.get("jleval") or {}).get("model_info")
+    recorded = imp.extra.get("jleval", {}).get("model_info")  # {} for a JSON Lines file
     if isinstance(recorded, dict):
         info = recorded
     else:

@@ -201,9 +201,8 @@ def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None) -> Swee
     from jleval import table
 
     result = SweepResult(sweep)
-    runner = _run_child if sweep.parallel > 1 else _run_here
 
-    def one(m: SweepModel) -> None:
+    def one(m: SweepModel, runner: Callable[[SweepModel], dict[str, Any]]) -> None:
         say(f"{m.name}: running {m.options.model} ({m.options.backend})")
         try:
             result.ran[m.name] = runner(m)
@@ -214,10 +213,10 @@ def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None) -> Swee
 
     if sweep.parallel > 1:
         with ThreadPoolExecutor(max_workers=sweep.parallel) as pool:
-            list(pool.map(one, sweep.models))
+            list(pool.map(one, sweep.models, [_run_child] * len(sweep.models)))
     else:
         for m in sweep.models:
-            one(m)
+            one(m, _run_here)
     done = [Path(result.ran[m.name]["run_dir"]) for m in sweep.models if m.name in result.ran]
     if done:
         result.leaderboard = table.build(done, allow_mixed=True, tasks_dir=sweep.models[0].options.tasks_dir)
