@@ -86,12 +86,14 @@ def paired_bootstrap(per_task: list[PairedTask], n_bootstrap: int = 1000, seed: 
 
     if not per_task:
         return None
-    cats = sorted({p.category for p in per_task})
-    reps = np.zeros((n_bootstrap, len(cats)))
-    point = np.zeros((3, len(cats)))
-    for ci, cat in enumerate(cats):
+    by_cat: dict[str, list[PairedTask]] = {}
+    for p in per_task:
+        by_cat.setdefault(p.category, []).append(p)
+    reps = np.zeros((n_bootstrap, len(by_cat)))
+    point = np.zeros((3, len(by_cat)))
+    for ci, cat in enumerate(sorted(by_cat)):
         task_reps, task_point = [], []
-        for p in (x for x in per_task if x.category == cat):
+        for p in by_cat[cat]:
             d = p.a - p.b
             idx = task_rng(seed, p.task).integers(0, len(d), size=(n_bootstrap, len(d)))
             task_reps.append(d[idx].mean(axis=1))

@@ -193,7 +193,7 @@ def _model_notes(rows: list[dict[str, Any]], runs: list[ScoredRun]) -> list[str]
                      "jleval; their settings are as that file records them")
     for r in runs:
         info = r.manifest.get("model_info", {})
-        if info.get("notes") and (info.get("architecture") is None or info.get("params") is None):
+        if info.get("notes") and None in (info.get("architecture"), info.get("params")):
             notes.append(f"{r.name}: model columns incomplete: {'; '.join(map(str, info['notes']))}")
     return notes
 
@@ -507,6 +507,11 @@ def _other_group(g: RunGroup, ranked: RunGroup, run: ScoredRun) -> str:
     return f"other settings than the ranked group ({detail}): rank its group with --group {g.name}"
 
 
+def _other_groups(groups: list[RunGroup], ranked: RunGroup) -> list[LeftOut]:
+    """The runs of every group but `ranked`, each left out with the settings it differs in."""
+    return [LeftOut(str(r.path), _other_group(g, ranked, r), g.name) for g in groups if g is not ranked for r in g.runs]
+
+
 # ----------------------------------------------------------------------------------------------- building
 
 
@@ -637,9 +642,8 @@ def build_tables(run_dirs: list[Path], sort: str | None = None, allow_mixed: boo
     else:
         one, tie = choose_group(groups, runs, group, bool(arena_judgments))
         chosen = [one]
-    tables = [_rank(g.runs, opts, left + [LeftOut(str(r.path), _other_group(o, g, r), o.name)
-                                          for o in groups if o is not g for r in o.runs],
-                    group=g, groups=[x.name for x in groups]) for g in chosen]
+    tables = [_rank(g.runs, opts, left + _other_groups(groups, g), group=g, groups=[x.name for x in groups])
+              for g in chosen]
     if tie:
         tables[0].notes.insert(0, tie)
     return tables

@@ -15,7 +15,7 @@ def fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, bool):
-        return "true" if v else "false"
+        return str(v).lower()
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)

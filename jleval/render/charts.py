@@ -104,8 +104,8 @@ def _avg_bars(rows: list[dict[str, Any]], mixes: list[list[str]]) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.42 * len(rows)))
     y = np.arange(len(rows))[::-1]
     avg = np.array([r["AVG"] for r in rows])
-    lo = np.array([r.get("AVG_ci_low") if r.get("AVG_ci_low") is not None else r["AVG"] for r in rows])
-    hi = np.array([r.get("AVG_ci_high") if r.get("AVG_ci_high") is not None else r["AVG"] for r in rows])
+    lo, hi = (np.array([r["AVG"] if r.get(end) is None else r[end] for r in rows])  # no interval: no error bar
+              for end in ("AVG_ci_low", "AVG_ci_high"))
     colors = ["#c0392b" if m else "C0" for m in mixes]
     ax.barh(y, avg, xerr=[avg - lo, hi - avg], capsize=3, color=colors, height=0.6)
     ax.set_yticks(y)

@@ -22,6 +22,7 @@ TEMPLATE = "leaderboard.html.j2"
 GROUPS = (("head", "", False), ("overall", "Overall", False), ("category", "Categories", False),
           ("arena", "Arena", False), ("next", "", False), ("metric", "Per-task metrics", True),
           ("info", "Settings & model", True))
+GROUP_ORDER = [key for key, _, _ in GROUPS]
 FOLDED = [key for key, _, folded in GROUPS if folded]
 MAIN = {"rank": "head", "run": "head", "AVG": "overall", "arena_rating": "arena", "better_than_next": "next"}
 LABELS = {"rank": "#", "better_than_next": "≫"}
@@ -93,8 +94,7 @@ def _columns(lb: Leaderboard) -> list[Column]:
     tasks = {t for r in lb.runs for t in r.scores.get("tasks", {})}
     cols = [c for c in display_columns(lb.columns)
             if c in ("rank", "run") or any(r.get(c) not in (None, "") for r in lb.rows)]
-    order = [g for g, _, _ in GROUPS]
-    shown = sorted((_column(c, lb.rows, tasks) for c in cols), key=lambda c: order.index(c.group))
+    shown = sorted((_column(c, lb.rows, tasks) for c in cols), key=lambda c: GROUP_ORDER.index(c.group))
     return shown
 
 
@@ -106,7 +106,7 @@ def _cell(row: dict[str, Any], col: Column, best: dict[str, Any]) -> Cell:
     v = row.get(col.name)
     low, high, digits = INTERVALS.get(col.name, (f"{col.name}_ci_low", f"{col.name}_ci_high", 4))
     lo, hi = row.get(low), row.get(high)
-    ci = f"[{fmt(lo, digits)}, {fmt(hi, digits)}]" if v is not None and lo is not None and hi is not None else ""
+    ci = f"[{fmt(lo, digits)}, {fmt(hi, digits)}]" if None not in (v, lo, hi) else ""
     key = "" if v is None else (f"{v}" if col.numeric else html.escape(str(v)))
     return Cell(fmt(v, digits) or "—", ci, key, best.get(col.name) is not None and v == best[col.name])
 
