@@ -122,8 +122,9 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     if not rows:
         raise _bad(path, "'outputs' holds no task")
     cfg = data["config"]
-    meta = cfg.get("metainfo") if isinstance(cfg.get("metainfo"), dict) else {}
-    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    # the config's objects read here ({} for one that is absent or not an object); jleval: a jleval export's record
+    meta, model_cfg, jleval_cfg = (v if isinstance(v := cfg.get(k), dict) else {}
+                                   for k in ("metainfo", "model", "jleval"))
 
     def fail(reason: str) -> ImportFileError:
         return _bad(path, reason)
@@ -131,7 +132,6 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     model = (_text(model_cfg, "pretrained_model_name_or_path", "config.model", fail)
              or _text(meta, "basemodel_name", "config.metainfo", fail) or path.stem)
     version = _text(meta, "version", "config.metainfo", fail)
-    jleval_cfg = cfg.get("jleval") if isinstance(cfg.get("jleval"), dict) else {}  # a jleval export's own record
     return Imported(model=model, split=_split(meta.get("data_type"), "config.metainfo.data_type", fail) or "dev",
                     num_few_shots=_count(meta.get("num_few_shots"), 4, 0, "config.metainfo.num_few_shots", fail),
                     max_num_samples=_count(meta.get("max_num_samples"), -1, -1, "config.metainfo.max_num_samples",
