@@ -141,7 +141,8 @@ def _per_sample_from_files(path: Path, scores: dict[str, Any]) -> dict[str, dict
         f = path / "scores" / f"{task}.jsonl"
         if f.is_file():
             try:
-                out[task] = _by_id(json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()
+                # only "\n" ends a line (jleval.jsonl's rule): U+2028 and U+0085 may sit inside an answer
+                out[task] = _by_id(json.loads(line) for line in f.read_text(encoding="utf-8").split("\n")
                                    if line.strip())
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise ScoreError(f"{f} is corrupt", f"re-score the run: jleval score {path}") from None

@@ -116,7 +116,8 @@ def _outputs_by_id(path: Path) -> dict[int, dict]:
 def _scores_by_id(path: Path) -> dict[int, dict]:
     if not path.is_file():
         return {}
-    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    # only "\n" ends a line (jleval.jsonl's rule): U+2028 and U+0085 may sit inside an answer
+    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip())
     return {r["id"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("id"), int)}
 
 

@@ -381,3 +381,20 @@ def test_table_without_out_says_where_it_wrote(tmp_path, monkeypatch):
     for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.html"):
         assert f"wrote {tmp_path / 'here' / name}" in r.output.replace("\n", "")
     assert "no --out: wrote leaderboard.csv (and its companions) into the current folder" in r.output
+
+
+def test_stored_per_sample_scores_with_a_line_separator_in_an_answer_are_read_back(tmp_path):
+    """jleval writes U+2028 and U+0085 inside answers as they are (only "\\n" ends a line of scores/<task>.jsonl):
+    a run scored earlier is read back whole, not left out as corrupt."""
+    from jleval.table import load_run
+
+    run = make_run(tmp_path, "a", 0.5, n=20, task_labels={"jamp": TASKS["jamp"]})
+    path = run / "outputs" / "jamp.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows[0]["generation"], rows[1]["generation"] = "entail\u2028ment", "neu\x85tral"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    scored = load_run(run)  # scores the run and writes scores/
+    assert "\u2028" in (run / "scores" / "jamp.jsonl").read_text(encoding="utf-8")
+    stored = load_run(run, score_if_needed=False)  # reads scores/ back
+    assert sorted(stored.per_sample["jamp"]) == list(range(20))
+    assert stored.per_sample == scored.per_sample

@@ -196,3 +196,21 @@ def test_in_chromium_filters_search_pages_and_screenshots(runs, tmp_path):
         png = shots / f"{name}.png"
         r = chromium(url + frag, tmp_path, f"--screenshot={png}", "--window-size=1400,1000")
         assert r.returncode == 0 and png.stat().st_size > 20_000, r.stderr
+
+
+class _LineSeparators(Scripted):
+    """The gold answer with a U+2028 line separator inside for sample 1 (written unescaped in scores/)."""
+
+    def generate(self, requests):
+        for i, r in enumerate(requests):
+            yield i, Completion(text=f"{r.gold}\u2028x" if r.sample_id == 1 else r.gold, finish_reason="stop")
+
+
+def test_a_line_separator_inside_an_answer_is_shown(tmp_path):
+    task_dir = make_task_dir(tmp_path / "mytasks", dev=6)
+    rd = run(RunOptions(model="scripted", backend="oracle", run_name="a", tasks="tashizan", tasks_dir=task_dir,
+                        data_dir=tmp_path / "data", out=tmp_path / "runs"), backend=_LineSeparators()).run_dir
+    rep = build_view([rd], tmp_path / "report", data_dir=tmp_path / "data", tasks_dir=task_dir)
+    assert rep.n_samples == 6
+    side = {s["i"]: s["r"][0] for s in chunks(tmp_path / "report")}
+    assert side[1]["pred"].endswith("\u2028x") and side[1]["ok"] is False and side[0]["ok"] is True
