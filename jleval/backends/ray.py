@@ -345,6 +345,7 @@ class RayBackend:
         return per, per
 
     def _layout(self) -> tuple[float, int]:
+        """GPUs per replica and the number of replicas; a UsageError when the cluster cannot hold them."""
         ray = self._ray
         res = ray.cluster_resources()
         gpus, cpus = res.get("GPU", 0.0), res.get("CPU", 0.0)
@@ -353,18 +354,21 @@ class RayBackend:
         replicas = self.replicas_asked or (int(gpus // per) if per else len(nodes)) or 1
         where = "the local Ray cluster" if self.started_cluster else f"the Ray cluster at {self.address}"
         need = replicas * used
-        if need > gpus:
-            raise UsageError(f"{replicas} replica(s) need {need:g} GPU(s); {where} has {gpus:g}",
-                             "lower --replicas or --tensor/--pipeline-parallel-size, add GPU nodes, or pass "
-                             "--device cpu (hf) to run on CPUs")
-        if per and not any(n.get("Resources", {}).get("GPU", 0) >= per for n in nodes):
-            raise UsageError(f"a replica needs {per:g} GPUs on one node; no node of {where} has that many",
-                             "for a model larger than a node add --distributed-executor-backend ray (vLLM spans "
-                             "the nodes), or lower --tensor-parallel-size")
-        if replicas + 1 > cpus:
-            raise UsageError(f"{replicas} replica(s) need {replicas + 1} logical CPUs (one each and one for Ray "
-                             f"Data); {where} has {cpus:g}", "lower --replicas, or start the nodes with more "
-                             "--num-cpus")
+        shortfalls = (  # (the cluster falls short, what it lacks, the fix), the first that holds is said
+            (need > gpus, f"{replicas} replica(s) need {need:g} GPU(s); {where} has {gpus:g}",
+             "lower --replicas or --tensor/--pipeline-parallel-size, add GPU nodes, or pass --device cpu (hf) to run "
+             "on CPUs"),
+            (per and not any(n.get("Resources", {}).get("GPU", 0) >= per for n in nodes),
+             f"a replica needs {per:g} GPUs on one node; no node of {where} has that many",
+             "for a model larger than a node add --distributed-executor-backend ray (vLLM spans the nodes), or lower "
+             "--tensor-parallel-size"),
+            (replicas + 1 > cpus,
+             f"{replicas} replica(s) need {replicas + 1} logical CPUs (one each and one for Ray Data); {where} has "
+             f"{cpus:g}", "lower --replicas, or start the nodes with more --num-cpus"),
+        )
+        for short, message, hint in shortfalls:
+            if short:
+                raise UsageError(message, hint)
         return per, replicas
 
     def _parallel(self) -> int:
