@@ -1,25 +1,32 @@
-# The two commands a newcomer types: `make demo` and `make test`. Both create .venv and install everything.
+# The two commands a newcomer types: `make demo` and `make test`. Both create .venv and install what they need.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BASE_STAMP := $(VENV)/.installed-base
 TORCH_VERSION := 2.13.0
 
 .PHONY: install demo lint test test-slow test-all test-vllm bench clean
 
-$(STAMP): pyproject.toml tools/install-torch.sh
+# Two steps: jleval itself (all `make demo` needs), then the dev extra (test and lint tools, ray, wandb) for the tests.
+$(BASE_STAMP): pyproject.toml tools/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, its CPU build from PyTorch's CPU wheel index (plain PyPI's is the CUDA build, ~3 GB); the plain
 	# spec where that index is unreachable (tools/install-torch.sh says which it does)
 	sh tools/install-torch.sh $(BIN)/python $(TORCH_VERSION)
-	@echo "installing jleval and its dependencies (the dev extra)"
+	@echo "installing jleval and its dependencies"
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE_STAMP)
+
+$(STAMP): $(BASE_STAMP)
+	@echo "installing the dev extra (pytest, ruff, mypy, ray, wandb, ...)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(BIN)/jleval demo
 
 # `make test` is `make lint`, then the fast suite (a few minutes on 2 cores); tests marked slow (the demo end to end,
