@@ -28,18 +28,13 @@ MAWPS source rationales start with `解答：` before the reasoning.
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser from PyPI (a dependency there)
-    import tomli as tomllib
-
+from jleval._toml import tomllib
 from jleval.errors import TaskSpecError, UsageError
 from jleval.fsutil import sha256_text
 from jleval.resources import prompts_dir

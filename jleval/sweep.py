@@ -31,11 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser from PyPI (a dependency there)
-    import tomli as tomllib
-
+from jleval._toml import tomllib
 from jleval.errors import JlevalError, RunError, UsageError
 from jleval.run import RunOptions, default_run_name, recorded_options
 

@@ -6,18 +6,13 @@ names the file and the key. Adding a task is one TOML file (plus a converter whe
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser from PyPI (a dependency there)
-    import tomli as tomllib
-
+from jleval._toml import tomllib
 from jleval.errors import TaskSpecError, UnknownTaskError, UsageError
 from jleval.resources import tasks_dir
 
