@@ -6,7 +6,7 @@ from jleval.backends._context import generate_within_context
 from jleval.types import GenParams, Request
 
 
-def test_over_long_prompts_are_error_rows_named_per_task_and_the_others_run(tiny_model):
+def test_over_long_prompts_are_error_rows_named_per_task_and_the_others_run(tiny_model, capfd, caplog):
     from jleval.backends.hf import HFBackend
 
     backend = HFBackend(str(tiny_model), batch_size=4)
@@ -30,3 +30,5 @@ def test_over_long_prompts_are_error_rows_named_per_task_and_the_others_run(tiny
                         "(niilc 2): they are written as error rows, not generated"]
     assert dict(generate_within_context(backend, requests[:1], warnings.append))[0].error is None
     assert len(warnings) == 1  # nothing to say when everything fits
+    # that one line is all: no "Token indices sequence length is longer ..." from transformers' tokenizer
+    assert "sequence length is longer" not in capfd.readouterr().err + caplog.text

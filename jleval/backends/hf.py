@@ -243,7 +243,9 @@ class HFBackend:
         return n if isinstance(n, int) and n > 0 else None
 
     def count_tokens(self, text: str, add_special_tokens: bool = False) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=add_special_tokens))
+        # verbose=False: no "longer than the maximum sequence length" warning from transformers; the context check
+        # (backends/_context.py) reports over-long prompts itself, in one line per run
+        return len(self.tokenizer.encode(text, add_special_tokens=add_special_tokens, verbose=False))
 
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str:
         return render_chat(self.tokenizer, messages, self.model_id)
@@ -255,7 +257,8 @@ class HFBackend:
     def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         rows: list[_Row] = []
         for i, req in enumerate(requests):
-            ids = self.tokenizer.encode(prompt_text(self, req), add_special_tokens=req.add_special_tokens)
+            ids = self.tokenizer.encode(prompt_text(self, req), add_special_tokens=req.add_special_tokens,
+                                        verbose=False)
             if not ids:
                 yield i, Completion(text="", finish_reason="error", prompt_tokens=0,
                                     error="empty prompt: nothing to condition on (no text and no BOS token)")

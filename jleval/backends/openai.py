@@ -208,7 +208,7 @@ class OpenAIBackend:
         return fingerprint_of("openai", {"model": self.model, "revision": self.revision or ""}, "server")
 
     def count_tokens(self, text: str, add_special_tokens: bool = False) -> int:
-        return len(self._get_tokenizer().encode(text, add_special_tokens=add_special_tokens))
+        return len(self._get_tokenizer().encode(text, add_special_tokens=add_special_tokens, verbose=False))
 
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str:
         """The server applies its own template; this renders one for the cache key and for reading: with the
