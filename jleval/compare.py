@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jleval import defaults
 from jleval.errors import UsageError
 from jleval.stats import PairedResult
 from jleval.table import ScoredRun, load_run, paired_groups
@@ -68,7 +69,7 @@ def _category_row(basic: ScoredRun, cot: ScoredRun, cat: str, members: list[tupl
             "tasks": " ".join(names), "n_shared": res.n_shared if res else 0}
 
 
-def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = 1000, seed: int = 0,
+def compare_styles(basic_dir: Path, cot_dir: Path, n_bootstrap: int = defaults.BOOTSTRAP, seed: int = defaults.SEED,
                    profile: str | None = None) -> dict[str, Any]:
     """Basic vs CoT per task and per category: both scores and the paired difference on shared samples."""
     basic, cot = load_run(Path(basic_dir), profile=profile), load_run(Path(cot_dir), profile=profile)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jleval import defaults
 from jleval.errors import OutputError, ScoreError, UsageError
 from jleval.fsutil import atomic_write_many, encode_json, sha256_text
 
@@ -117,9 +118,10 @@ def _prompt_template(data: RunData, task: str, data_dir: Path | None) -> tuple[s
 
         spec = get_task(task)
         settings = m.get("settings", {})
-        shots = few_shots_for(Path(data_dir or default_data_dir()), settings.get("data_version") or "1.4.1", spec,
-                              m.get("tasks", {}).get(task, {}).get("num_few_shots", m.get("num_few_shots", 4)))
-        template = load_template(settings.get("template") or m.get("template") or "v1.4.1")
+        version = settings.get("data_version") or defaults.DATA_VERSION
+        k = m.get("tasks", {}).get(task, {}).get("num_few_shots", m.get("num_few_shots", defaults.NUM_FEW_SHOTS))
+        shots = few_shots_for(Path(data_dir or default_data_dir()), version, spec, k)
+        template = load_template(settings.get("template") or m.get("template") or defaults.TEMPLATE)
         first = rows[0]
         if sha256_text(render(template, spec, shots, first["input"])) != first["prompt_sha256"]:
             return "", "the preprocessed sets here do not reproduce the run's prompts"
@@ -152,7 +154,7 @@ def _config(data: RunData, prompt_notes: dict[str, str]) -> dict[str, Any]:
         "target_dataset": sorted(data.samples),
         "torch_dtype": TORCH_DTYPES.get(info.get("precision") or ""),
         "custom_prompt_template": None,
-        "metainfo": {"version": "1.4.1", "basemodel_name": model, "model_type": info.get("model_type"),
+        "metainfo": {"version": defaults.DATA_VERSION, "basemodel_name": model, "model_type": info.get("model_type"),
                      "data_type": m.get("split"), "num_few_shots": m.get("num_few_shots"),
                      "max_num_samples": m.get("max_num_samples")},
         "generator_kwargs": {"do_sample": False, "top_p": 1.0, "repetition_penalty": 1.0},

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from jleval import defaults
 from jleval.errors import JlevalError, OutputError, UsageError
 from jleval.fsutil import atomic_write_many, dumps_json, sha256_file, sha256_text
 
@@ -318,7 +319,7 @@ def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any
     template, style = imp.prompt.get("template", "imported"), imp.prompt.get("prompt_style", "basic")
     settings = {"model": imp.model, "revision": revision, "backend": "imported", "split": imp.split,
                 "num_few_shots": imp.num_few_shots, "max_num_samples": imp.max_num_samples, "template": template,
-                "prompt_style": style, "data_version": "1.4.1",
+                "prompt_style": style, "data_version": defaults.DATA_VERSION,
                 **({"template_sha256": imp.prompt["template_sha256"]} if "template_sha256" in imp.prompt else {})}
     return {
         "format": MANIFEST_FORMAT, "jleval_version": jleval.__version__, "created_at": now, "finished_at": now,
@@ -332,7 +333,8 @@ def _manifest(imp: Imported, path: Path, tasks: dict[str, Any]) -> dict[str, Any
     }
 
 
-def read_import_file(path: Path, data_dir: Path | None = None, split: str = "dev", version: str = "1.4.1") -> Imported:
+def read_import_file(path: Path, data_dir: Path | None = None, split: str = defaults.SPLIT,
+                     version: str = defaults.DATA_VERSION) -> Imported:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path} does not exist", "pass an llm-jp-eval results file or a JSON Lines file")
@@ -345,8 +347,8 @@ def read_import_file(path: Path, data_dir: Path | None = None, split: str = "dev
     return read_llm_jp_eval(path, data)
 
 
-def import_results(path: Path, out: Path, data_dir: Path | None = None, split: str = "dev",
-                   version: str = "1.4.1") -> ImportResult:
+def import_results(path: Path, out: Path, data_dir: Path | None = None, split: str = defaults.SPLIT,
+                   version: str = defaults.DATA_VERSION) -> ImportResult:
     """Turn `path` into the run folder `out` (which must not exist or be empty). All or nothing."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from jleval import defaults
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -79,7 +81,8 @@ class PairedTask:
     b: np.ndarray
 
 
-def paired_bootstrap(per_task: list[PairedTask], n_bootstrap: int = 1000, seed: int = 0) -> PairedResult | None:
+def paired_bootstrap(per_task: list[PairedTask], n_bootstrap: int = defaults.BOOTSTRAP,
+                     seed: int = defaults.SEED) -> PairedResult | None:
     """Bootstrap the difference a - b: each task's shared samples are resampled (the same indices for both
     runs, the task's own stream), task means are averaged within a category, categories are averaged."""
     import numpy as np

@@ -246,8 +246,8 @@ def _column_tasks(runs: list[ScoredRun], col: str) -> dict[str, list[str]] | Non
     return None
 
 
-def paired_difference(a: ScoredRun, b: ScoredRun, col: str, n_bootstrap: int = 1000, seed: int = 0
-                      ) -> tuple[float, float, float] | None:
+def paired_difference(a: ScoredRun, b: ScoredRun, col: str, n_bootstrap: int = defaults.BOOTSTRAP,
+                      seed: int = defaults.SEED) -> tuple[float, float, float] | None:
     """Bootstrap the difference a - b of `col` over the samples both runs share (same ids resampled for both),
     aggregated as the column is (task mean -> category mean -> AVG). Returns (diff, ci_low, ci_high)."""
     groups = _column_tasks([a, b], col)
@@ -259,7 +259,7 @@ def paired_difference(a: ScoredRun, b: ScoredRun, col: str, n_bootstrap: int = 1
 
 
 def paired_groups(a: ScoredRun, b: ScoredRun, groups: dict[str, list[tuple[str, str | None]]],
-                  n_bootstrap: int = 1000, seed: int = 0) -> PairedResult | None:
+                  n_bootstrap: int = defaults.BOOTSTRAP, seed: int = defaults.SEED) -> PairedResult | None:
     """The paired bootstrap behind every "is it better" in jleval: `groups` maps a category to its
     (task, per-sample metric) pairs; each task's samples shared by both runs are resampled (the same ids for
     both runs, a stream seeded by the task's name, so a task gets the same interval wherever it appears),
@@ -611,7 +611,7 @@ class _Options:
 
 
 def build(run_dirs: list[Path], sort: str | None = None, allow_mixed: bool = False, tasks: list[str] | None = None,
-          profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+          profile: str | None = None, n_bootstrap: int = defaults.BOOTSTRAP, seed: int = defaults.SEED,
           arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None,
           group: str | None = None) -> Leaderboard:
     """The leaderboard of the comparable runs among `run_dirs`: the largest group (or `group`), the others left
@@ -621,7 +621,8 @@ def build(run_dirs: list[Path], sort: str | None = None, allow_mixed: bool = Fal
 
 
 def build_tables(run_dirs: list[Path], sort: str | None = None, allow_mixed: bool = False,
-                 tasks: list[str] | None = None, profile: str | None = None, n_bootstrap: int = 1000, seed: int = 0,
+                 tasks: list[str] | None = None, profile: str | None = None, n_bootstrap: int = defaults.BOOTSTRAP,
+                 seed: int = defaults.SEED,
                  arena_judgments: list[Path] | None = None, tasks_dir: Path | None = None,
                  group: str | None = None, all_groups: bool = False) -> list[Leaderboard]:
     """One leaderboard per group with `all_groups` (largest first), else the one `build` returns."""

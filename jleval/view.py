@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jleval import defaults
 from jleval.errors import JlevalError, UsageError
 from jleval.fsutil import _umask, check_writable, read_json_object, sha256_text
 
@@ -145,11 +146,13 @@ def _render_prompts(run: RunData, task: str, data_dir: Path | None, tasks_dir: P
 
     s = run.manifest.get("settings", {})
     spec = get_task(task, tasks_dir)
-    opts = RunOptions(model=str(s.get("model", "")), split=s.get("split", "dev"),
-                      max_num_samples=int(s.get("max_num_samples", 100)),
-                      num_few_shots=int(s.get("num_few_shots", 4)), template=s.get("template", "v1.4.1"),
-                      prompt_style=s.get("prompt_style", "basic"), chat_template=bool(s.get("chat_template")),
-                      system_prompt=s.get("system_prompt"), version=s.get("data_version", "1.4.1"))
+    opts = RunOptions(model=str(s.get("model", "")), split=s.get("split", defaults.SPLIT),
+                      max_num_samples=int(s.get("max_num_samples", defaults.MAX_NUM_SAMPLES)),
+                      num_few_shots=int(s.get("num_few_shots", defaults.NUM_FEW_SHOTS)),
+                      template=s.get("template", defaults.TEMPLATE),
+                      prompt_style=s.get("prompt_style", defaults.PROMPT_STYLE),
+                      chat_template=bool(s.get("chat_template")), system_prompt=s.get("system_prompt"),
+                      version=s.get("data_version", defaults.DATA_VERSION))
     plans, skipped = plan_tasks(opts, [spec], Path(data_dir) if data_dir else default_data_dir(), "")
     if not plans:
         raise UsageError(skipped.get(task, "its set is not available"))
