@@ -456,12 +456,18 @@ def test_ctrl_c_returns_at_once_and_keeps_every_completed_reply(server):
     b = backend(server.url, concurrency=4)
     requests = [req("[hang] a", i=0), req("[hang] b", i=1)] + [req(f"fast {i}", i=i) for i in range(2, 6)]
     got = {}
+    # Python's own Ctrl-C handler, even where the suite was started with SIGINT ignored (a `cmd &` in a shell
+    # without job control): then no KeyboardInterrupt would ever come
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.8, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
     timer.start()
     t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        for i, c in b.generate(requests):
-            got[i] = c
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for i, c in b.generate(requests):
+                got[i] = c
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - t0 < 0.8 + 2.0
     assert sorted(got) == [2, 3, 4, 5] and all(c.error is None for c in got.values())
     time.sleep(0.5)
@@ -701,7 +707,10 @@ def test_ctrl_c_on_jleval_run_exits_at_once_with_every_received_answer_written(r
         cmd = [sys.executable, "-m", "jleval.cli", "run", "tiny", "--backend", "openai", "--base-url", srv.url,
                "--tasks", "jamp", "--raw-dir", str(raw_dir), "--data-dir", str(tmp_path / "jaster"), "--out", str(out),
                "--run-name", "r", "--max-num-samples", "20", "--concurrency", "4"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the child gets Ctrl-C's default action even where the suite runs with SIGINT ignored (a `cmd &` in a
+        # shell without job control), as it would in a terminal
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         path = out / "r" / "outputs" / "jamp.jsonl"
         deadline = time.monotonic() + 120
         while not (path.exists() and path.read_text(encoding="utf-8").count("\n") >= 7):
