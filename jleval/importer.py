@@ -113,6 +113,12 @@ def _check_sample(path: Path, task: str, i: int, s: Any) -> None:
             raise _bad(path, f"outputs.{task}[{i}].{k} {problem}")
 
 
+def _object(cfg: dict[str, Any], key: str) -> dict[str, Any]:
+    """One object of the config; {} where it is absent or not an object."""
+    value = cfg.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     if not isinstance(data, dict):
         raise _bad(path, "it holds no JSON object")
@@ -123,9 +129,8 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     if not rows:
         raise _bad(path, "'outputs' holds no task")
     cfg = data["config"]
-    # the config's objects read here ({} for one that is absent or not an object); jleval: a jleval export's record
-    meta, model_cfg, jleval_cfg = (v if isinstance(v := cfg.get(k), dict) else {}
-                                   for k in ("metainfo", "model", "jleval"))
+    # jleval: the record a jleval export leaves in the config
+    meta, model_cfg, jleval_cfg = _object(cfg, "metainfo"), _object(cfg, "model"), _object(cfg, "jleval")
 
     def fail(reason: str) -> ImportFileError:
         return _bad(path, reason)
@@ -133,8 +138,10 @@ def read_llm_jp_eval(path: Path, data: Any) -> Imported:
     model = (_text(model_cfg, "pretrained_model_name_or_path", "config.model", fail)
              or _text(meta, "basemodel_name", "config.metainfo", fail) or path.stem)
     version = _text(meta, "version", "config.metainfo", fail)
-    return Imported(model=model, split=_split(meta.get("data_type"), "config.metainfo.data_type", fail) or "dev",
-                    num_few_shots=_count(meta.get("num_few_shots"), 4, 0, "config.metainfo.num_few_shots", fail),
+    return Imported(model=model,
+                    split=_split(meta.get("data_type"), "config.metainfo.data_type", fail) or defaults.SPLIT,
+                    num_few_shots=_count(meta.get("num_few_shots"), defaults.NUM_FEW_SHOTS, 0,
+                                         "config.metainfo.num_few_shots", fail),
                     max_num_samples=_count(meta.get("max_num_samples"), -1, -1, "config.metainfo.max_num_samples",
                                            fail),
                     fmt="llm-jp-eval", rows=rows, file_scores=data["scores"], version=version,

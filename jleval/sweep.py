@@ -209,7 +209,7 @@ def run_sweep(sweep: Sweep, say: Callable[[str], None] = lambda s: None) -> Swee
 
     if sweep.parallel > 1:
         with ThreadPoolExecutor(max_workers=sweep.parallel) as pool:
-            list(pool.map(one, sweep.models, [_run_child] * len(sweep.models)))
+            list(pool.map(lambda m: one(m, _run_child), sweep.models))
     else:
         for m in sweep.models:
             one(m, _run_here)
